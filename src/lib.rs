@@ -1,0 +1,8 @@
+//! Sluice: a Kafka-compatible streaming storage engine and broker, thread-per-core.
+//!
+//! The library holds every part of the broker; `main.rs` is only the command line.
+
+pub mod protocol;
+pub mod record;
+pub mod storage;
+pub mod types;

@@ -1,0 +1,171 @@
+//! A zero-copy view over the 61-byte header of a v2 record batch.
+//!
+//! Layout (big-endian), as in Kafka's `DefaultRecordBatch`:
+//! base offset i64, batch length i32, partition leader epoch i32, magic i8,
+//! crc u32, attributes i16, last offset delta i32, base timestamp i64,
+//! max timestamp i64, producer id i64, producer epoch i16, base sequence i32,
+//! record count i32, then the records. The CRC32C covers attributes..end.
+
+use zerocopy::big_endian::{I16, I32, I64, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::record::attributes::Attributes;
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
+
+/// Bytes in front of every batch that `batch length` does not count (offset + length).
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the v2 header, records excluded.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// Where the CRC-covered part of a batch starts (the attributes field).
+pub const CRC_START: usize = 21;
+/// The only magic Sluice stores.
+pub const MAGIC_V2: i8 = 2;
+
+/// The fixed header of a v2 record batch, read in place over its bytes.
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct BatchHeader {
+    pub base_offset: I64,
+    pub batch_length: I32,
+    pub partition_leader_epoch: I32,
+    pub magic: i8,
+    pub crc: U32,
+    pub attributes: I16,
+    pub last_offset_delta: I32,
+    pub base_timestamp: I64,
+    pub max_timestamp: I64,
+    pub producer_id: I64,
+    pub producer_epoch: I16,
+    pub base_sequence: I32,
+    pub records_count: I32,
+}
+
+const _: () = assert!(size_of::<BatchHeader>() == BATCH_HEADER_LEN);
+
+impl BatchHeader {
+    /// The header at the start of `bytes`, if there are at least 61 bytes.
+    pub fn parse(bytes: &[u8]) -> Option<&BatchHeader> {
+        BatchHeader::ref_from_prefix(bytes).ok().map(|(header, _)| header)
+    }
+
+    pub fn base_offset(&self) -> Offset {
+        Offset(self.base_offset.get())
+    }
+
+    pub fn last_offset(&self) -> Offset {
+        Offset(self.base_offset.get() + i64::from(self.last_offset_delta.get()))
+    }
+
+    /// The offset after this batch's last one.
+    pub fn next_offset(&self) -> Offset {
+        self.last_offset().plus(1)
+    }
+
+    /// Whole size of the batch on disk and on the wire, log overhead included.
+    /// `None` when the length field is negative.
+    pub fn total_len(&self) -> Option<usize> {
+        usize::try_from(self.batch_length.get())
+            .ok()
+            .map(|len| len + LOG_OVERHEAD)
+    }
+
+    pub fn attributes(&self) -> Attributes {
+        Attributes(self.attributes.get())
+    }
+
+    pub fn max_timestamp(&self) -> TimestampMs {
+        TimestampMs(self.max_timestamp.get())
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        LeaderEpoch(self.partition_leader_epoch.get())
+    }
+
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id.get() >= 0
+    }
+}
+
+/// CRC32C of the part of a batch the header's CRC covers.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    debug_assert!(batch.len() >= BATCH_HEADER_LEN);
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// One whole batch, borrowed. Construct with [`crate::record::validate_batch`] or
+/// [`RecordBatch::new_unchecked`] for bytes already validated (read back from disk).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordBatch<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> RecordBatch<'a> {
+    /// Wraps bytes whose header length already matches the slice.
+    pub fn new_unchecked(bytes: &'a [u8]) -> RecordBatch<'a> {
+        debug_assert!(bytes.len() >= BATCH_HEADER_LEN);
+        RecordBatch { bytes }
+    }
+
+    pub fn header(&self) -> &'a BatchHeader {
+        BatchHeader::parse(self.bytes).expect("a record batch holds a whole header")
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The records section, after the header.
+    pub fn records(&self) -> &'a [u8] {
+        &self.bytes[BATCH_HEADER_LEN..]
+    }
+
+    pub fn crc_is_valid(&self) -> bool {
+        compute_crc(self.bytes) == self.header().crc.get()
+    }
+}
+
+/// One whole batch, mutable, for the fields the log assigns on append.
+#[derive(Debug)]
+pub struct RecordBatchMut<'a> {
+    bytes: &'a mut [u8],
+}
+
+impl<'a> RecordBatchMut<'a> {
+    pub fn new_unchecked(bytes: &'a mut [u8]) -> RecordBatchMut<'a> {
+        debug_assert!(bytes.len() >= BATCH_HEADER_LEN);
+        RecordBatchMut { bytes }
+    }
+
+    fn header_mut(&mut self) -> &mut BatchHeader {
+        BatchHeader::mut_from_prefix(self.bytes)
+            .expect("a record batch holds a whole header")
+            .0
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        BatchHeader::parse(self.bytes).expect("a record batch holds a whole header")
+    }
+
+    /// Base offset and leader epoch sit before the CRC-covered part: no CRC update.
+    pub fn assign_offset_and_epoch(&mut self, base_offset: Offset, epoch: LeaderEpoch) {
+        let header = self.header_mut();
+        header.base_offset.set(base_offset.0);
+        header.partition_leader_epoch.set(epoch.0);
+    }
+
+    /// Sets the LogAppendTime: timestamp type bit and max timestamp, then re-CRCs.
+    pub fn assign_log_append_time(&mut self, now: TimestampMs) {
+        let header = self.header_mut();
+        let attributes = header
+            .attributes()
+            .with_timestamp_type(crate::record::TimestampType::LogAppendTime);
+        header.attributes.set(attributes.0);
+        header.max_timestamp.set(now.0);
+        let crc = compute_crc(self.bytes);
+        self.header_mut().crc.set(crc);
+    }
+
+    pub fn as_batch(&self) -> RecordBatch<'_> {
+        RecordBatch::new_unchecked(self.bytes)
+    }
+}

@@ -1,0 +1,78 @@
+//! Per-log settings, named after the Kafka topic configs they implement.
+
+use std::time::Duration;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge after the batch is written and fdatasynced (the default).
+    Fsync,
+    /// Acknowledge after the write; fdatasync every `interval` or every `bytes`
+    /// written, whichever comes first.
+    Interval { interval: Duration, bytes: u64 },
+}
+
+/// Settings of one partition log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment past this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll a segment this long after its first append.
+    pub segment_ms: Duration,
+    /// `index.interval.bytes`: bytes between two entries of the sparse indexes.
+    pub index_interval_bytes: u64,
+    /// `retention.ms`: delete segments whose newest record is older; `None` keeps all.
+    pub retention_ms: Option<Duration>,
+    /// `retention.bytes`: delete oldest segments past this total; `None` keeps all.
+    pub retention_bytes: Option<u64>,
+    pub durability: Durability,
+    /// Zero-fill segments ahead of the write position in steps of this many bytes,
+    /// so an fdatasync only flushes data, not an ext4 journal commit. 0 turns it off.
+    pub zero_fill_step_bytes: u64,
+    /// Recently written bytes kept in memory per partition to serve tail reads.
+    pub tail_cache_bytes: usize,
+    /// Appended bytes allowed to wait for a write before appends wait for a flush.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Duration::from_millis(604_800_000),
+            index_interval_bytes: 4096,
+            retention_ms: Some(Duration::from_millis(604_800_000)),
+            retention_bytes: None,
+            durability: Durability::Fsync,
+            zero_fill_step_bytes: 16 << 20,
+            tail_cache_bytes: 4 << 20,
+            max_pending_bytes: 32 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Segments address positions with u32 in the index, as Kafka does.
+    pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
+    /// Checks the settings a log cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes < 14 || self.segment_bytes > Self::MAX_SEGMENT_BYTES {
+            return Err(format!(
+                "segment.bytes must be in 14..={}, got {}",
+                Self::MAX_SEGMENT_BYTES,
+                self.segment_bytes
+            ));
+        }
+        if self.segment_ms.is_zero() {
+            return Err("segment.ms must be at least 1".into());
+        }
+        if self.zero_fill_step_bytes % 4096 != 0 {
+            return Err("the zero-fill step must be a multiple of 4096".into());
+        }
+        if self.max_pending_bytes == 0 {
+            return Err("max pending bytes must be positive".into());
+        }
+        Ok(())
+    }
+}

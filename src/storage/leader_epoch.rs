@@ -1,0 +1,78 @@
+//! The leader epoch cache: the start offset of every leader epoch in the log.
+
+use crate::types::{LeaderEpoch, Offset};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderEpochCache {
+    entries: Vec<(LeaderEpoch, Offset)>,
+}
+
+impl LeaderEpochCache {
+    /// Builds from checkpointed entries, keeping only strictly increasing ones.
+    pub fn from_entries(entries: Vec<(LeaderEpoch, Offset)>) -> LeaderEpochCache {
+        let mut cache = LeaderEpochCache::default();
+        for (epoch, offset) in entries {
+            cache.assign(epoch, offset);
+        }
+        cache
+    }
+
+    pub fn entries(&self) -> &[(LeaderEpoch, Offset)] {
+        &self.entries
+    }
+
+    pub fn latest(&self) -> Option<LeaderEpoch> {
+        self.entries.last().map(|&(epoch, _)| epoch)
+    }
+
+    /// Records that `epoch` starts at `start`; returns whether the cache changed.
+    pub fn assign(&mut self, epoch: LeaderEpoch, start: Offset) -> bool {
+        if epoch == LeaderEpoch::NONE {
+            return false;
+        }
+        match self.entries.last() {
+            Some(&(last_epoch, last_start)) if epoch <= last_epoch || start < last_start => false,
+            _ => {
+                self.entries.push((epoch, start));
+                true
+            }
+        }
+    }
+
+    /// Forgets epochs that start at or after `end` (the log was truncated to `end`).
+    pub fn truncate_from(&mut self, end: Offset) -> bool {
+        let keep = self.entries.partition_point(|&(_, start)| start < end);
+        let changed = keep != self.entries.len();
+        self.entries.truncate(keep);
+        changed
+    }
+
+    /// The end offset of `epoch` (start of the next epoch, or `log_end` for the
+    /// latest), as OffsetForLeaderEpoch answers it.
+    pub fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> Option<(LeaderEpoch, Offset)> {
+        let after = self.entries.partition_point(|&(e, _)| e <= epoch);
+        let found = after.checked_sub(1)?;
+        let end = self.entries.get(after).map_or(log_end, |&(_, start)| start);
+        Some((self.entries[found].0, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assigns_truncates_and_answers_end_offsets() {
+        let mut cache = LeaderEpochCache::default();
+        assert!(cache.assign(LeaderEpoch(1), Offset(0)));
+        assert!(!cache.assign(LeaderEpoch(1), Offset(5)));
+        assert!(cache.assign(LeaderEpoch(3), Offset(10)));
+        assert!(!cache.assign(LeaderEpoch(2), Offset(20)));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(1), Offset(50)), Some((LeaderEpoch(1), Offset(10))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(2), Offset(50)), Some((LeaderEpoch(1), Offset(10))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(3), Offset(50)), Some((LeaderEpoch(3), Offset(50))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(50)), None);
+        assert!(cache.truncate_from(Offset(10)));
+        assert_eq!(cache.latest(), Some(LeaderEpoch(1)));
+    }
+}

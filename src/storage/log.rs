@@ -1,0 +1,849 @@
+//! A partition log: ordered segments, offsets, group commit, reads, timestamp
+//! lookups, the log start offset, retention and checkpoints.
+//!
+//! Group commit: an append copies its batch into the active segment's write
+//! buffer, then waits until the durable (or written) offset passes it. Whoever
+//! takes the flush lock writes and syncs everything pending at that moment, so one
+//! write and one fdatasync acknowledge every append waiting on it.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::sync::{Permit, Semaphore};
+
+use crate::record::batch::{BatchHeader, RecordBatch, RecordBatchMut};
+use crate::record::records::RecordIter;
+use crate::record::{Compression, TimestampType};
+use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::storage::config::{Durability, LogConfig};
+use crate::storage::error::{LogError, io};
+use crate::storage::leader_epoch::LeaderEpochCache;
+use crate::storage::read::{ReadChunk, ReadOutcome};
+use crate::storage::recovery::{self, RecoveryReport};
+use crate::storage::retention::{SegmentStats, segments_to_delete};
+use crate::storage::scan::{BatchSummary, HeaderScanner, SegmentSource};
+use crate::storage::segment::Segment;
+use crate::storage::write_buffer::align_up;
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
+
+/// How to stamp a batch on append.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    pub leader_epoch: LeaderEpoch,
+    /// `Some(now)` when the topic uses LogAppendTime.
+    pub log_append_time: Option<TimestampMs>,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start_offset: Offset,
+}
+
+/// A point in the active segment: the offset after some batch and its end position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    offset: Offset,
+    position: u64,
+}
+
+struct LogState {
+    /// In offset order; the back one is active.
+    segments: VecDeque<Segment>,
+    log_start: Offset,
+    /// End of the data written to the active segment file.
+    written: Mark,
+    /// End of the data fdatasynced.
+    durable: Mark,
+    unsynced_bytes: u64,
+    /// Set while the active segment is being replaced; appends wait.
+    rolling: bool,
+    /// Set after a failed write or sync: the log refuses all work.
+    failed: Option<String>,
+    closed: bool,
+    epochs: LeaderEpochCache,
+    epochs_dirty: bool,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments.back().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.back_mut().expect("a log always has an active segment")
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Offline(reason.clone()));
+        }
+        if self.closed {
+            return Err(LogError::Offline("the log is closed".into()));
+        }
+        Ok(())
+    }
+
+    fn log_end(&self) -> Offset {
+        self.active().next_offset
+    }
+}
+
+/// What an append must do before it can copy its batch in.
+enum AppendGate {
+    Ready,
+    Roll,
+    WaitForRoll,
+    Backpressure,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    state: RefCell<LogState>,
+    /// One writer at a time: flushes, rolls, checkpoints and deletions.
+    flush_lock: Semaphore,
+}
+
+impl PartitionLog {
+    /// Opens (recovering) or creates the log in `dir`.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, RecoveryReport), LogError> {
+        config.validate().map_err(LogError::Config)?;
+        std::fs::create_dir_all(dir)?;
+        let checkpointed_start = read_offset_checkpoint(dir, LOG_START_OFFSET_FILE).await?;
+        let epochs = match checkpoint::read_optional(&dir.join(LEADER_EPOCH_FILE)).await? {
+            Some(bytes) => checkpoint::decode_epochs(&bytes)
+                .map_err(|e| LogError::Corrupt(format!("{LEADER_EPOCH_FILE}: {e}")))?,
+            None => Vec::new(),
+        };
+        let recovered = recovery::recover(
+            dir,
+            config.index_interval_bytes,
+            config.tail_cache_bytes,
+            checkpointed_start.unwrap_or(Offset::ZERO),
+        )
+        .await?;
+        let segments: VecDeque<Segment> = recovered.segments.into();
+        let active = segments.back().expect("recovery leaves an active segment");
+        let end = Mark {
+            offset: active.next_offset,
+            position: active.size,
+        };
+        let first_base = segments.front().expect("at least one segment").base;
+        let log_start = checkpointed_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(end.offset);
+        let mut epochs = LeaderEpochCache::from_entries(epochs);
+        let epochs_dirty = epochs.truncate_from(end.offset);
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            state: RefCell::new(LogState {
+                segments,
+                log_start,
+                written: end,
+                durable: end,
+                unsynced_bytes: 0,
+                rolling: false,
+                failed: None,
+                closed: false,
+                epochs,
+                epochs_dirty,
+            }),
+            flush_lock: Semaphore::new(1),
+        };
+        {
+            let _permit = log.lock().await?;
+            if epochs_dirty {
+                log.write_epochs().await?;
+            }
+            log.write_offset(RECOVERY_POINT_FILE, end.offset).await?;
+            log.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
+        }
+        Ok((log, recovered.report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Offset the next appended batch gets (LEO), pending batches included.
+    pub fn log_end_offset(&self) -> Offset {
+        self.state.borrow().log_end()
+    }
+
+    /// The offset up to which data is acknowledged and readable.
+    pub fn high_watermark(&self) -> Offset {
+        self.readable().offset
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.state.borrow().log_start
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.state.borrow().segments.iter().map(|s| s.base).collect()
+    }
+
+    /// Bytes of all segments, pending batches included.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn leader_epochs(&self) -> Vec<(LeaderEpoch, Offset)> {
+        self.state.borrow().epochs.entries().to_vec()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().closed
+    }
+
+    /// The largest timestamp in the log and the batch holding it (ListOffsets -3).
+    pub fn max_timestamp(&self) -> Option<(TimestampMs, Offset)> {
+        let state = self.state.borrow();
+        state
+            .segments
+            .iter()
+            .filter_map(|s| s.indexes.max_timestamp)
+            .max_by_key(|&(ts, offset)| (ts, std::cmp::Reverse(offset)))
+    }
+
+    fn readable(&self) -> Mark {
+        let state = self.state.borrow();
+        match self.config.durability {
+            Durability::Fsync => state.durable,
+            Durability::Interval { .. } => state.written,
+        }
+    }
+
+    async fn lock(&self) -> Result<Permit<'_>, LogError> {
+        self.flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::Offline(format!("flush lock closed: {e}")))
+    }
+
+    /// Appends one validated batch: assigns its offsets (and leader epoch, and
+    /// LogAppendTime if asked) in place, and returns once the configured
+    /// durability policy acknowledges it.
+    pub async fn append(&self, batch: &mut [u8], options: AppendOptions) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader::parse(batch).ok_or(crate::record::BatchError::TooShort { len: batch.len() })?;
+        crate::record::validate::check_frame(header, batch.len())?;
+        let last_offset_delta = i64::from(header.last_offset_delta.get());
+        if batch.len() as u64 > self.config.segment_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: batch.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        const MAX_GATE_ROUNDS: usize = 1024;
+        let mut ready = false;
+        for _ in 0..MAX_GATE_ROUNDS {
+            match self.append_gate(batch.len() as u64, last_offset_delta)? {
+                AppendGate::Ready => {
+                    ready = true;
+                    break;
+                }
+                AppendGate::Roll => self.roll(batch.len() as u64, last_offset_delta).await?,
+                AppendGate::WaitForRoll => drop(self.lock().await?),
+                AppendGate::Backpressure => self.flush(false).await?,
+            }
+        }
+        if !ready {
+            return Err(LogError::Offline("append could not get room in the log".into()));
+        }
+        let info = self.buffer_append(batch, options);
+        self.wait_acknowledged(info.last_offset.plus(1)).await?;
+        Ok(info)
+    }
+
+    fn append_gate(&self, len: u64, last_offset_delta: i64) -> Result<AppendGate, LogError> {
+        let state = self.state.borrow();
+        state.check_usable()?;
+        if state.rolling {
+            return Ok(AppendGate::WaitForRoll);
+        }
+        if self.needs_roll(&state, len, last_offset_delta) {
+            return Ok(AppendGate::Roll);
+        }
+        let active = state.active();
+        let pending = active.writer.as_ref().map_or(0, |w| w.buffer.pending());
+        if pending > 0 && pending + len as usize > self.config.max_pending_bytes {
+            return Ok(AppendGate::Backpressure);
+        }
+        Ok(AppendGate::Ready)
+    }
+
+    fn needs_roll(&self, state: &LogState, len: u64, last_offset_delta: i64) -> bool {
+        let active = state.active();
+        if active.is_empty() {
+            return false;
+        }
+        let too_big = active.size + len > self.config.segment_bytes;
+        let too_old = active
+            .writer
+            .as_ref()
+            .and_then(|w| w.first_append_at)
+            .is_some_and(|at| at.elapsed() >= self.config.segment_ms);
+        let relative_end = active.next_offset.0 + last_offset_delta - active.base.0;
+        too_big || too_old || relative_end > i64::from(i32::MAX)
+    }
+
+    fn buffer_append(&self, batch: &mut [u8], options: AppendOptions) -> AppendInfo {
+        let mut state = self.state.borrow_mut();
+        let base_offset = state.log_end();
+        let mut view = RecordBatchMut::new_unchecked(batch);
+        view.assign_offset_and_epoch(base_offset, options.leader_epoch);
+        if let Some(now) = options.log_append_time {
+            view.assign_log_append_time(now);
+        }
+        let last_offset = view.header().last_offset();
+        if state.epochs.assign(options.leader_epoch, base_offset) {
+            state.epochs_dirty = true;
+        }
+        state.active_mut().append(batch);
+        AppendInfo {
+            base_offset,
+            last_offset,
+            log_start_offset: state.log_start,
+        }
+    }
+
+    /// Waits until `target` is acknowledged by the durability policy, flushing
+    /// everything pending if nobody else is.
+    async fn wait_acknowledged(&self, target: Offset) -> Result<(), LogError> {
+        loop {
+            if self.is_acknowledged(target)? {
+                return Ok(());
+            }
+            let _permit = self.lock().await?;
+            if self.is_acknowledged(target)? {
+                return Ok(());
+            }
+            self.flush_locked(false).await?;
+        }
+    }
+
+    fn is_acknowledged(&self, target: Offset) -> Result<bool, LogError> {
+        let state = self.state.borrow();
+        if let Some(reason) = &state.failed {
+            return Err(LogError::Offline(reason.clone()));
+        }
+        let acknowledged = match self.config.durability {
+            Durability::Fsync => state.durable.offset,
+            Durability::Interval { .. } => state.written.offset,
+        };
+        Ok(acknowledged >= target)
+    }
+
+    /// Writes everything pending; with `sync`, fdatasyncs it too whatever the policy.
+    pub async fn flush(&self, sync: bool) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.flush_locked(sync).await
+    }
+
+    async fn flush_locked(&self, force_sync: bool) -> Result<(), LogError> {
+        self.state.borrow().check_usable()?;
+        let result = self.write_and_sync(force_sync).await;
+        if let Err(error) = &result {
+            self.fail(error);
+        }
+        result
+    }
+
+    fn fail(&self, error: &LogError) {
+        tracing::error!(dir = %self.dir.display(), %error, "log write failed; taking the log offline");
+        let mut state = self.state.borrow_mut();
+        if state.failed.is_none() {
+            state.failed = Some(error.to_string());
+        }
+    }
+
+    async fn write_and_sync(&self, force_sync: bool) -> Result<(), LogError> {
+        let taken = {
+            let mut state = self.state.borrow_mut();
+            let active = state.active_mut();
+            let file = Rc::clone(&active.file);
+            active.take_write().map(|(write, next_offset)| (file, write, next_offset))
+        };
+        if let Some((file, write, next_offset)) = taken {
+            let zero_fill = self.plan_zero_fill(write.end);
+            if let Some((from, to)) = zero_fill {
+                let mut zeros = file.alloc_dma_buffer((to - from) as usize);
+                zeros.as_bytes_mut().fill(0);
+                let len = zeros.len();
+                let written = file.write_at(zeros, from).await.map_err(io)?;
+                check_write(written, len, from)?;
+            }
+            let written = file.write_rc_at(Rc::clone(&write.buf), write.start).await.map_err(io)?;
+            check_write(written, write.buf.len(), write.start)?;
+            let mut state = self.state.borrow_mut();
+            state.written = Mark {
+                offset: next_offset,
+                position: write.end,
+            };
+            state.unsynced_bytes += write.end - write.new_from;
+            let writer = state.active_mut().writer();
+            writer.tail_cache.insert(&write);
+            writer.zero_filled_to = writer
+                .zero_filled_to
+                .max(zero_fill.map_or(0, |(_, to)| to))
+                .max(align_up(write.end));
+        }
+        let sync_target = {
+            let state = self.state.borrow();
+            let due = match self.config.durability {
+                Durability::Fsync => true,
+                Durability::Interval { bytes, .. } => force_sync || state.unsynced_bytes >= bytes,
+            };
+            (due && state.written.offset > state.durable.offset).then_some(state.written)
+        };
+        if let Some(target) = sync_target {
+            let file = Rc::clone(&self.state.borrow().active().file);
+            file.fdatasync().await.map_err(io)?;
+            let mut state = self.state.borrow_mut();
+            state.durable = target;
+            state.unsynced_bytes = 0;
+        }
+        if self.state.borrow().epochs_dirty {
+            self.write_epochs().await?;
+        }
+        Ok(())
+    }
+
+    /// The zero-fill write to issue before writing data up to `end`, if the data
+    /// reaches past the zero-filled part of the file.
+    fn plan_zero_fill(&self, end: u64) -> Option<(u64, u64)> {
+        let step = self.config.zero_fill_step_bytes;
+        if step == 0 {
+            return None;
+        }
+        let mut state = self.state.borrow_mut();
+        let writer = state.active_mut().writer();
+        let data_end = align_up(end);
+        if data_end <= writer.zero_filled_to {
+            return None;
+        }
+        let from = data_end;
+        let to = (data_end + step).min(align_up(self.config.segment_bytes));
+        (to > from).then_some((from, to))
+    }
+
+    async fn roll(&self, len: u64, last_offset_delta: i64) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        {
+            let state = self.state.borrow();
+            state.check_usable()?;
+            if !self.needs_roll(&state, len, last_offset_delta) {
+                return Ok(());
+            }
+        }
+        self.state.borrow_mut().rolling = true;
+        let result = self.roll_locked().await;
+        self.state.borrow_mut().rolling = false;
+        if let Err(error) = &result {
+            self.fail(error);
+        }
+        result
+    }
+
+    async fn roll_locked(&self) -> Result<(), LogError> {
+        self.write_and_sync(true).await?;
+        let new_base = self.log_end_offset();
+        let segment = Segment::create(
+            &self.dir,
+            new_base,
+            self.config.index_interval_bytes,
+            self.config.tail_cache_bytes,
+        )
+        .await?;
+        let sealed = {
+            let mut state = self.state.borrow_mut();
+            let old = state.active_mut();
+            old.writer = None;
+            old.indexes.finish();
+            let sealed = (
+                Rc::clone(&old.file),
+                old.size,
+                old.index_path(),
+                old.time_index_path(),
+                old.indexes.offsets.encode(),
+                old.indexes.times.encode(),
+            );
+            state.segments.push_back(segment);
+            let start = Mark {
+                offset: new_base,
+                position: 0,
+            };
+            state.written = start;
+            state.durable = start;
+            state.rolling = false;
+            sealed
+        };
+        let (file, size, index_path, time_path, index_bytes, time_bytes) = sealed;
+        file.truncate(size).await.map_err(io)?;
+        file.fdatasync().await.map_err(io)?;
+        checkpoint::write_atomically(&self.dir, &name_of(&index_path), index_bytes).await?;
+        checkpoint::write_atomically(&self.dir, &name_of(&time_path), time_bytes).await?;
+        self.write_offset(RECOVERY_POINT_FILE, new_base).await
+    }
+
+    /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
+    /// `min_one_batch`, as Kafka does for the first partition of a fetch), never past
+    /// the high watermark.
+    pub async fn read(&self, start: Offset, max_bytes: u64, min_one_batch: bool) -> Result<ReadOutcome, LogError> {
+        let high_watermark = self.high_watermark();
+        let (log_start, log_end) = {
+            let state = self.state.borrow();
+            (state.log_start, state.log_end())
+        };
+        let mut outcome = ReadOutcome {
+            chunks: Vec::new(),
+            bytes: 0,
+            next_offset: start,
+            high_watermark,
+            log_start_offset: log_start,
+        };
+        if start < log_start || start > log_end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: start,
+                log_start,
+                log_end,
+            });
+        }
+        let mut after_base = None;
+        const MAX_SEGMENTS_PER_READ: usize = 64;
+        for _ in 0..MAX_SEGMENTS_PER_READ {
+            if start >= high_watermark {
+                break;
+            }
+            let Some(view) = self.segment_view(start, after_base) else {
+                break;
+            };
+            let found = read_segment(&view, start, high_watermark, max_bytes, min_one_batch).await?;
+            if let Some((from, to, next_offset)) = found {
+                outcome.chunks = match view.source.tail.chunks(from, to) {
+                    Some(chunks) => chunks,
+                    None => vec![ReadChunk::File {
+                        file: Rc::clone(&view.source.file),
+                        position: from,
+                        len: to - from,
+                    }],
+                };
+                outcome.bytes = to - from;
+                outcome.next_offset = next_offset;
+                break;
+            }
+            after_base = Some(view.base);
+        }
+        Ok(outcome)
+    }
+
+    /// The segment to read `start` from (or the first one after `after_base`).
+    fn segment_view(&self, start: Offset, after_base: Option<Offset>) -> Option<SegmentView> {
+        let state = self.state.borrow();
+        let readable = self.readable();
+        let segment = match after_base {
+            None => {
+                let after = state.segments.partition_point(|s| s.base <= start);
+                state.segments.get(after.checked_sub(1)?)?
+            }
+            Some(base) => state.segments.iter().find(|s| s.base > base)?,
+        };
+        let is_active = std::ptr::eq(segment, state.active());
+        let end = if is_active { readable.position } else { segment.size };
+        let from = segment
+            .indexes
+            .offsets
+            .lookup(start)
+            .map_or(0, |entry| u64::from(entry.position));
+        Some(SegmentView {
+            base: segment.base,
+            source: segment.source(),
+            from: from.min(end),
+            end,
+        })
+    }
+
+    /// The first offset whose timestamp is at least `target`, with that timestamp
+    /// (ListOffsets by timestamp). `None` if every readable record is older.
+    pub async fn offset_for_timestamp(&self, target: TimestampMs) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+        let high_watermark = self.high_watermark();
+        let view = {
+            let state = self.state.borrow();
+            let Some(segment) = state
+                .segments
+                .iter()
+                .find(|s| s.indexes.max_timestamp.is_some_and(|(ts, _)| ts >= target))
+            else {
+                return Ok(None);
+            };
+            let start = segment
+                .indexes
+                .times
+                .lookup(target)
+                .map_or(segment.base, |(_, offset)| offset)
+                .max(state.log_start);
+            drop(state);
+            self.segment_view(start, None)
+        };
+        let Some(view) = view else { return Ok(None) };
+        let mut scanner = HeaderScanner::new(&view.source, view.from, view.end);
+        let log_start = self.log_start_offset();
+        while let Some(summary) = scanner.next().await? {
+            if summary.base_offset >= high_watermark {
+                break;
+            }
+            if summary.max_timestamp < target || summary.last_offset < log_start {
+                continue;
+            }
+            return Ok(Some(first_record_at_or_after(&view.source, &summary, target, log_start).await?));
+        }
+        Ok(None)
+    }
+
+    /// Moves the log start offset to `offset` (DeleteRecords) and deletes segments
+    /// wholly below it. Returns the new log start offset (the low watermark).
+    pub async fn delete_records(&self, offset: Offset) -> Result<Offset, LogError> {
+        let _permit = self.lock().await?;
+        let high_watermark = self.high_watermark();
+        let (log_start, log_end) = {
+            let state = self.state.borrow();
+            state.check_usable()?;
+            (state.log_start, state.log_end())
+        };
+        if offset > high_watermark || offset.0 < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end,
+            });
+        }
+        if offset <= log_start {
+            return Ok(log_start);
+        }
+        self.state.borrow_mut().log_start = offset;
+        self.write_offset(LOG_START_OFFSET_FILE, offset).await?;
+        self.delete_oldest_locked(TimestampMs::now(), &LogConfig {
+            retention_ms: None,
+            retention_bytes: None,
+            ..self.config.clone()
+        })
+        .await?;
+        Ok(offset)
+    }
+
+    /// Deletes whole segments past retention; returns how many.
+    pub async fn apply_retention(&self, now: TimestampMs) -> Result<usize, LogError> {
+        let _permit = self.lock().await?;
+        self.state.borrow().check_usable()?;
+        self.delete_oldest_locked(now, &self.config).await
+    }
+
+    async fn delete_oldest_locked(&self, now: TimestampMs, config: &LogConfig) -> Result<usize, LogError> {
+        let high_watermark = self.high_watermark();
+        let (removed, new_start) = {
+            let mut state = self.state.borrow_mut();
+            let stats: Vec<SegmentStats> = state
+                .segments
+                .iter()
+                .map(|s| SegmentStats {
+                    base: s.base,
+                    next_offset: s.next_offset,
+                    size: s.size,
+                    max_timestamp: s.indexes.max_timestamp.map(|(ts, _)| ts),
+                })
+                .collect();
+            let count = segments_to_delete(&stats, config, now, state.log_start, high_watermark);
+            let removed: Vec<Segment> = state.segments.drain(..count).collect();
+            let first_base = state.active().base.min(state.segments.front().expect("active remains").base);
+            let new_start = state.log_start.max(first_base);
+            let moved = new_start != state.log_start;
+            state.log_start = new_start;
+            (removed, moved.then_some(new_start))
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        if let Some(start) = new_start {
+            self.write_offset(LOG_START_OFFSET_FILE, start).await?;
+        }
+        for segment in &removed {
+            tracing::info!(dir = %self.dir.display(), base = %segment.base, size = segment.size, "deleting segment");
+            recovery::remove_segment_files(&self.dir, segment.base).await?;
+        }
+        checkpoint::sync_dir(&self.dir).await?;
+        Ok(removed.len())
+    }
+
+    /// Writes the high watermark checkpoint.
+    pub async fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark()).await
+    }
+
+    /// Flushes and syncs everything, writes the active segment's indexes and every
+    /// checkpoint, and refuses further appends. The next open then only checks the
+    /// data after the last index entry.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        self.flush_locked(true).await?;
+        self.state.borrow_mut().closed = true;
+        let (file, size, index_path, time_path, index_bytes, time_bytes, end, log_start) = {
+            let state = self.state.borrow();
+            let active = state.active();
+            let mut indexes = active.indexes.clone();
+            indexes.finish();
+            (
+                Rc::clone(&active.file),
+                active.size,
+                active.index_path(),
+                active.time_index_path(),
+                indexes.offsets.encode(),
+                indexes.times.encode(),
+                state.log_end(),
+                state.log_start,
+            )
+        };
+        file.truncate(size).await.map_err(io)?;
+        file.fdatasync().await.map_err(io)?;
+        checkpoint::write_atomically(&self.dir, &name_of(&index_path), index_bytes).await?;
+        checkpoint::write_atomically(&self.dir, &name_of(&time_path), time_bytes).await?;
+        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark()).await?;
+        self.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
+        self.write_offset(RECOVERY_POINT_FILE, end).await
+    }
+
+    async fn write_offset(&self, name: &str, offset: Offset) -> Result<(), LogError> {
+        checkpoint::write_atomically(&self.dir, name, checkpoint::encode_offset(offset)).await
+    }
+
+    async fn write_epochs(&self) -> Result<(), LogError> {
+        let bytes = {
+            let mut state = self.state.borrow_mut();
+            state.epochs_dirty = false;
+            checkpoint::encode_epochs(state.epochs.entries())
+        };
+        checkpoint::write_atomically(&self.dir, LEADER_EPOCH_FILE, bytes).await
+    }
+
+    /// Time since the active segment took its first append (for tests and metrics).
+    pub fn active_segment_age(&self) -> Option<std::time::Duration> {
+        let state = self.state.borrow();
+        state
+            .active()
+            .writer
+            .as_ref()
+            .and_then(|w| w.first_append_at)
+            .map(|at: Instant| at.elapsed())
+    }
+}
+
+/// A segment detached for a read.
+struct SegmentView {
+    base: Offset,
+    source: SegmentSource,
+    from: u64,
+    end: u64,
+}
+
+/// Finds the run of whole batches to return from one segment:
+/// `(from position, to position, next offset)`, or `None` if the segment holds
+/// no batch at or after `start`.
+async fn read_segment(
+    view: &SegmentView,
+    start: Offset,
+    high_watermark: Offset,
+    max_bytes: u64,
+    min_one_batch: bool,
+) -> Result<Option<(u64, u64, Offset)>, LogError> {
+    let mut scanner = HeaderScanner::new(&view.source, view.from, view.end);
+    let mut found: Option<(u64, u64, Offset)> = None;
+    while let Some(summary) = scanner.next().await? {
+        if summary.last_offset < start {
+            continue;
+        }
+        if summary.base_offset >= high_watermark {
+            break;
+        }
+        let (from, to) = found.map_or((summary.position, summary.position), |(from, to, _)| (from, to));
+        let would_be = summary.end() - from;
+        let fits = would_be <= max_bytes || (found.is_none() && min_one_batch);
+        if !fits {
+            break;
+        }
+        debug_assert!(found.is_none() || to == summary.position);
+        found = Some((from, summary.end(), summary.last_offset.plus(1)));
+        if would_be >= max_bytes {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Within a batch whose max timestamp is at least `target`, the first record at or
+/// after it. Uncompressed CreateTime batches are walked record by record; for other
+/// batches every record may carry the max timestamp, so the batch's first offset is
+/// the answer.
+async fn first_record_at_or_after(
+    source: &SegmentSource,
+    summary: &BatchSummary,
+    target: TimestampMs,
+    log_start: Offset,
+) -> Result<(Offset, TimestampMs), LogError> {
+    let fallback = (summary.base_offset.max(log_start), summary.max_timestamp);
+    let bytes = source.read(summary.position, summary.len as usize).await?;
+    if bytes.len() as u64 != summary.len {
+        return Err(LogError::Corrupt(format!("short read of batch at {}", summary.position)));
+    }
+    let batch = RecordBatch::new_unchecked(&bytes);
+    let attributes = batch.header().attributes();
+    if attributes.compression() != Some(Compression::None)
+        || attributes.timestamp_type() == TimestampType::LogAppendTime
+    {
+        return Ok(fallback);
+    }
+    let found = RecordIter::new(batch).find(|r| r.timestamp >= target && r.offset >= log_start);
+    Ok(found.map_or(fallback, |r| (r.offset, r.timestamp)))
+}
+
+async fn read_offset_checkpoint(dir: &Path, name: &str) -> Result<Option<Offset>, LogError> {
+    match checkpoint::read_optional(&dir.join(name)).await? {
+        Some(bytes) => checkpoint::decode_offset(&bytes)
+            .map(Some)
+            .map_err(|e| LogError::Corrupt(format!("{name}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn check_write(written: usize, expected: usize, position: u64) -> Result<(), LogError> {
+    if written == expected {
+        Ok(())
+    } else {
+        Err(LogError::Io(std::io::Error::other(format!(
+            "short write at {position}: {written} of {expected} bytes"
+        ))))
+    }
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .expect("segment files have names")
+        .to_string_lossy()
+        .into_owned()
+}

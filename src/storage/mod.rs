@@ -1,0 +1,26 @@
+//! The per-partition log storage engine: segments on O_DIRECT files, sparse
+//! indexes, group commit, checkpoints, recovery and retention.
+//!
+//! Everything here belongs to exactly one shard: types are `!Send`, shared with
+//! `Rc`, and never hold a `RefCell` borrow across an `.await`.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod leader_epoch;
+pub mod log;
+pub mod offset_index;
+pub mod read;
+pub mod recovery;
+pub mod retention;
+pub mod scan;
+pub mod segment;
+pub mod tail_cache;
+pub mod time_index;
+pub mod write_buffer;
+
+pub use config::{Durability, LogConfig};
+pub use error::LogError;
+pub use log::{AppendInfo, PartitionLog};
+pub use read::{ReadChunk, ReadOutcome};
+pub use recovery::{RecoveryEvent, RecoveryReport};

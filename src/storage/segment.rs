@@ -1,0 +1,258 @@
+//! One segment of a partition log: a `.log` file of record batches, named by its
+//! base offset, with its sparse `.index` and `.timeindex`.
+//!
+//! The active (last) segment also owns a writer: the aligned write buffer, the tail
+//! cache and the zero-fill state. Sealed segments are read-only.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::record::batch::BatchHeader;
+use crate::storage::error::{LogError, io};
+use crate::storage::offset_index::OffsetIndex;
+use crate::storage::scan::{BatchSummary, SegmentSource};
+use crate::storage::tail_cache::TailCache;
+use crate::storage::time_index::TimeIndex;
+use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_up};
+use crate::types::{Offset, TimestampMs};
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's file naming.
+pub fn segment_file(dir: &Path, base: Offset, suffix: &str) -> PathBuf {
+    dir.join(format!("{:020}.{suffix}", base.0))
+}
+
+/// Parses a segment base offset out of a file name like `00000000000000000042.log`.
+pub fn parse_segment_name(name: &str, suffix: &str) -> Option<Offset> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok().map(Offset)
+}
+
+pub async fn open_segment_file(path: &Path, create: bool) -> Result<DmaFile, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(create)
+        .dma_open(path)
+        .await
+        .map_err(io)
+}
+
+/// The sparse indexes and running maxima of a segment, fed one batch at a time by
+/// appends and by recovery alike, so both build the same index.
+#[derive(Debug, Clone)]
+pub struct SegmentIndexes {
+    pub offsets: OffsetIndex,
+    pub times: TimeIndex,
+    /// Largest timestamp in the segment and the base offset of its batch.
+    pub max_timestamp: Option<(TimestampMs, Offset)>,
+    bytes_since_entry: u64,
+    interval: u64,
+}
+
+impl SegmentIndexes {
+    pub fn new(base: Offset, interval: u64) -> SegmentIndexes {
+        SegmentIndexes::from_parts(OffsetIndex::new(base), TimeIndex::new(base), interval)
+    }
+
+    pub fn from_parts(offsets: OffsetIndex, times: TimeIndex, interval: u64) -> SegmentIndexes {
+        let max_timestamp = times.last();
+        SegmentIndexes {
+            offsets,
+            times,
+            max_timestamp,
+            bytes_since_entry: 0,
+            interval,
+        }
+    }
+
+    /// Accounts for the batch `summary` appended at `summary.position`.
+    pub fn on_batch(&mut self, summary: &BatchSummary) {
+        if self
+            .max_timestamp
+            .is_none_or(|(ts, _)| summary.max_timestamp > ts)
+        {
+            self.max_timestamp = Some((summary.max_timestamp, summary.base_offset));
+        }
+        if self.bytes_since_entry > self.interval {
+            self.add_entries(summary);
+        }
+        self.bytes_since_entry += summary.len;
+    }
+
+    fn add_entries(&mut self, summary: &BatchSummary) {
+        let position = u32::try_from(summary.position).expect("segment positions fit in u32");
+        let is_new = self.offsets.last().is_none_or(|last| last.offset < summary.last_offset);
+        if is_new {
+            self.offsets.append(summary.last_offset, position);
+        }
+        if let Some((ts, offset)) = self.max_timestamp {
+            self.times.maybe_append(ts, offset);
+        }
+        self.bytes_since_entry = 0;
+    }
+
+    /// Makes the time index end with the segment's maximum, as Kafka does on roll.
+    pub fn finish(&mut self) {
+        if let Some((ts, offset)) = self.max_timestamp {
+            self.times.maybe_append(ts, offset);
+        }
+    }
+}
+
+/// State only the active segment has.
+pub struct SegmentWriter {
+    pub buffer: WriteBuffer,
+    pub tail_cache: TailCache,
+    /// Bytes of the file known to be zero-filled (block-aligned).
+    pub zero_filled_to: u64,
+    pub first_append_at: Option<Instant>,
+}
+
+pub struct Segment {
+    pub base: Offset,
+    pub file: Rc<DmaFile>,
+    pub path: PathBuf,
+    /// Logical size: bytes of batches, pending ones included.
+    pub size: u64,
+    /// Offset after the last batch, pending ones included.
+    pub next_offset: Offset,
+    pub indexes: SegmentIndexes,
+    pub writer: Option<SegmentWriter>,
+}
+
+impl Segment {
+    /// Creates a new, empty active segment.
+    pub async fn create(
+        dir: &Path,
+        base: Offset,
+        index_interval: u64,
+        tail_cache_bytes: usize,
+    ) -> Result<Segment, LogError> {
+        let path = segment_file(dir, base, LOG_SUFFIX);
+        let file = open_segment_file(&path, true).await?;
+        let mut segment = Segment {
+            base,
+            file: Rc::new(file),
+            path,
+            size: 0,
+            next_offset: base,
+            indexes: SegmentIndexes::new(base, index_interval),
+            writer: None,
+        };
+        segment.activate(&[], tail_cache_bytes);
+        Ok(segment)
+    }
+
+    /// Gives the segment a writer; `tail` is the partial last block of its data.
+    pub fn activate(&mut self, tail: &[u8], tail_cache_bytes: usize) {
+        self.writer = Some(SegmentWriter {
+            buffer: WriteBuffer::new(&self.file, self.size, tail),
+            tail_cache: TailCache::new(tail_cache_bytes),
+            zero_filled_to: align_up(self.size),
+            first_append_at: None,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub fn writer(&mut self) -> &mut SegmentWriter {
+        self.writer.as_mut().expect("only the active segment is written")
+    }
+
+    /// Copies an offset-assigned batch into the write buffer and indexes it.
+    pub fn append(&mut self, batch: &[u8]) -> BatchSummary {
+        let header = BatchHeader::parse(batch).expect("appended batches were validated");
+        debug_assert!(header.base_offset() >= self.next_offset);
+        let file = Rc::clone(&self.file);
+        let writer = self.writer();
+        let position = writer.buffer.push(&file, batch);
+        writer.first_append_at.get_or_insert_with(Instant::now);
+        debug_assert_eq!(position, self.size);
+        let summary = BatchSummary::of(header, position, batch.len() as u64);
+        self.indexes.on_batch(&summary);
+        self.size += summary.len;
+        self.next_offset = summary.last_offset.plus(1);
+        summary
+    }
+
+    /// A source for reads: the file plus what the tail cache holds.
+    pub fn source(&self) -> SegmentSource {
+        SegmentSource {
+            file: Rc::clone(&self.file),
+            tail: self
+                .writer
+                .as_ref()
+                .map(|writer| writer.tail_cache.snapshot())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Takes the pending bytes for a write, with the offset they end at.
+    pub fn take_write(&mut self) -> Option<(PendingWrite, Offset)> {
+        let next_offset = self.next_offset;
+        let file = Rc::clone(&self.file);
+        let size = self.size;
+        let writer = self.writer();
+        debug_assert_eq!(writer.buffer.end(), size);
+        writer.buffer.take(&file).map(|write| (write, next_offset))
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.path.with_extension(INDEX_SUFFIX)
+    }
+
+    pub fn time_index_path(&self) -> PathBuf {
+        self.path.with_extension(TIME_INDEX_SUFFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_kafkas() {
+        let dir = Path::new("/d");
+        assert_eq!(
+            segment_file(dir, Offset(42), LOG_SUFFIX),
+            Path::new("/d/00000000000000000042.log")
+        );
+        assert_eq!(parse_segment_name("00000000000000000042.log", LOG_SUFFIX), Some(Offset(42)));
+        assert_eq!(parse_segment_name("00000000000000000042.index", LOG_SUFFIX), None);
+        assert_eq!(parse_segment_name("42.log", LOG_SUFFIX), None);
+        assert_eq!(parse_segment_name("0000000000000000004x.log", LOG_SUFFIX), None);
+    }
+
+    #[test]
+    fn index_entries_every_interval() {
+        let mut indexes = SegmentIndexes::new(Offset(0), 100);
+        for n in 0..10u64 {
+            indexes.on_batch(&BatchSummary {
+                position: n * 60,
+                len: 60,
+                base_offset: Offset(n as i64 * 2),
+                last_offset: Offset(n as i64 * 2 + 1),
+                max_timestamp: TimestampMs(1000 + n as i64),
+                leader_epoch: crate::types::LeaderEpoch(0),
+            });
+        }
+        // Entries once more than 100 bytes passed since the last: batches 2, 4, 6, 8.
+        assert_eq!(indexes.offsets.len(), 4);
+        assert_eq!(indexes.offsets.lookup(Offset(5)).map(|e| e.position), Some(120));
+        assert_eq!(indexes.max_timestamp, Some((TimestampMs(1009), Offset(18))));
+        indexes.finish();
+        assert_eq!(indexes.times.last(), Some((TimestampMs(1009), Offset(18))));
+    }
+}
