@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn decodes_every_field() {
-        let attributes = Attributes(0x3C);
+        let attributes = Attributes(0x3B);
         assert_eq!(attributes.compression(), Some(Compression::Lz4));
         assert_eq!(attributes.timestamp_type(), TimestampType::LogAppendTime);
         assert!(attributes.is_transactional());

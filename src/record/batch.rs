@@ -45,7 +45,9 @@ const _: () = assert!(size_of::<BatchHeader>() == BATCH_HEADER_LEN);
 impl BatchHeader {
     /// The header at the start of `bytes`, if there are at least 61 bytes.
     pub fn parse(bytes: &[u8]) -> Option<&BatchHeader> {
-        BatchHeader::ref_from_prefix(bytes).ok().map(|(header, _)| header)
+        BatchHeader::ref_from_prefix(bytes)
+            .ok()
+            .map(|(header, _)| header)
     }
 
     pub fn base_offset(&self) -> Offset {
@@ -167,5 +169,91 @@ impl<'a> RecordBatchMut<'a> {
 
     pub fn as_batch(&self) -> RecordBatch<'_> {
         RecordBatch::new_unchecked(self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::builder::{NewRecord, build_batch};
+    use crate::record::records::RecordIter;
+
+    fn sample() -> Vec<u8> {
+        build_batch(&[
+            NewRecord {
+                key: Some(b"a"),
+                value: Some(b"1"),
+                timestamp_ms: 500,
+            },
+            NewRecord {
+                key: Some(b"b"),
+                value: None,
+                timestamp_ms: 490,
+            },
+            NewRecord {
+                key: None,
+                value: Some(b"333"),
+                timestamp_ms: 520,
+            },
+        ])
+    }
+
+    #[test]
+    fn header_view_reads_every_field() {
+        let bytes = sample();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.base_offset(), Offset(0));
+        assert_eq!(header.total_len(), Some(bytes.len()));
+        assert_eq!(header.magic, MAGIC_V2);
+        assert_eq!(header.last_offset(), Offset(2));
+        assert_eq!(header.next_offset(), Offset(3));
+        assert_eq!(header.base_timestamp.get(), 500);
+        assert_eq!(header.max_timestamp(), TimestampMs(520));
+        assert_eq!(header.leader_epoch(), LeaderEpoch(-1));
+        assert!(!header.has_producer_id());
+        assert_eq!(header.records_count.get(), 3);
+        assert!(RecordBatch::new_unchecked(&bytes).crc_is_valid());
+        assert!(BatchHeader::parse(&bytes[..60]).is_none());
+    }
+
+    #[test]
+    fn offset_and_epoch_assignment_keeps_the_crc() {
+        let mut bytes = sample();
+        let mut batch = RecordBatchMut::new_unchecked(&mut bytes);
+        batch.assign_offset_and_epoch(Offset(1_000), LeaderEpoch(7));
+        assert_eq!(batch.header().base_offset(), Offset(1_000));
+        assert_eq!(batch.header().last_offset(), Offset(1_002));
+        assert_eq!(batch.header().leader_epoch(), LeaderEpoch(7));
+        assert!(batch.as_batch().crc_is_valid());
+    }
+
+    #[test]
+    fn log_append_time_rewrites_the_crc() {
+        let mut bytes = sample();
+        let mut batch = RecordBatchMut::new_unchecked(&mut bytes);
+        batch.assign_log_append_time(TimestampMs(9_999));
+        assert_eq!(batch.header().max_timestamp(), TimestampMs(9_999));
+        assert_eq!(
+            batch.header().attributes().timestamp_type(),
+            crate::record::TimestampType::LogAppendTime
+        );
+        assert!(batch.as_batch().crc_is_valid());
+    }
+
+    #[test]
+    fn records_walk_offsets_and_timestamps() {
+        let mut bytes = sample();
+        RecordBatchMut::new_unchecked(&mut bytes)
+            .assign_offset_and_epoch(Offset(10), LeaderEpoch(0));
+        let positions: Vec<(i64, i64)> = RecordIter::new(RecordBatch::new_unchecked(&bytes))
+            .map(|r| (r.offset.0, r.timestamp.0))
+            .collect();
+        assert_eq!(positions, vec![(10, 500), (11, 490), (12, 520)]);
+    }
+
+    #[test]
+    fn crc32c_matches_the_known_vector() {
+        // RFC 3720's check value for "123456789".
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
     }
 }

@@ -17,7 +17,11 @@ pub struct NewRecord<'a> {
 pub fn build_batch(records: &[NewRecord<'_>]) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let base_timestamp = records[0].timestamp_ms;
-    let max_timestamp = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(base_timestamp);
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .max()
+        .unwrap_or(base_timestamp);
     let mut out = vec![0u8; BATCH_HEADER_LEN];
     let mut body = Vec::new();
     for (index, record) in records.iter().enumerate() {
@@ -49,7 +53,11 @@ pub fn build_batch(records: &[NewRecord<'_>]) -> Vec<u8> {
         header.records_count.set(count);
     }
     let crc = compute_crc(&out);
-    BatchHeader::mut_from_prefix(&mut out).expect("header room").0.crc.set(crc);
+    BatchHeader::mut_from_prefix(&mut out)
+        .expect("header room")
+        .0
+        .crc
+        .set(crc);
     out
 }
 

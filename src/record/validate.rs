@@ -21,7 +21,10 @@ pub enum BatchError {
     #[error("clients may not write control batches")]
     ControlBatchFromClient,
     #[error("producer id {producer_id} with invalid base sequence {base_sequence}")]
-    InvalidSequence { producer_id: i64, base_sequence: i32 },
+    InvalidSequence {
+        producer_id: i64,
+        base_sequence: i32,
+    },
     #[error("transactional batch without a producer id")]
     TransactionalWithoutProducer,
 }
@@ -81,8 +84,7 @@ pub fn check_frame(header: &BatchHeader, available: usize) -> Result<(), BatchEr
 fn check_client_fields(header: &BatchHeader) -> Result<(), BatchError> {
     let count = header.records_count.get();
     let last_offset_delta = header.last_offset_delta.get();
-    if count <= 0 || last_offset_delta < 0 || i64::from(last_offset_delta) + 1 != i64::from(count)
-    {
+    if count <= 0 || last_offset_delta < 0 || i64::from(last_offset_delta) + 1 != i64::from(count) {
         return Err(BatchError::InconsistentCount {
             count,
             last_offset_delta,
@@ -105,4 +107,108 @@ fn check_client_fields(header: &BatchHeader) -> Result<(), BatchError> {
         return Err(BatchError::TransactionalWithoutProducer);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::batch::{BatchHeader, compute_crc};
+    use crate::record::builder::{NewRecord, build_batch};
+    use zerocopy::FromBytes;
+
+    fn sample() -> Vec<u8> {
+        build_batch(&[
+            NewRecord {
+                key: Some(b"k1"),
+                value: Some(b"v1"),
+                timestamp_ms: 1_000,
+            },
+            NewRecord {
+                key: None,
+                value: Some(b"v2"),
+                timestamp_ms: 1_005,
+            },
+        ])
+    }
+
+    /// Edits a header field and fixes the CRC, so only the edited rule can fail.
+    fn edited(edit: impl FnOnce(&mut BatchHeader)) -> Vec<u8> {
+        let mut bytes = sample();
+        edit(BatchHeader::mut_from_prefix(&mut bytes).unwrap().0);
+        let crc = compute_crc(&bytes);
+        BatchHeader::mut_from_prefix(&mut bytes)
+            .unwrap()
+            .0
+            .crc
+            .set(crc);
+        bytes
+    }
+
+    #[test]
+    fn accepts_a_well_formed_batch() {
+        let bytes = sample();
+        let batch = validate_batch(&bytes).unwrap();
+        assert_eq!(batch.header().records_count.get(), 2);
+        assert!(batch.crc_is_valid());
+    }
+
+    #[test]
+    fn refuses_framing_errors_as_corrupt_message() {
+        let bytes = sample();
+        let short = validate_batch(&bytes[..40]).unwrap_err();
+        assert_eq!(short, BatchError::TooShort { len: 40 });
+        assert_eq!(short.error_code(), ErrorCode::CorruptMessage);
+        let truncated = validate_batch(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(matches!(truncated, BatchError::LengthMismatch { .. }));
+        let magic = validate_batch(&edited(|h| h.magic = 1)).unwrap_err();
+        assert_eq!(magic, BatchError::UnsupportedMagic(1));
+        let negative = validate_batch(&edited(|h| h.batch_length.set(-5))).unwrap_err();
+        assert!(matches!(
+            negative,
+            BatchError::LengthMismatch { declared: -5, .. }
+        ));
+    }
+
+    #[test]
+    fn detects_any_flipped_byte_in_the_crc_range() {
+        let bytes = sample();
+        for position in 21..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[position] ^= 0x01;
+            let error = validate_batch(&flipped).unwrap_err();
+            assert!(
+                matches!(error, BatchError::CrcMismatch { .. }),
+                "byte {position}: {error}"
+            );
+            assert_eq!(error.error_code(), ErrorCode::CorruptMessage);
+        }
+    }
+
+    #[test]
+    fn refuses_semantic_errors_as_invalid_record() {
+        let cases = [
+            edited(|h| h.records_count.set(3)),
+            edited(|h| h.records_count.set(0)),
+            edited(|h| h.last_offset_delta.set(-1)),
+            edited(|h| h.attributes.set(0x20)),
+            edited(|h| h.producer_id.set(7)),
+            edited(|h| h.attributes.set(0x10)),
+        ];
+        for (case, bytes) in cases.iter().enumerate() {
+            let error = validate_batch(bytes).unwrap_err();
+            assert_eq!(
+                error.error_code(),
+                ErrorCode::InvalidRecord,
+                "case {case}: {error}"
+            );
+        }
+        let codec = validate_batch(&edited(|h| h.attributes.set(6))).unwrap_err();
+        assert_eq!(codec, BatchError::UnknownCompression(6));
+        assert_eq!(codec.error_code(), ErrorCode::UnsupportedCompressionType);
+        let with_sequence = edited(|h| {
+            h.producer_id.set(7);
+            h.base_sequence.set(0);
+        });
+        assert!(validate_batch(&with_sequence).is_ok());
+    }
 }

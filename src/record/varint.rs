@@ -29,7 +29,19 @@ mod tests {
 
     #[test]
     fn round_trips_edges() {
-        for value in [0, 1, -1, 63, -64, 64, 300, -300, i64::from(i32::MAX), i64::MIN, i64::MAX] {
+        for value in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
             let mut out = Vec::new();
             write_varlong(&mut out, value);
             assert_eq!(read_varlong(&out), Some((value, out.len())));

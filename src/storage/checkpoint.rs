@@ -31,7 +31,9 @@ pub async fn write_atomically(dir: &Path, name: &str, contents: Vec<u8>) -> Resu
     }
     file.fdatasync().await.map_err(io)?;
     file.close().await.map_err(io)?;
-    glommio::io::rename(&temp_path, &final_path).await.map_err(io)?;
+    glommio::io::rename(&temp_path, &final_path)
+        .await
+        .map_err(io)?;
     sync_dir(dir).await
 }
 
@@ -51,7 +53,8 @@ pub async fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
     }
     let file = BufferedFile::open(path).await.map_err(io)?;
     let len = file.file_size().await.map_err(io)?;
-    let len = usize::try_from(len).map_err(|_| LogError::Corrupt(format!("{} is too large", path.display())))?;
+    let len = usize::try_from(len)
+        .map_err(|_| LogError::Corrupt(format!("{} is too large", path.display())))?;
     let bytes = file.read_at(0, len).await.map_err(io)?.to_vec();
     file.close().await.map_err(io)?;
     Ok(Some(bytes))
@@ -66,7 +69,10 @@ pub fn decode_offset(bytes: &[u8]) -> Result<Offset, String> {
     let mut lines = text.lines();
     check_version(lines.next())?;
     let value = lines.next().ok_or("missing offset line")?;
-    let offset: i64 = value.trim().parse().map_err(|_| format!("bad offset {value:?}"))?;
+    let offset: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad offset {value:?}"))?;
     if offset < 0 {
         return Err(format!("negative offset {offset}"));
     }
@@ -95,8 +101,14 @@ pub fn decode_epochs(bytes: &[u8]) -> Result<Vec<(LeaderEpoch, Offset)>, String>
     for _ in 0..count {
         let line = lines.next().ok_or("fewer entries than the count says")?;
         let mut fields = line.split_whitespace();
-        let epoch = fields.next().and_then(|f| f.parse().ok()).ok_or("bad epoch")?;
-        let offset = fields.next().and_then(|f| f.parse().ok()).ok_or("bad start offset")?;
+        let epoch = fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or("bad epoch")?;
+        let offset = fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or("bad start offset")?;
         entries.push((LeaderEpoch(epoch), Offset(offset)));
     }
     Ok(entries)

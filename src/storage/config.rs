@@ -67,7 +67,7 @@ impl LogConfig {
         if self.segment_ms.is_zero() {
             return Err("segment.ms must be at least 1".into());
         }
-        if self.zero_fill_step_bytes % 4096 != 0 {
+        if !self.zero_fill_step_bytes.is_multiple_of(4096) {
             return Err("the zero-fill step must be a multiple of 4096".into());
         }
         if self.max_pending_bytes == 0 {

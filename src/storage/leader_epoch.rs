@@ -49,7 +49,11 @@ impl LeaderEpochCache {
 
     /// The end offset of `epoch` (start of the next epoch, or `log_end` for the
     /// latest), as OffsetForLeaderEpoch answers it.
-    pub fn end_offset_for(&self, epoch: LeaderEpoch, log_end: Offset) -> Option<(LeaderEpoch, Offset)> {
+    pub fn end_offset_for(
+        &self,
+        epoch: LeaderEpoch,
+        log_end: Offset,
+    ) -> Option<(LeaderEpoch, Offset)> {
         let after = self.entries.partition_point(|&(e, _)| e <= epoch);
         let found = after.checked_sub(1)?;
         let end = self.entries.get(after).map_or(log_end, |&(_, start)| start);
@@ -68,9 +72,18 @@ mod tests {
         assert!(!cache.assign(LeaderEpoch(1), Offset(5)));
         assert!(cache.assign(LeaderEpoch(3), Offset(10)));
         assert!(!cache.assign(LeaderEpoch(2), Offset(20)));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(1), Offset(50)), Some((LeaderEpoch(1), Offset(10))));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(2), Offset(50)), Some((LeaderEpoch(1), Offset(10))));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(3), Offset(50)), Some((LeaderEpoch(3), Offset(50))));
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(1), Offset(50)),
+            Some((LeaderEpoch(1), Offset(10)))
+        );
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(2), Offset(50)),
+            Some((LeaderEpoch(1), Offset(10)))
+        );
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(3), Offset(50)),
+            Some((LeaderEpoch(3), Offset(50)))
+        );
         assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(50)), None);
         assert!(cache.truncate_from(Offset(10)));
         assert_eq!(cache.latest(), Some(LeaderEpoch(1)));

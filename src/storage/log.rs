@@ -17,7 +17,9 @@ use glommio::sync::{Permit, Semaphore};
 use crate::record::batch::{BatchHeader, RecordBatch, RecordBatchMut};
 use crate::record::records::RecordIter;
 use crate::record::{Compression, TimestampType};
-use crate::storage::checkpoint::{self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE};
+use crate::storage::checkpoint::{
+    self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+};
 use crate::storage::config::{Durability, LogConfig};
 use crate::storage::error::{LogError, io};
 use crate::storage::leader_epoch::LeaderEpochCache;
@@ -72,11 +74,15 @@ struct LogState {
 
 impl LogState {
     fn active(&self) -> &Segment {
-        self.segments.back().expect("a log always has an active segment")
+        self.segments
+            .back()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("a log always has an active segment")
+        self.segments
+            .back_mut()
+            .expect("a log always has an active segment")
     }
 
     fn check_usable(&self) -> Result<(), LogError> {
@@ -102,8 +108,17 @@ enum AppendGate {
     Backpressure,
 }
 
+/// Counters of the work a log did, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub writes: u64,
+    pub syncs: u64,
+}
+
 pub struct PartitionLog {
     dir: PathBuf,
+    stats: std::cell::Cell<LogStats>,
     config: LogConfig,
     state: RefCell<LogState>,
     /// One writer at a time: flushes, rolls, checkpoints and deletions.
@@ -112,9 +127,13 @@ pub struct PartitionLog {
 
 impl PartitionLog {
     /// Opens (recovering) or creates the log in `dir`.
-    pub async fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, RecoveryReport), LogError> {
+    pub async fn open(
+        dir: &Path,
+        config: LogConfig,
+    ) -> Result<(PartitionLog, RecoveryReport), LogError> {
         config.validate().map_err(LogError::Config)?;
         std::fs::create_dir_all(dir)?;
+        crate::storage::device::probe_io_poll(dir).await?;
         let checkpointed_start = read_offset_checkpoint(dir, LOG_START_OFFSET_FILE).await?;
         let epochs = match checkpoint::read_optional(&dir.join(LEADER_EPOCH_FILE)).await? {
             Some(bytes) => checkpoint::decode_epochs(&bytes)
@@ -143,6 +162,7 @@ impl PartitionLog {
         let epochs_dirty = epochs.truncate_from(end.offset);
         let log = PartitionLog {
             dir: dir.to_path_buf(),
+            stats: std::cell::Cell::new(LogStats::default()),
             config,
             state: RefCell::new(LogState {
                 segments,
@@ -167,6 +187,16 @@ impl PartitionLog {
             log.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
         }
         Ok((log, recovered.report))
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats.get()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut LogStats)) {
+        let mut stats = self.stats.get();
+        update(&mut stats);
+        self.stats.set(stats);
     }
 
     pub fn dir(&self) -> &Path {
@@ -197,7 +227,12 @@ impl PartitionLog {
 
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<Offset> {
-        self.state.borrow().segments.iter().map(|s| s.base).collect()
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.base)
+            .collect()
     }
 
     /// Bytes of all segments, pending batches included.
@@ -241,8 +276,13 @@ impl PartitionLog {
     /// Appends one validated batch: assigns its offsets (and leader epoch, and
     /// LogAppendTime if asked) in place, and returns once the configured
     /// durability policy acknowledges it.
-    pub async fn append(&self, batch: &mut [u8], options: AppendOptions) -> Result<AppendInfo, LogError> {
-        let header = BatchHeader::parse(batch).ok_or(crate::record::BatchError::TooShort { len: batch.len() })?;
+    pub async fn append(
+        &self,
+        batch: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
+        let header = BatchHeader::parse(batch)
+            .ok_or(crate::record::BatchError::TooShort { len: batch.len() })?;
         crate::record::validate::check_frame(header, batch.len())?;
         let last_offset_delta = i64::from(header.last_offset_delta.get());
         if batch.len() as u64 > self.config.segment_bytes {
@@ -265,9 +305,12 @@ impl PartitionLog {
             }
         }
         if !ready {
-            return Err(LogError::Offline("append could not get room in the log".into()));
+            return Err(LogError::Offline(
+                "append could not get room in the log".into(),
+            ));
         }
         let info = self.buffer_append(batch, options);
+        self.count(|s| s.appends += 1);
         self.wait_acknowledged(info.last_offset.plus(1)).await?;
         Ok(info)
     }
@@ -379,7 +422,9 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
             let file = Rc::clone(&active.file);
-            active.take_write().map(|(write, next_offset)| (file, write, next_offset))
+            active
+                .take_write()
+                .map(|(write, next_offset)| (file, write, next_offset))
         };
         if let Some((file, write, next_offset)) = taken {
             let zero_fill = self.plan_zero_fill(write.end);
@@ -390,8 +435,12 @@ impl PartitionLog {
                 let written = file.write_at(zeros, from).await.map_err(io)?;
                 check_write(written, len, from)?;
             }
-            let written = file.write_rc_at(Rc::clone(&write.buf), write.start).await.map_err(io)?;
+            let written = file
+                .write_rc_at(Rc::clone(&write.buf), write.start)
+                .await
+                .map_err(io)?;
             check_write(written, write.buf.len(), write.start)?;
+            self.count(|s| s.writes += 1);
             let mut state = self.state.borrow_mut();
             state.written = Mark {
                 offset: next_offset,
@@ -416,6 +465,7 @@ impl PartitionLog {
         if let Some(target) = sync_target {
             let file = Rc::clone(&self.state.borrow().active().file);
             file.fdatasync().await.map_err(io)?;
+            self.count(|s| s.syncs += 1);
             let mut state = self.state.borrow_mut();
             state.durable = target;
             state.unsynced_bytes = 0;
@@ -506,7 +556,12 @@ impl PartitionLog {
     /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
     /// `min_one_batch`, as Kafka does for the first partition of a fetch), never past
     /// the high watermark.
-    pub async fn read(&self, start: Offset, max_bytes: u64, min_one_batch: bool) -> Result<ReadOutcome, LogError> {
+    pub async fn read(
+        &self,
+        start: Offset,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> Result<ReadOutcome, LogError> {
         let high_watermark = self.high_watermark();
         let (log_start, log_end) = {
             let state = self.state.borrow();
@@ -535,7 +590,8 @@ impl PartitionLog {
             let Some(view) = self.segment_view(start, after_base) else {
                 break;
             };
-            let found = read_segment(&view, start, high_watermark, max_bytes, min_one_batch).await?;
+            let found =
+                read_segment(&view, start, high_watermark, max_bytes, min_one_batch).await?;
             if let Some((from, to, next_offset)) = found {
                 outcome.chunks = match view.source.tail.chunks(from, to) {
                     Some(chunks) => chunks,
@@ -566,7 +622,11 @@ impl PartitionLog {
             Some(base) => state.segments.iter().find(|s| s.base > base)?,
         };
         let is_active = std::ptr::eq(segment, state.active());
-        let end = if is_active { readable.position } else { segment.size };
+        let end = if is_active {
+            readable.position
+        } else {
+            segment.size
+        };
         let from = segment
             .indexes
             .offsets
@@ -582,7 +642,10 @@ impl PartitionLog {
 
     /// The first offset whose timestamp is at least `target`, with that timestamp
     /// (ListOffsets by timestamp). `None` if every readable record is older.
-    pub async fn offset_for_timestamp(&self, target: TimestampMs) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+    pub async fn offset_for_timestamp(
+        &self,
+        target: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
         let high_watermark = self.high_watermark();
         let view = {
             let state = self.state.borrow();
@@ -612,7 +675,9 @@ impl PartitionLog {
             if summary.max_timestamp < target || summary.last_offset < log_start {
                 continue;
             }
-            return Ok(Some(first_record_at_or_after(&view.source, &summary, target, log_start).await?));
+            return Ok(Some(
+                first_record_at_or_after(&view.source, &summary, target, log_start).await?,
+            ));
         }
         Ok(None)
     }
@@ -639,11 +704,14 @@ impl PartitionLog {
         }
         self.state.borrow_mut().log_start = offset;
         self.write_offset(LOG_START_OFFSET_FILE, offset).await?;
-        self.delete_oldest_locked(TimestampMs::now(), &LogConfig {
-            retention_ms: None,
-            retention_bytes: None,
-            ..self.config.clone()
-        })
+        self.delete_oldest_locked(
+            TimestampMs::now(),
+            &LogConfig {
+                retention_ms: None,
+                retention_bytes: None,
+                ..self.config.clone()
+            },
+        )
         .await?;
         Ok(offset)
     }
@@ -655,7 +723,11 @@ impl PartitionLog {
         self.delete_oldest_locked(now, &self.config).await
     }
 
-    async fn delete_oldest_locked(&self, now: TimestampMs, config: &LogConfig) -> Result<usize, LogError> {
+    async fn delete_oldest_locked(
+        &self,
+        now: TimestampMs,
+        config: &LogConfig,
+    ) -> Result<usize, LogError> {
         let high_watermark = self.high_watermark();
         let (removed, new_start) = {
             let mut state = self.state.borrow_mut();
@@ -671,7 +743,10 @@ impl PartitionLog {
                 .collect();
             let count = segments_to_delete(&stats, config, now, state.log_start, high_watermark);
             let removed: Vec<Segment> = state.segments.drain(..count).collect();
-            let first_base = state.active().base.min(state.segments.front().expect("active remains").base);
+            let first_base = state
+                .active()
+                .base
+                .min(state.segments.front().expect("active remains").base);
             let new_start = state.log_start.max(first_base);
             let moved = new_start != state.log_start;
             state.log_start = new_start;
@@ -694,7 +769,8 @@ impl PartitionLog {
     /// Writes the high watermark checkpoint.
     pub async fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
         let _permit = self.lock().await?;
-        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark()).await
+        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark())
+            .await
     }
 
     /// Flushes and syncs everything, writes the active segment's indexes and every
@@ -724,7 +800,8 @@ impl PartitionLog {
         file.fdatasync().await.map_err(io)?;
         checkpoint::write_atomically(&self.dir, &name_of(&index_path), index_bytes).await?;
         checkpoint::write_atomically(&self.dir, &name_of(&time_path), time_bytes).await?;
-        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark()).await?;
+        self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark())
+            .await?;
         self.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
         self.write_offset(RECOVERY_POINT_FILE, end).await
     }
@@ -781,7 +858,9 @@ async fn read_segment(
         if summary.base_offset >= high_watermark {
             break;
         }
-        let (from, to) = found.map_or((summary.position, summary.position), |(from, to, _)| (from, to));
+        let (from, to) = found.map_or((summary.position, summary.position), |(from, to, _)| {
+            (from, to)
+        });
         let would_be = summary.end() - from;
         let fits = would_be <= max_bytes || (found.is_none() && min_one_batch);
         if !fits {
@@ -809,7 +888,10 @@ async fn first_record_at_or_after(
     let fallback = (summary.base_offset.max(log_start), summary.max_timestamp);
     let bytes = source.read(summary.position, summary.len as usize).await?;
     if bytes.len() as u64 != summary.len {
-        return Err(LogError::Corrupt(format!("short read of batch at {}", summary.position)));
+        return Err(LogError::Corrupt(format!(
+            "short read of batch at {}",
+            summary.position
+        )));
     }
     let batch = RecordBatch::new_unchecked(&bytes);
     let attributes = batch.header().attributes();

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod leader_epoch;
 pub mod log;
@@ -21,6 +22,6 @@ pub mod write_buffer;
 
 pub use config::{Durability, LogConfig};
 pub use error::LogError;
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, AppendOptions, LogStats, PartitionLog};
 pub use read::{ReadChunk, ReadOutcome};
 pub use recovery::{RecoveryEvent, RecoveryReport};

@@ -80,8 +80,12 @@ impl OffsetIndex {
             return None;
         }
         let relative = u32::try_from(target.0 - self.base.0).unwrap_or(u32::MAX);
-        let after = self.relative.partition_point(|&(offset, _)| offset <= relative);
-        after.checked_sub(1).map(|index| self.entry(self.relative[index]))
+        let after = self
+            .relative
+            .partition_point(|&(offset, _)| offset <= relative);
+        after
+            .checked_sub(1)
+            .map(|index| self.entry(self.relative[index]))
     }
 
     pub fn last(&self) -> Option<IndexEntry> {
@@ -98,9 +102,9 @@ impl OffsetIndex {
 
     /// Drops every entry whose offset is past `offset`.
     pub fn truncate_after_offset(&mut self, offset: Offset) {
-        let keep = self.relative.partition_point(|&(relative, _)| {
-            self.base.plus(i64::from(relative)) <= offset
-        });
+        let keep = self
+            .relative
+            .partition_point(|&(relative, _)| self.base.plus(i64::from(relative)) <= offset);
         self.relative.truncate(keep);
     }
 
@@ -114,18 +118,22 @@ impl OffsetIndex {
     }
 
     /// Parses and checks an index file against the length of its segment.
-    pub fn decode(base: Offset, bytes: &[u8], segment_len: u64) -> Result<OffsetIndex, IndexFileError> {
-        if bytes.len() % ENTRY_LEN != 0 {
+    pub fn decode(
+        base: Offset,
+        bytes: &[u8],
+        segment_len: u64,
+    ) -> Result<OffsetIndex, IndexFileError> {
+        if !bytes.len().is_multiple_of(ENTRY_LEN) {
             return Err(IndexFileError::TornEntry(bytes.len()));
         }
         let mut index = OffsetIndex::new(base);
         for (entry_number, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
             let relative = u32::from_be_bytes(chunk[0..4].try_into().expect("4 bytes"));
             let position = u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes"));
-            if let Some(&(last_relative, last_position)) = index.relative.last() {
-                if relative <= last_relative || position <= last_position {
-                    return Err(IndexFileError::NotIncreasing(entry_number));
-                }
+            if let Some(&(last_relative, last_position)) = index.relative.last()
+                && (relative <= last_relative || position <= last_position)
+            {
+                return Err(IndexFileError::NotIncreasing(entry_number));
             }
             if u64::from(position) >= segment_len {
                 return Err(IndexFileError::PastSegmentEnd {
@@ -160,7 +168,10 @@ mod tests {
         assert_eq!(index.lookup(Offset(149)).map(|e| e.position), Some(0));
         assert_eq!(index.lookup(Offset(150)).map(|e| e.position), Some(4096));
         assert_eq!(index.lookup(Offset(209)).map(|e| e.position), Some(4096));
-        assert_eq!(index.lookup(Offset(10_000)).map(|e| e.offset), Some(Offset(210)));
+        assert_eq!(
+            index.lookup(Offset(10_000)).map(|e| e.offset),
+            Some(Offset(210))
+        );
         assert_eq!(OffsetIndex::new(Offset(0)).lookup(Offset(5)), None);
     }
 

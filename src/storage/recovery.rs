@@ -116,9 +116,18 @@ pub async fn recover(
 
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (position, &base) in bases.iter().enumerate() {
-        let fully_below = bases.get(position + 1).is_some_and(|&next| next <= recovery_point);
-        let (segment, stop, index_stale) =
-            recover_segment(dir, base, fully_below, recovery_point, index_interval, &mut report).await?;
+        let fully_below = bases
+            .get(position + 1)
+            .is_some_and(|&next| next <= recovery_point);
+        let (segment, stop, index_stale) = recover_segment(
+            dir,
+            base,
+            fully_below,
+            recovery_point,
+            index_interval,
+            &mut report,
+        )
+        .await?;
         segments.push(segment);
         let is_last = position + 1 == bases.len() || matches!(stop, Stop::Invalid(_));
         if index_stale && !is_last {
@@ -160,9 +169,17 @@ pub async fn recover(
     let tail = if tail_len == 0 {
         Vec::new()
     } else {
-        last.file.read_at(tail_start, tail_len).await.map_err(io)?.to_vec()
+        last.file
+            .read_at(tail_start, tail_len)
+            .await
+            .map_err(io)?
+            .to_vec()
     };
-    assert_eq!(tail.len(), tail_len, "tail block of the active segment must be readable");
+    assert_eq!(
+        tail.len(),
+        tail_len,
+        "tail block of the active segment must be readable"
+    );
     last.activate(&tail, tail_cache_bytes);
     write_indexes(dir, last).await?;
     checkpoint::sync_dir(dir).await?;
@@ -222,19 +239,41 @@ async fn recover_segment(
             } else {
                 times = TimeIndex::new(base);
             }
-            (SegmentIndexes::from_parts(offsets, times, index_interval), start, None)
+            (
+                SegmentIndexes::from_parts(offsets, times, index_interval),
+                start,
+                None,
+            )
         }
-        Err(reason) => (SegmentIndexes::new(base, index_interval), None, Some(reason)),
+        Err(reason) => (
+            SegmentIndexes::new(base, index_interval),
+            None,
+            Some(reason),
+        ),
     };
     let (start_position, min_offset) = match start {
         Some(entry) => (u64::from(entry.position), None),
         None => (0, Some(base)),
     };
 
-    let scan = validate(&file, file_size, start_position, min_offset, &mut indexes, report).await?;
+    let scan = validate(
+        &file,
+        file_size,
+        start_position,
+        min_offset,
+        &mut indexes,
+        report,
+    )
+    .await?;
     let index_stale = !fully_below || rebuilt.is_some() || matches!(scan.stop, Stop::Invalid(_));
     if let Some(reason) = rebuilt {
-        report.record(dir, RecoveryEvent::IndexRebuilt { segment: base, reason });
+        report.record(
+            dir,
+            RecoveryEvent::IndexRebuilt {
+                segment: base,
+                reason,
+            },
+        );
     }
     let next_offset = scan.next_offset.unwrap_or(match start {
         Some(entry) => entry.offset.plus(1),
@@ -338,12 +377,20 @@ async fn validate(
     loop {
         let remaining = file_size - position;
         if remaining == 0 {
-            return Ok(Scan { end: position, next_offset, stop: Stop::CleanEnd });
+            return Ok(Scan {
+                end: position,
+                next_offset,
+                stop: Stop::CleanEnd,
+            });
         }
         let header_len = remaining.min(BATCH_HEADER_LEN as u64) as usize;
         let header_bytes = read_range(file, &mut window, position, header_len).await?;
         if header_bytes.iter().all(|&b| b == 0) {
-            return Ok(Scan { end: position, next_offset, stop: Stop::CleanEnd });
+            return Ok(Scan {
+                end: position,
+                next_offset,
+                stop: Stop::CleanEnd,
+            });
         }
         let invalid = |reason: String| Scan {
             end: position,
@@ -351,17 +398,26 @@ async fn validate(
             stop: Stop::Invalid(reason),
         };
         let Some(header) = BatchHeader::parse(&header_bytes) else {
-            return Ok(invalid(format!("torn batch header: {remaining} bytes left")));
+            return Ok(invalid(format!(
+                "torn batch header: {remaining} bytes left"
+            )));
         };
         if header.magic != MAGIC_V2 {
             return Ok(invalid(format!("bad magic {}", header.magic)));
         }
         let len = match header.total_len() {
             Some(len) if len >= BATCH_HEADER_LEN => len as u64,
-            _ => return Ok(invalid(format!("bad batch length {}", header.batch_length.get()))),
+            _ => {
+                return Ok(invalid(format!(
+                    "bad batch length {}",
+                    header.batch_length.get()
+                )));
+            }
         };
         if len > remaining {
-            return Ok(invalid(format!("torn batch: {len} bytes declared, {remaining} on disk")));
+            return Ok(invalid(format!(
+                "torn batch: {len} bytes declared, {remaining} on disk"
+            )));
         }
         let base = header.base_offset();
         let last = header.last_offset();

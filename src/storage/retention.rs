@@ -39,7 +39,9 @@ pub fn segments_to_delete(
         }
         let below_start = segment.next_offset <= log_start;
         let expired = config.retention_ms.is_some_and(|retention| {
-            let limit = now.0.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+            let limit = now
+                .0
+                .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
             segment.max_timestamp.is_none_or(|ts| ts.0 < limit)
         });
         let oversized = config
@@ -57,7 +59,11 @@ pub fn segments_to_delete(
 /// Applies retention every `check_interval` and syncs the high watermark
 /// checkpoint, until the log is closed or dropped. Spawn it on a task queue with
 /// fewer shares than request handling.
-pub fn spawn_maintenance(log: Weak<PartitionLog>, check_interval: Duration, queue: Option<TaskQueueHandle>) {
+pub fn spawn_maintenance(
+    log: Weak<PartitionLog>,
+    check_interval: Duration,
+    queue: Option<TaskQueueHandle>,
+) {
     let task = async move {
         loop {
             glommio::timer::sleep(check_interval).await;
@@ -104,22 +110,72 @@ mod tests {
 
     #[test]
     fn deletes_expired_prefix_but_never_the_active_segment() {
-        let segments = [segment(0, 10, 100, 1_000), segment(10, 20, 100, 2_000), segment(20, 30, 100, 1_500)];
+        let segments = [
+            segment(0, 10, 100, 1_000),
+            segment(10, 20, 100, 2_000),
+            segment(20, 30, 100, 1_500),
+        ];
         let hw = Offset(30);
         let by_time = config(Some(1_000), None);
-        assert_eq!(segments_to_delete(&segments, &by_time, TimestampMs(2_500), Offset(0), hw), 1);
-        assert_eq!(segments_to_delete(&segments, &by_time, TimestampMs(9_999), Offset(0), hw), 2);
-        assert_eq!(segments_to_delete(&segments, &by_time, TimestampMs(1_500), Offset(0), hw), 0);
+        assert_eq!(
+            segments_to_delete(&segments, &by_time, TimestampMs(2_500), Offset(0), hw),
+            1
+        );
+        assert_eq!(
+            segments_to_delete(&segments, &by_time, TimestampMs(9_999), Offset(0), hw),
+            2
+        );
+        assert_eq!(
+            segments_to_delete(&segments, &by_time, TimestampMs(1_500), Offset(0), hw),
+            0
+        );
     }
 
     #[test]
     fn deletes_by_size_and_log_start_and_respects_the_high_watermark() {
-        let segments = [segment(0, 10, 100, 1), segment(10, 20, 100, 1), segment(20, 30, 100, 1)];
+        let segments = [
+            segment(0, 10, 100, 1),
+            segment(10, 20, 100, 1),
+            segment(20, 30, 100, 1),
+        ];
         let never = config(None, None);
-        assert_eq!(segments_to_delete(&segments, &config(None, Some(150)), TimestampMs(5), Offset(0), Offset(30)), 1);
-        assert_eq!(segments_to_delete(&segments, &config(None, Some(100)), TimestampMs(5), Offset(0), Offset(30)), 2);
-        assert_eq!(segments_to_delete(&segments, &never, TimestampMs(5), Offset(20), Offset(30)), 2);
-        assert_eq!(segments_to_delete(&segments, &never, TimestampMs(5), Offset(15), Offset(30)), 1);
-        assert_eq!(segments_to_delete(&segments, &config(Some(1), None), TimestampMs(50), Offset(0), Offset(15)), 0);
+        assert_eq!(
+            segments_to_delete(
+                &segments,
+                &config(None, Some(150)),
+                TimestampMs(5),
+                Offset(0),
+                Offset(30)
+            ),
+            1
+        );
+        assert_eq!(
+            segments_to_delete(
+                &segments,
+                &config(None, Some(100)),
+                TimestampMs(5),
+                Offset(0),
+                Offset(30)
+            ),
+            2
+        );
+        assert_eq!(
+            segments_to_delete(&segments, &never, TimestampMs(5), Offset(20), Offset(30)),
+            2
+        );
+        assert_eq!(
+            segments_to_delete(&segments, &never, TimestampMs(5), Offset(15), Offset(30)),
+            1
+        );
+        assert_eq!(
+            segments_to_delete(
+                &segments,
+                &config(Some(1), None),
+                TimestampMs(50),
+                Offset(0),
+                Offset(5)
+            ),
+            0
+        );
     }
 }

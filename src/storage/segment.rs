@@ -91,7 +91,10 @@ impl SegmentIndexes {
 
     fn add_entries(&mut self, summary: &BatchSummary) {
         let position = u32::try_from(summary.position).expect("segment positions fit in u32");
-        let is_new = self.offsets.last().is_none_or(|last| last.offset < summary.last_offset);
+        let is_new = self
+            .offsets
+            .last()
+            .is_none_or(|last| last.offset < summary.last_offset);
         if is_new {
             self.offsets.append(summary.last_offset, position);
         }
@@ -168,7 +171,9 @@ impl Segment {
     }
 
     pub fn writer(&mut self) -> &mut SegmentWriter {
-        self.writer.as_mut().expect("only the active segment is written")
+        self.writer
+            .as_mut()
+            .expect("only the active segment is written")
     }
 
     /// Copies an offset-assigned batch into the write buffer and indexes it.
@@ -229,10 +234,19 @@ mod tests {
             segment_file(dir, Offset(42), LOG_SUFFIX),
             Path::new("/d/00000000000000000042.log")
         );
-        assert_eq!(parse_segment_name("00000000000000000042.log", LOG_SUFFIX), Some(Offset(42)));
-        assert_eq!(parse_segment_name("00000000000000000042.index", LOG_SUFFIX), None);
+        assert_eq!(
+            parse_segment_name("00000000000000000042.log", LOG_SUFFIX),
+            Some(Offset(42))
+        );
+        assert_eq!(
+            parse_segment_name("00000000000000000042.index", LOG_SUFFIX),
+            None
+        );
         assert_eq!(parse_segment_name("42.log", LOG_SUFFIX), None);
-        assert_eq!(parse_segment_name("0000000000000000004x.log", LOG_SUFFIX), None);
+        assert_eq!(
+            parse_segment_name("0000000000000000004x.log", LOG_SUFFIX),
+            None
+        );
     }
 
     #[test]
@@ -250,7 +264,10 @@ mod tests {
         }
         // Entries once more than 100 bytes passed since the last: batches 2, 4, 6, 8.
         assert_eq!(indexes.offsets.len(), 4);
-        assert_eq!(indexes.offsets.lookup(Offset(5)).map(|e| e.position), Some(120));
+        assert_eq!(
+            indexes.offsets.lookup(Offset(5)).map(|e| e.position),
+            Some(120)
+        );
         assert_eq!(indexes.max_timestamp, Some((TimestampMs(1009), Offset(18))));
         indexes.finish();
         assert_eq!(indexes.times.last(), Some((TimestampMs(1009), Offset(18))));

@@ -54,7 +54,11 @@ impl TailCache {
         if self.budget == 0 {
             return;
         }
-        if self.writes.back().is_some_and(|last| last.end != write.new_from) {
+        if self
+            .writes
+            .back()
+            .is_some_and(|last| last.end != write.new_from)
+        {
             self.clear();
         }
         self.bytes += write.buf.len();

@@ -56,7 +56,10 @@ impl TimeIndex {
     }
 
     pub fn last(&self) -> Option<(TimestampMs, Offset)> {
-        self.entries.len().checked_sub(1).map(|index| self.entry(index))
+        self.entries
+            .len()
+            .checked_sub(1)
+            .map(|index| self.entry(index))
     }
 
     fn entry(&self, index: usize) -> (TimestampMs, Offset) {
@@ -82,17 +85,17 @@ impl TimeIndex {
     }
 
     pub fn decode(base: Offset, bytes: &[u8]) -> Result<TimeIndex, TimeIndexFileError> {
-        if bytes.len() % ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(ENTRY_LEN) {
             return Err(TimeIndexFileError::TornEntry(bytes.len()));
         }
         let mut index = TimeIndex::new(base);
         for (entry_number, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
             let ts = i64::from_be_bytes(chunk[0..8].try_into().expect("8 bytes"));
             let relative = u32::from_be_bytes(chunk[8..12].try_into().expect("4 bytes"));
-            if let Some(&(last_ts, last_rel)) = index.entries.last() {
-                if ts <= last_ts || relative <= last_rel {
-                    return Err(TimeIndexFileError::NotIncreasing(entry_number));
-                }
+            if let Some(&(last_ts, last_rel)) = index.entries.last()
+                && (ts <= last_ts || relative <= last_rel)
+            {
+                return Err(TimeIndexFileError::NotIncreasing(entry_number));
             }
             index.entries.push((ts, relative));
         }
@@ -112,8 +115,14 @@ mod tests {
         index.maybe_append(TimestampMs(2000), Offset(30));
         assert_eq!(index.len(), 2);
         assert_eq!(index.lookup(TimestampMs(999)), None);
-        assert_eq!(index.lookup(TimestampMs(1500)), Some((TimestampMs(1000), Offset(10))));
-        assert_eq!(index.lookup(TimestampMs(2000)), Some((TimestampMs(2000), Offset(30))));
+        assert_eq!(
+            index.lookup(TimestampMs(1500)),
+            Some((TimestampMs(1000), Offset(10)))
+        );
+        assert_eq!(
+            index.lookup(TimestampMs(2000)),
+            Some((TimestampMs(2000), Offset(30)))
+        );
         let decoded = TimeIndex::decode(Offset(10), &index.encode()).unwrap();
         assert_eq!(decoded.entries, index.entries);
         index.truncate_from_offset(Offset(30));

@@ -46,7 +46,11 @@ impl WriteBuffer {
     /// from `align_down(end)` to `end`.
     pub fn new(file: &DmaFile, end: u64, tail: &[u8]) -> WriteBuffer {
         let start = align_down(end);
-        assert_eq!(tail.len() as u64, end - start, "tail block must cover align_down(end)..end");
+        assert_eq!(
+            tail.len() as u64,
+            end - start,
+            "tail block must cover align_down(end)..end"
+        );
         let mut buf = file.alloc_dma_buffer(MIN_CAPACITY);
         buf.as_bytes_mut()[..tail.len()].copy_from_slice(tail);
         WriteBuffer {
