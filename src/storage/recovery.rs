@@ -255,8 +255,7 @@ async fn recover_segment(
         Some(entry) => (u64::from(entry.position), None),
         None => (0, Some(base)),
     };
-
-    let scan = validate(
+    let mut scan = validate(
         &file,
         file_size,
         start_position,
@@ -265,6 +264,12 @@ async fn recover_segment(
         report,
     )
     .await?;
+    if start.is_some() && scan.next_offset.is_none() {
+        // Not even the batch the index points at is valid: its offsets cannot be
+        // trusted either, so validate the whole segment from its first batch.
+        indexes = SegmentIndexes::new(base, index_interval);
+        scan = validate(&file, file_size, 0, Some(base), &mut indexes, report).await?;
+    }
     let index_stale = !fully_below || rebuilt.is_some() || matches!(scan.stop, Stop::Invalid(_));
     if let Some(reason) = rebuilt {
         report.record(
@@ -275,10 +280,7 @@ async fn recover_segment(
             },
         );
     }
-    let next_offset = scan.next_offset.unwrap_or(match start {
-        Some(entry) => entry.offset.plus(1),
-        None => base,
-    });
+    let next_offset = scan.next_offset.unwrap_or(base);
     if let Stop::Invalid(reason) = &scan.stop {
         report.record(
             dir,
@@ -386,10 +388,16 @@ async fn validate(
         let header_len = remaining.min(BATCH_HEADER_LEN as u64) as usize;
         let header_bytes = read_range(file, &mut window, position, header_len).await?;
         if header_bytes.iter().all(|&b| b == 0) {
+            let stop = match first_non_zero(file, &mut window, position, file_size).await? {
+                None => Stop::CleanEnd,
+                Some(at) => Stop::Invalid(format!(
+                    "non-zero bytes at {at} after the last batch (unacknowledged or stray data)"
+                )),
+            };
             return Ok(Scan {
                 end: position,
                 next_offset,
-                stop: Stop::CleanEnd,
+                stop,
             });
         }
         let invalid = |reason: String| Scan {
@@ -440,6 +448,27 @@ async fn validate(
         next_offset = Some(last.plus(1));
         min_offset = Some(last.plus(1));
     }
+}
+
+/// The position of the first non-zero byte in `[position, file_size)`, if any.
+async fn first_non_zero(
+    file: &DmaFile,
+    window: &mut Option<(u64, Vec<u8>)>,
+    mut position: u64,
+    file_size: u64,
+) -> Result<Option<u64>, LogError> {
+    while position < file_size {
+        let len = (file_size - position).min(WINDOW as u64) as usize;
+        let bytes = read_range(file, window, position, len).await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if let Some(at) = bytes.iter().position(|&b| b != 0) {
+            return Ok(Some(position + at as u64));
+        }
+        position += bytes.len() as u64;
+    }
+    Ok(None)
 }
 
 /// `len` bytes at `position`, served from a large read-ahead window.
