@@ -2,6 +2,7 @@
 //!
 //! The library holds every part of the broker; `main.rs` is only the command line.
 
+pub mod bench;
 pub mod protocol;
 pub mod record;
 pub mod storage;

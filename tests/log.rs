@@ -105,21 +105,19 @@ fn segments_roll_on_size_and_reads_cross_them() {
         let stored = fill(&log, 200, 300, 0).await;
         let bases = log.segment_bases();
         assert!(bases.len() >= 4, "expected several segments, got {bases:?}");
-        for base in &bases {
-            let name = format!("{:020}.log", base.0);
-            let len = std::fs::metadata(dir.path().join(&name)).map(|m| m.len());
-            if base != bases.last().unwrap() {
-                assert!(len.unwrap() <= 64 << 10, "{name} exceeds segment.bytes");
-                assert!(dir.path().join(format!("{:020}.index", base.0)).exists());
-                assert!(
-                    dir.path()
-                        .join(format!("{:020}.timeindex", base.0))
-                        .exists()
-                );
-            }
-        }
         assert_eq!(read_all(&log, Offset(0)).await, stored.concat());
         log.close().await.unwrap();
+        for base in &bases {
+            let name = format!("{:020}.log", base.0);
+            let len = std::fs::metadata(dir.path().join(&name)).unwrap().len();
+            assert!(len <= 64 << 10, "{name} exceeds segment.bytes");
+            assert!(dir.path().join(format!("{:020}.index", base.0)).exists());
+            assert!(
+                dir.path()
+                    .join(format!("{:020}.timeindex", base.0))
+                    .exists()
+            );
+        }
     });
 }
 
@@ -398,6 +396,38 @@ fn reopening_without_close_rebuilds_the_active_index_and_keeps_acknowledged_data
                 .unwrap();
             assert_eq!(bytes, stored[offset as usize / 5]);
         }
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn background_tasks_sync_on_the_interval_and_apply_retention() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Interval {
+                interval: Duration::from_millis(20),
+                bytes: u64::MAX,
+            },
+            retention_bytes: Some(100 << 10),
+            retention_ms: None,
+            retention_check_interval: Duration::from_millis(20),
+            ..small_config()
+        };
+        let (log, _) = open(dir.path(), config).await;
+        let log = Rc::new(log);
+        sluice::storage::background::spawn(&log, None);
+        fill(&log, 300, 300, 0).await;
+        let synced = log.stats().syncs;
+        log.append(&mut batch(1, 1, 10, 0), EPOCH0).await.unwrap();
+        glommio::timer::sleep(Duration::from_millis(150)).await;
+        assert!(log.stats().syncs > synced, "{:?}", log.stats());
+        assert!(
+            log.log_start_offset() > Offset(0),
+            "retention ran in the background"
+        );
+        assert!(log.size_bytes() < (100 << 10) + (64 << 10));
+        assert!(dir.path().join("high-watermark.checkpoint").exists());
         log.close().await.unwrap();
     });
 }

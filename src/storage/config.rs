@@ -33,6 +33,8 @@ pub struct LogConfig {
     pub tail_cache_bytes: usize,
     /// Appended bytes allowed to wait for a write before appends wait for a flush.
     pub max_pending_bytes: usize,
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    pub retention_check_interval: Duration,
 }
 
 impl Default for LogConfig {
@@ -47,6 +49,7 @@ impl Default for LogConfig {
             zero_fill_step_bytes: 16 << 20,
             tail_cache_bytes: 4 << 20,
             max_pending_bytes: 32 << 20,
+            retention_check_interval: Duration::from_millis(300_000),
         }
     }
 }
@@ -69,6 +72,14 @@ impl LogConfig {
         }
         if !self.zero_fill_step_bytes.is_multiple_of(4096) {
             return Err("the zero-fill step must be a multiple of 4096".into());
+        }
+        if let Durability::Interval { interval, .. } = self.durability
+            && interval.is_zero()
+        {
+            return Err("the flush interval must be at least 1 ms".into());
+        }
+        if self.retention_check_interval.is_zero() {
+            return Err("the retention check interval must be at least 1 ms".into());
         }
         if self.max_pending_bytes == 0 {
             return Err("max pending bytes must be positive".into());

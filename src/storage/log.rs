@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
 use glommio::sync::{Permit, Semaphore};
 
 use crate::record::batch::{BatchHeader, RecordBatch, RecordBatchMut};
@@ -123,6 +127,76 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// One writer at a time: flushes, rolls, checkpoints and deletions.
     flush_lock: Semaphore,
+    /// Appends waiting for their acknowledgement; woken whenever the flush lock is
+    /// released. Bounded by the number of appends in flight.
+    ack_waiters: RefCell<Vec<Waker>>,
+    /// Held while a rolled segment is sealed in the background.
+    seal_lock: Rc<Semaphore>,
+}
+
+/// What is left to do for a segment once it stops being active.
+struct SealJob {
+    dir: PathBuf,
+    file: Rc<glommio::io::DmaFile>,
+    size: u64,
+    index_name: String,
+    time_index_name: String,
+    index_bytes: Vec<u8>,
+    time_index_bytes: Vec<u8>,
+    next_base: Offset,
+}
+
+impl SealJob {
+    /// Drops the zero-filled space, makes the size durable, writes the indexes and
+    /// moves the recovery point past the segment.
+    async fn run(self) -> Result<(), LogError> {
+        self.file.truncate(self.size).await.map_err(io)?;
+        self.file.fdatasync().await.map_err(io)?;
+        checkpoint::write_atomically(&self.dir, &self.index_name, self.index_bytes).await?;
+        checkpoint::write_atomically(&self.dir, &self.time_index_name, self.time_index_bytes)
+            .await?;
+        checkpoint::write_atomically(
+            &self.dir,
+            RECOVERY_POINT_FILE,
+            checkpoint::encode_offset(self.next_base),
+        )
+        .await
+    }
+}
+
+/// Holds the flush lock; releasing it wakes the appends waiting for an ack, so they
+/// re-check their offset and one of them flushes what is still pending.
+struct FlushGuard<'a> {
+    _permit: Permit<'a>,
+    log: &'a PartitionLog,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        let waiters = std::mem::take(&mut *self.log.ack_waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+}
+
+/// Resolves the second time it is polled: after the next flush lock release.
+struct NextRelease<'a> {
+    log: &'a PartitionLog,
+    registered: bool,
+}
+
+impl Future for NextRelease<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.registered {
+            return Poll::Ready(());
+        }
+        self.registered = true;
+        self.log.ack_waiters.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
 }
 
 impl PartitionLog {
@@ -177,6 +251,8 @@ impl PartitionLog {
                 epochs_dirty,
             }),
             flush_lock: Semaphore::new(1),
+            ack_waiters: RefCell::new(Vec::new()),
+            seal_lock: Rc::new(Semaphore::new(1)),
         };
         {
             let _permit = log.lock().await?;
@@ -266,11 +342,29 @@ impl PartitionLog {
         }
     }
 
-    async fn lock(&self) -> Result<Permit<'_>, LogError> {
-        self.flush_lock
+    async fn lock(&self) -> Result<FlushGuard<'_>, LogError> {
+        let permit = self
+            .flush_lock
             .acquire_permit(1)
             .await
-            .map_err(|e| LogError::Offline(format!("flush lock closed: {e}")))
+            .map_err(|e| LogError::Offline(format!("flush lock closed: {e}")))?;
+        Ok(FlushGuard {
+            _permit: permit,
+            log: self,
+        })
+    }
+
+    /// The flush lock and then the seal lock: no write, roll or seal is in progress
+    /// while both are held (a roll takes the seal lock before it lets go of the
+    /// flush lock).
+    async fn lock_all(&self) -> Result<(FlushGuard<'_>, Permit<'_>), LogError> {
+        let guard = self.lock().await?;
+        let sealed = self
+            .seal_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::Offline(format!("seal lock closed: {e}")))?;
+        Ok((guard, sealed))
     }
 
     /// Appends one validated batch: assigns its offsets (and leader epoch, and
@@ -367,18 +461,30 @@ impl PartitionLog {
         }
     }
 
-    /// Waits until `target` is acknowledged by the durability policy, flushing
-    /// everything pending if nobody else is.
+    /// Waits until `target` is acknowledged by the durability policy. If nobody is
+    /// flushing, this append flushes everything pending (its own batch and every
+    /// other append's); otherwise it waits for the flush in progress to finish.
     async fn wait_acknowledged(&self, target: Offset) -> Result<(), LogError> {
         loop {
             if self.is_acknowledged(target)? {
                 return Ok(());
             }
-            let _permit = self.lock().await?;
-            if self.is_acknowledged(target)? {
-                return Ok(());
+            match self.flush_lock.try_acquire_permit(1) {
+                Ok(permit) => {
+                    let _guard = FlushGuard {
+                        _permit: permit,
+                        log: self,
+                    };
+                    self.flush_locked(false).await?;
+                }
+                Err(_) => {
+                    NextRelease {
+                        log: self,
+                        registered: false,
+                    }
+                    .await
+                }
             }
-            self.flush_locked(false).await?;
         }
     }
 
@@ -495,7 +601,7 @@ impl PartitionLog {
     }
 
     async fn roll(&self, len: u64, last_offset_delta: i64) -> Result<(), LogError> {
-        let _permit = self.lock().await?;
+        let _guard = self.lock().await?;
         {
             let state = self.state.borrow();
             state.check_usable()?;
@@ -503,16 +609,37 @@ impl PartitionLog {
                 return Ok(());
             }
         }
+        // Taken before the flush lock is released, so `close` (flush lock, then seal
+        // lock) never misses a seal.
+        let seal_permit = Rc::clone(&self.seal_lock)
+            .acquire_static_permit(1)
+            .await
+            .map_err(|e| LogError::Offline(format!("seal lock closed: {e}")))?;
         self.state.borrow_mut().rolling = true;
         let result = self.roll_locked().await;
         self.state.borrow_mut().rolling = false;
-        if let Err(error) = &result {
-            self.fail(error);
+        match result {
+            Ok(job) => {
+                // Sealing the old segment (truncate, fsync, index files) takes long;
+                // appends to the new segment go on meanwhile.
+                glommio::spawn_local(async move {
+                    let _permit = seal_permit;
+                    let dir = job.dir.clone();
+                    if let Err(error) = job.run().await {
+                        tracing::error!(dir = %dir.display(), %error, "sealing a segment failed; its index is rebuilt on restart");
+                    }
+                })
+                .detach();
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(&error);
+                Err(error)
+            }
         }
-        result
     }
 
-    async fn roll_locked(&self) -> Result<(), LogError> {
+    async fn roll_locked(&self) -> Result<SealJob, LogError> {
         self.write_and_sync(true).await?;
         let new_base = self.log_end_offset();
         let segment = Segment::create(
@@ -522,19 +649,21 @@ impl PartitionLog {
             self.config.tail_cache_bytes,
         )
         .await?;
-        let sealed = {
+        let job = {
             let mut state = self.state.borrow_mut();
             let old = state.active_mut();
             old.writer = None;
             old.indexes.finish();
-            let sealed = (
-                Rc::clone(&old.file),
-                old.size,
-                old.index_path(),
-                old.time_index_path(),
-                old.indexes.offsets.encode(),
-                old.indexes.times.encode(),
-            );
+            let job = SealJob {
+                dir: self.dir.clone(),
+                file: Rc::clone(&old.file),
+                size: old.size,
+                index_name: name_of(&old.index_path()),
+                time_index_name: name_of(&old.time_index_path()),
+                index_bytes: old.indexes.offsets.encode(),
+                time_index_bytes: old.indexes.times.encode(),
+                next_base: new_base,
+            };
             state.segments.push_back(segment);
             let start = Mark {
                 offset: new_base,
@@ -543,14 +672,9 @@ impl PartitionLog {
             state.written = start;
             state.durable = start;
             state.rolling = false;
-            sealed
+            job
         };
-        let (file, size, index_path, time_path, index_bytes, time_bytes) = sealed;
-        file.truncate(size).await.map_err(io)?;
-        file.fdatasync().await.map_err(io)?;
-        checkpoint::write_atomically(&self.dir, &name_of(&index_path), index_bytes).await?;
-        checkpoint::write_atomically(&self.dir, &name_of(&time_path), time_bytes).await?;
-        self.write_offset(RECOVERY_POINT_FILE, new_base).await
+        Ok(job)
     }
 
     /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
@@ -685,7 +809,7 @@ impl PartitionLog {
     /// Moves the log start offset to `offset` (DeleteRecords) and deletes segments
     /// wholly below it. Returns the new log start offset (the low watermark).
     pub async fn delete_records(&self, offset: Offset) -> Result<Offset, LogError> {
-        let _permit = self.lock().await?;
+        let _locks = self.lock_all().await?;
         let high_watermark = self.high_watermark();
         let (log_start, log_end) = {
             let state = self.state.borrow();
@@ -718,7 +842,7 @@ impl PartitionLog {
 
     /// Deletes whole segments past retention; returns how many.
     pub async fn apply_retention(&self, now: TimestampMs) -> Result<usize, LogError> {
-        let _permit = self.lock().await?;
+        let _locks = self.lock_all().await?;
         self.state.borrow().check_usable()?;
         self.delete_oldest_locked(now, &self.config).await
     }
@@ -777,7 +901,7 @@ impl PartitionLog {
     /// checkpoint, and refuses further appends. The next open then only checks the
     /// data after the last index entry.
     pub async fn close(&self) -> Result<(), LogError> {
-        let _permit = self.lock().await?;
+        let (_guard, _sealed) = self.lock_all().await?;
         self.flush_locked(true).await?;
         self.state.borrow_mut().closed = true;
         let (file, size, index_path, time_path, index_bytes, time_bytes, end, log_start) = {

@@ -4,6 +4,7 @@
 //! Everything here belongs to exactly one shard: types are `!Send`, shared with
 //! `Rc`, and never hold a `RefCell` borrow across an `.await`.
 
+pub mod background;
 pub mod checkpoint;
 pub mod config;
 pub mod device;

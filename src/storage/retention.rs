@@ -1,13 +1,6 @@
-//! Retention: which whole segments to delete by time, size and log start offset,
-//! and the background task that applies it on the owning shard.
-
-use std::rc::Weak;
-use std::time::Duration;
-
-use glommio::TaskQueueHandle;
+//! Retention: which whole segments to delete by time, size and log start offset.
 
 use crate::storage::config::LogConfig;
-use crate::storage::log::PartitionLog;
 use crate::types::{Offset, TimestampMs};
 
 /// What retention needs to know of a segment.
@@ -56,40 +49,10 @@ pub fn segments_to_delete(
     count
 }
 
-/// Applies retention every `check_interval` and syncs the high watermark
-/// checkpoint, until the log is closed or dropped. Spawn it on a task queue with
-/// fewer shares than request handling.
-pub fn spawn_maintenance(
-    log: Weak<PartitionLog>,
-    check_interval: Duration,
-    queue: Option<TaskQueueHandle>,
-) {
-    let task = async move {
-        loop {
-            glommio::timer::sleep(check_interval).await;
-            let Some(log) = log.upgrade() else { return };
-            if log.is_closed() {
-                return;
-            }
-            if let Err(error) = log.apply_retention(TimestampMs::now()).await {
-                tracing::error!(dir = %log.dir().display(), %error, "retention failed");
-            }
-            if let Err(error) = log.checkpoint_high_watermark().await {
-                tracing::error!(dir = %log.dir().display(), %error, "high watermark checkpoint failed");
-            }
-        }
-    };
-    match queue {
-        Some(queue) => glommio::spawn_local_into(task, queue)
-            .expect("the task queue exists")
-            .detach(),
-        None => glommio::spawn_local(task).detach(),
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn segment(base: i64, next: i64, size: u64, ts: i64) -> SegmentStats {
         SegmentStats {

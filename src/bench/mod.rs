@@ -1,0 +1,3 @@
+//! Load generators built into the `sluice` binary.
+
+pub mod log;
