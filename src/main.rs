@@ -55,6 +55,9 @@ struct BenchLogArgs {
     /// Interval policy: fdatasync after this many bytes.
     #[arg(long, default_value_t = 64 << 20)]
     flush_bytes: u64,
+    /// Roll to a new segment past this many bytes (segment.bytes).
+    #[arg(long, default_value_t = LogConfig::default().segment_bytes)]
+    segment_bytes: u64,
     /// Zero-fill segments ahead of the writes in steps of this many bytes (0: off).
     #[arg(long, default_value_t = LogConfig::default().zero_fill_step_bytes)]
     zero_fill_step_bytes: u64,
@@ -87,6 +90,7 @@ fn bench_log(args: BenchLogArgs) -> ExitCode {
         config: LogConfig {
             durability,
             zero_fill_step_bytes: args.zero_fill_step_bytes,
+            segment_bytes: args.segment_bytes,
             ..LogConfig::default()
         },
     };

@@ -99,6 +99,14 @@ impl LogState {
         Ok(())
     }
 
+    /// Failed logs refuse waiters; closed ones still let them finish.
+    fn check_usable_or_closing(&self) -> Result<(), LogError> {
+        match &self.failed {
+            Some(reason) => Err(LogError::Offline(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
     fn log_end(&self) -> Offset {
         self.active().next_offset
     }
@@ -150,8 +158,11 @@ impl SealJob {
     /// Drops the zero-filled space, makes the size durable, writes the indexes and
     /// moves the recovery point past the segment.
     async fn run(self) -> Result<(), LogError> {
+        let started = Instant::now();
         self.file.truncate(self.size).await.map_err(io)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "seal: truncated");
         self.file.fdatasync().await.map_err(io)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "seal: synced");
         checkpoint::write_atomically(&self.dir, &self.index_name, self.index_bytes).await?;
         checkpoint::write_atomically(&self.dir, &self.time_index_name, self.time_index_bytes)
             .await?;
@@ -342,16 +353,34 @@ impl PartitionLog {
         }
     }
 
+    /// Takes the flush lock. Every waiter is woken at each release and tries again
+    /// (glommio's semaphore lets a running task take a free permit ahead of queued
+    /// waiters, so queueing on it would starve).
     async fn lock(&self) -> Result<FlushGuard<'_>, LogError> {
-        let permit = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| LogError::Offline(format!("flush lock closed: {e}")))?;
-        Ok(FlushGuard {
-            _permit: permit,
+        loop {
+            if let Some(guard) = self.try_lock() {
+                return Ok(guard);
+            }
+            self.state.borrow().check_usable_or_closing()?;
+            self.next_release().await;
+        }
+    }
+
+    fn try_lock(&self) -> Option<FlushGuard<'_>> {
+        self.flush_lock
+            .try_acquire_permit(1)
+            .ok()
+            .map(|permit| FlushGuard {
+                _permit: permit,
+                log: self,
+            })
+    }
+
+    fn next_release(&self) -> NextRelease<'_> {
+        NextRelease {
             log: self,
-        })
+            registered: false,
+        }
     }
 
     /// The flush lock and then the seal lock: no write, roll or seal is in progress
@@ -394,7 +423,7 @@ impl PartitionLog {
                     break;
                 }
                 AppendGate::Roll => self.roll(batch.len() as u64, last_offset_delta).await?,
-                AppendGate::WaitForRoll => drop(self.lock().await?),
+                AppendGate::WaitForRoll => self.next_release().await,
                 AppendGate::Backpressure => self.flush(false).await?,
             }
         }
@@ -469,21 +498,9 @@ impl PartitionLog {
             if self.is_acknowledged(target)? {
                 return Ok(());
             }
-            match self.flush_lock.try_acquire_permit(1) {
-                Ok(permit) => {
-                    let _guard = FlushGuard {
-                        _permit: permit,
-                        log: self,
-                    };
-                    self.flush_locked(false).await?;
-                }
-                Err(_) => {
-                    NextRelease {
-                        log: self,
-                        registered: false,
-                    }
-                    .await
-                }
+            match self.try_lock() {
+                Some(_guard) => self.flush_locked(false).await?,
+                None => self.next_release().await,
             }
         }
     }
@@ -640,7 +657,9 @@ impl PartitionLog {
     }
 
     async fn roll_locked(&self) -> Result<SealJob, LogError> {
+        let started = Instant::now();
         self.write_and_sync(true).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "roll: flushed");
         let new_base = self.log_end_offset();
         let segment = Segment::create(
             &self.dir,
@@ -649,6 +668,7 @@ impl PartitionLog {
             self.config.tail_cache_bytes,
         )
         .await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "roll: created the new segment");
         let job = {
             let mut state = self.state.borrow_mut();
             let old = state.active_mut();
