@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod protocol;
 pub mod record;
+pub mod shard;
 pub mod storage;
 pub mod types;

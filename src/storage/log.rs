@@ -12,10 +12,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
-
 use glommio::sync::{Permit, Semaphore};
 
 use crate::record::batch::{BatchHeader, RecordBatch, RecordBatchMut};
@@ -31,8 +27,10 @@ use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::recovery::{self, RecoveryReport};
 use crate::storage::retention::{SegmentStats, segments_to_delete};
 use crate::storage::scan::{BatchSummary, HeaderScanner, SegmentSource};
-use crate::storage::segment::Segment;
+use crate::storage::segment::{Segment, SegmentSettings};
+use crate::storage::wake_list::{Wait, WakeList};
 use crate::storage::write_buffer::align_up;
+use crate::storage::zero_fill::ZeroFiller;
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 /// How to stamp a batch on append.
@@ -137,13 +135,14 @@ pub struct PartitionLog {
     flush_lock: Semaphore,
     /// Appends waiting for their acknowledgement; woken whenever the flush lock is
     /// released. Bounded by the number of appends in flight.
-    ack_waiters: RefCell<Vec<Waker>>,
+    ack_waiters: WakeList,
     /// Held while a rolled segment is sealed in the background.
     seal_lock: Rc<Semaphore>,
 }
 
 /// What is left to do for a segment once it stops being active.
 struct SealJob {
+    filler: Option<ZeroFiller>,
     dir: PathBuf,
     file: Rc<glommio::io::DmaFile>,
     size: u64,
@@ -159,6 +158,9 @@ impl SealJob {
     /// moves the recovery point past the segment.
     async fn run(self) -> Result<(), LogError> {
         let started = Instant::now();
+        if let Some(filler) = &self.filler {
+            filler.wait_idle().await;
+        }
         self.file.truncate(self.size).await.map_err(io)?;
         tracing::debug!(elapsed = ?started.elapsed(), "seal: truncated");
         self.file.fdatasync().await.map_err(io)?;
@@ -184,29 +186,7 @@ struct FlushGuard<'a> {
 
 impl Drop for FlushGuard<'_> {
     fn drop(&mut self) {
-        let waiters = std::mem::take(&mut *self.log.ack_waiters.borrow_mut());
-        for waker in waiters {
-            waker.wake();
-        }
-    }
-}
-
-/// Resolves the second time it is polled: after the next flush lock release.
-struct NextRelease<'a> {
-    log: &'a PartitionLog,
-    registered: bool,
-}
-
-impl Future for NextRelease<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.registered {
-            return Poll::Ready(());
-        }
-        self.registered = true;
-        self.log.ack_waiters.borrow_mut().push(cx.waker().clone());
-        Poll::Pending
+        self.log.ack_waiters.wake_all();
     }
 }
 
@@ -227,8 +207,7 @@ impl PartitionLog {
         };
         let recovered = recovery::recover(
             dir,
-            config.index_interval_bytes,
-            config.tail_cache_bytes,
+            &SegmentSettings::of(&config),
             checkpointed_start.unwrap_or(Offset::ZERO),
         )
         .await?;
@@ -262,7 +241,7 @@ impl PartitionLog {
                 epochs_dirty,
             }),
             flush_lock: Semaphore::new(1),
-            ack_waiters: RefCell::new(Vec::new()),
+            ack_waiters: WakeList::default(),
             seal_lock: Rc::new(Semaphore::new(1)),
         };
         {
@@ -376,11 +355,8 @@ impl PartitionLog {
             })
     }
 
-    fn next_release(&self) -> NextRelease<'_> {
-        NextRelease {
-            log: self,
-            registered: false,
-        }
+    fn next_release(&self) -> Wait<'_> {
+        self.ack_waiters.wait()
     }
 
     /// The flush lock and then the seal lock: no write, roll or seal is in progress
@@ -545,37 +521,28 @@ impl PartitionLog {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
             let file = Rc::clone(&active.file);
+            let filler = active.writer().zero_filler.clone();
             active
                 .take_write()
-                .map(|(write, next_offset)| (file, write, next_offset))
+                .map(|(write, next_offset)| (file, filler, write, next_offset))
         };
-        if let Some((file, write, next_offset)) = taken {
-            let zero_fill = self.plan_zero_fill(write.end);
-            if let Some((from, to)) = zero_fill {
-                let mut zeros = file.alloc_dma_buffer((to - from) as usize);
-                zeros.as_bytes_mut().fill(0);
-                let len = zeros.len();
-                let written = file.write_at(zeros, from).await.map_err(io)?;
-                check_write(written, len, from)?;
-            }
+        if let Some((file, filler, write, next_offset)) = taken {
+            let data_end = align_up(write.end);
+            filler.wait_clear_of(data_end).await;
             let written = file
                 .write_rc_at(Rc::clone(&write.buf), write.start)
                 .await
                 .map_err(io)?;
             check_write(written, write.buf.len(), write.start)?;
             self.count(|s| s.writes += 1);
+            filler.maybe_start(data_end);
             let mut state = self.state.borrow_mut();
             state.written = Mark {
                 offset: next_offset,
                 position: write.end,
             };
             state.unsynced_bytes += write.end - write.new_from;
-            let writer = state.active_mut().writer();
-            writer.tail_cache.insert(&write);
-            writer.zero_filled_to = writer
-                .zero_filled_to
-                .max(zero_fill.map_or(0, |(_, to)| to))
-                .max(align_up(write.end));
+            state.active_mut().writer().tail_cache.insert(&write);
         }
         let sync_target = {
             let state = self.state.borrow();
@@ -597,24 +564,6 @@ impl PartitionLog {
             self.write_epochs().await?;
         }
         Ok(())
-    }
-
-    /// The zero-fill write to issue before writing data up to `end`, if the data
-    /// reaches past the zero-filled part of the file.
-    fn plan_zero_fill(&self, end: u64) -> Option<(u64, u64)> {
-        let step = self.config.zero_fill_step_bytes;
-        if step == 0 {
-            return None;
-        }
-        let mut state = self.state.borrow_mut();
-        let writer = state.active_mut().writer();
-        let data_end = align_up(end);
-        if data_end <= writer.zero_filled_to {
-            return None;
-        }
-        let from = data_end;
-        let to = (data_end + step).min(align_up(self.config.segment_bytes));
-        (to > from).then_some((from, to))
     }
 
     async fn roll(&self, len: u64, last_offset_delta: i64) -> Result<(), LogError> {
@@ -661,20 +610,16 @@ impl PartitionLog {
         self.write_and_sync(true).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "roll: flushed");
         let new_base = self.log_end_offset();
-        let segment = Segment::create(
-            &self.dir,
-            new_base,
-            self.config.index_interval_bytes,
-            self.config.tail_cache_bytes,
-        )
-        .await?;
+        let segment =
+            Segment::create(&self.dir, new_base, &SegmentSettings::of(&self.config)).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "roll: created the new segment");
         let job = {
             let mut state = self.state.borrow_mut();
             let old = state.active_mut();
-            old.writer = None;
+            let filler = old.writer.take().map(|writer| writer.zero_filler);
             old.indexes.finish();
             let job = SealJob {
+                filler,
                 dir: self.dir.clone(),
                 file: Rc::clone(&old.file),
                 size: old.size,
@@ -924,6 +869,16 @@ impl PartitionLog {
         let (_guard, _sealed) = self.lock_all().await?;
         self.flush_locked(true).await?;
         self.state.borrow_mut().closed = true;
+        let filler = self
+            .state
+            .borrow_mut()
+            .active_mut()
+            .writer
+            .as_ref()
+            .map(|writer| writer.zero_filler.clone());
+        if let Some(filler) = filler {
+            filler.wait_idle().await;
+        }
         let (file, size, index_path, time_path, index_bytes, time_bytes, end, log_start) = {
             let state = self.state.borrow();
             let active = state.active();

@@ -19,7 +19,9 @@ pub mod scan;
 pub mod segment;
 pub mod tail_cache;
 pub mod time_index;
+pub mod wake_list;
 pub mod write_buffer;
+pub mod zero_fill;
 
 pub use config::{Durability, LogConfig};
 pub use error::LogError;

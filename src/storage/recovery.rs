@@ -13,8 +13,8 @@ use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
 use crate::storage::scan::BatchSummary;
 use crate::storage::segment::{
-    INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentIndexes, TIME_INDEX_SUFFIX, open_segment_file,
-    parse_segment_name, segment_file,
+    INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentIndexes, SegmentSettings, TIME_INDEX_SUFFIX,
+    open_segment_file, parse_segment_name, segment_file,
 };
 use crate::storage::time_index::TimeIndex;
 use crate::types::Offset;
@@ -102,10 +102,10 @@ enum Stop {
 /// `empty_base` when there is none.
 pub async fn recover(
     dir: &Path,
-    index_interval: u64,
-    tail_cache_bytes: usize,
+    settings: &SegmentSettings,
     empty_base: Offset,
 ) -> Result<RecoveredLog, LogError> {
+    let index_interval = settings.index_interval;
     let mut report = RecoveryReport::default();
     let bases = list_segments(dir, &mut report)?;
     let recovery_point = match checkpoint::read_optional(&dir.join(RECOVERY_POINT_FILE)).await? {
@@ -151,7 +151,7 @@ pub async fn recover(
     }
 
     if segments.is_empty() {
-        segments.push(Segment::create(dir, empty_base, index_interval, tail_cache_bytes).await?);
+        segments.push(Segment::create(dir, empty_base, settings).await?);
     }
     let last = segments.last_mut().expect("at least one segment");
     let log_end = last.next_offset;
@@ -180,7 +180,7 @@ pub async fn recover(
         tail_len,
         "tail block of the active segment must be readable"
     );
-    last.activate(&tail, tail_cache_bytes);
+    last.activate(&tail, settings);
     write_indexes(dir, last).await?;
     checkpoint::sync_dir(dir).await?;
     report.segments = segments.len();

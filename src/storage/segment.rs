@@ -17,6 +17,7 @@ use crate::storage::scan::{BatchSummary, SegmentSource};
 use crate::storage::tail_cache::TailCache;
 use crate::storage::time_index::TimeIndex;
 use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_up};
+use crate::storage::zero_fill::ZeroFiller;
 use crate::types::{Offset, TimestampMs};
 
 pub const LOG_SUFFIX: &str = "log";
@@ -112,12 +113,32 @@ impl SegmentIndexes {
     }
 }
 
+/// What segments need of the log's config.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentSettings {
+    pub index_interval: u64,
+    pub tail_cache_bytes: usize,
+    pub zero_fill_step: u64,
+    /// Never zero-fill past this (the segment size, block-aligned).
+    pub zero_fill_limit: u64,
+}
+
+impl SegmentSettings {
+    pub fn of(config: &crate::storage::config::LogConfig) -> SegmentSettings {
+        SegmentSettings {
+            index_interval: config.index_interval_bytes,
+            tail_cache_bytes: config.tail_cache_bytes,
+            zero_fill_step: config.zero_fill_step_bytes,
+            zero_fill_limit: align_up(config.segment_bytes),
+        }
+    }
+}
+
 /// State only the active segment has.
 pub struct SegmentWriter {
     pub buffer: WriteBuffer,
     pub tail_cache: TailCache,
-    /// Bytes of the file known to be zero-filled (block-aligned).
-    pub zero_filled_to: u64,
+    pub zero_filler: ZeroFiller,
     pub first_append_at: Option<Instant>,
 }
 
@@ -138,8 +159,7 @@ impl Segment {
     pub async fn create(
         dir: &Path,
         base: Offset,
-        index_interval: u64,
-        tail_cache_bytes: usize,
+        settings: &SegmentSettings,
     ) -> Result<Segment, LogError> {
         let path = segment_file(dir, base, LOG_SUFFIX);
         let file = open_segment_file(&path, true).await?;
@@ -149,19 +169,24 @@ impl Segment {
             path,
             size: 0,
             next_offset: base,
-            indexes: SegmentIndexes::new(base, index_interval),
+            indexes: SegmentIndexes::new(base, settings.index_interval),
             writer: None,
         };
-        segment.activate(&[], tail_cache_bytes);
+        segment.activate(&[], settings);
         Ok(segment)
     }
 
     /// Gives the segment a writer; `tail` is the partial last block of its data.
-    pub fn activate(&mut self, tail: &[u8], tail_cache_bytes: usize) {
+    pub fn activate(&mut self, tail: &[u8], settings: &SegmentSettings) {
         self.writer = Some(SegmentWriter {
             buffer: WriteBuffer::new(&self.file, self.size, tail),
-            tail_cache: TailCache::new(tail_cache_bytes),
-            zero_filled_to: align_up(self.size),
+            tail_cache: TailCache::new(settings.tail_cache_bytes),
+            zero_filler: ZeroFiller::new(
+                Rc::clone(&self.file),
+                align_up(self.size),
+                settings.zero_fill_step,
+                settings.zero_fill_limit,
+            ),
             first_append_at: None,
         });
     }

@@ -16,7 +16,10 @@ where
     Fut::Output: Send + 'static,
 {
     glommio::LocalExecutorBuilder::default()
-        .spawn(make)
+        .spawn(|| {
+            sluice::shard::reactor_heartbeat::spawn();
+            make()
+        })
         .expect("executor starts")
         .join()
         .expect("executor finishes")
