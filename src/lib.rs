@@ -3,6 +3,9 @@
 //! The library holds every part of the broker; `main.rs` is only the command line.
 
 pub mod bench;
+pub mod broker;
+pub mod config;
+pub mod net;
 pub mod protocol;
 pub mod record;
 pub mod shard;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::bench::log::{LogBenchParams, run};
+use sluice::config::{BrokerConfig, DurabilityPolicy};
 use sluice::storage::{Durability, LogConfig};
 
 #[derive(Parser)]
@@ -21,8 +22,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker (defaults: 127.0.0.1:9092, data in ./data, one shard per core).
+    Serve(ServeArgs),
     /// Append batches to a partition log for a while; report MB/s and ack latency.
     BenchLog(BenchLogArgs),
+}
+
+/// Settings of `sluice serve`: embedded defaults < --config file < SLUICE_* env < flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file with any setting of the broker config (docs/configuration.md).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on and advertise.
+    #[arg(long, env = "SLUICE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory holding the partitions and metadata.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// node.id advertised in metadata.
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    node_id: Option<i32>,
+    /// Number of shards (0: one per core).
+    #[arg(long, env = "SLUICE_SHARDS")]
+    shards: Option<usize>,
+    /// num.partitions of auto-created topics.
+    #[arg(long, env = "SLUICE_NUM_PARTITIONS")]
+    num_partitions: Option<i32>,
+    /// auto.create.topics.enable.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE")]
+    auto_create_topics_enable: Option<bool>,
+    /// When a produce is acknowledged: after fdatasync, or after the write.
+    #[arg(long, value_enum, env = "SLUICE_DURABILITY")]
+    durability: Option<Policy>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,11 +97,59 @@ struct BenchLogArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve(args) => serve(args),
         Command::BenchLog(args) => bench_log(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let mut config = match &args.config {
+        Some(path) => match BrokerConfig::from_file(path) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("sluice: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => BrokerConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = id;
+    }
+    if let Some(shards) = args.shards {
+        config.shards = shards;
+    }
+    if let Some(partitions) = args.num_partitions {
+        config.num_partitions = partitions;
+    }
+    if let Some(enabled) = args.auto_create_topics_enable {
+        config.auto_create_topics_enable = enabled;
+    }
+    if let Some(policy) = args.durability {
+        config.durability = match policy {
+            Policy::Fsync => DurabilityPolicy::Fsync,
+            Policy::Interval => DurabilityPolicy::Interval,
+        };
+    }
+    match sluice::shard::runtime::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i16)]
 pub enum ErrorCode {
+    UnknownServerError = -1,
     None = 0,
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
@@ -15,6 +16,17 @@ pub enum ErrorCode {
     InvalidRecord = 87,
     InvalidTimestamp = 32,
     InvalidConfig = 40,
+    UnsupportedVersion = 35,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
+    InvalidRequest = 42,
+    InvalidTopicException = 17,
+    RecordListTooLarge = 18,
+    NotEnoughReplicas = 19,
+    InvalidRequiredAcks = 21,
+    RequestTimedOut = 7,
+    UnknownTopicId = 100,
 }
 
 impl ErrorCode {

@@ -1,3 +1,7 @@
-//! Kafka wire protocol glue: error codes now, request/response codecs with the broker.
+//! Kafka wire protocol glue: framing, request/response codecs (kafka-protocol crate)
+//! and the advertised API versions.
 
+pub mod api_versions;
+pub mod codec;
 pub mod error_code;
+pub mod frame;

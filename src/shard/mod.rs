@@ -1,3 +1,77 @@
-//! Executors per core. For now: what every executor must run beside its work.
+//! Executors per core: each shard owns its partitions, its listener and its memory,
+//! and reaches the others only through the channel mesh.
 
+pub mod mesh;
+pub mod messages;
 pub mod reactor_heartbeat;
+pub mod runtime;
+pub mod service;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use glommio::channels::channel_mesh::Senders;
+use glommio::channels::local_channel::LocalSender;
+
+use crate::broker::topics::TopicTable;
+use crate::config::BrokerConfig;
+use crate::shard::mesh::Envelope;
+use crate::shard::messages::{PartitionKey, ShardResponse};
+use crate::storage::PartitionLog;
+use crate::storage::wake_list::WakeList;
+
+/// The shard that owns the topic table and serializes topic changes.
+pub const CONTROLLER_SHARD: usize = 0;
+
+/// Everything one shard owns.
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: BrokerConfig,
+    pub topics: RefCell<TopicTable>,
+    pub partitions: RefCell<HashMap<PartitionKey, Rc<PartitionLog>>>,
+    /// Woken after every append on this shard: fetches waiting for data re-check.
+    pub appended: WakeList,
+    senders: Senders<Envelope>,
+    pending: RefCell<HashMap<u64, LocalSender<ShardResponse>>>,
+    next_request: Cell<u64>,
+}
+
+impl Shard {
+    pub fn new(senders: Senders<Envelope>, config: BrokerConfig) -> Shard {
+        Shard {
+            id: senders.peer_id(),
+            count: senders.nr_consumers(),
+            config,
+            topics: RefCell::new(TopicTable::default()),
+            partitions: RefCell::new(HashMap::new()),
+            appended: WakeList::default(),
+            senders,
+            pending: RefCell::new(HashMap::new()),
+            next_request: Cell::new(0),
+        }
+    }
+
+    /// Flushes and closes every partition (clean shutdown).
+    pub async fn close_partitions(&self) {
+        let logs: Vec<_> = self.partitions.borrow_mut().drain().collect();
+        for (key, log) in logs {
+            if let Err(error) = log.close().await {
+                tracing::error!(topic = %key.topic, partition = key.partition, %error, "closing a partition failed");
+            }
+        }
+    }
+
+    pub fn owner_of(&self, key: &PartitionKey) -> Option<usize> {
+        let topics = self.topics.borrow();
+        let topic = topics.topics.get(&key.topic)?;
+        usize::try_from(key.partition)
+            .ok()
+            .and_then(|index| topic.shards.get(index).copied())
+    }
+
+    pub fn log(&self, key: &PartitionKey) -> Option<Rc<PartitionLog>> {
+        self.partitions.borrow().get(key).cloned()
+    }
+}

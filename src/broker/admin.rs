@@ -1,0 +1,99 @@
+//! Topic administration: CreateTopics and DeleteTopics, carried out by the
+//! controller shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::shard::messages::{NewTopic, ShardRequest, ShardResponse, TopicChangeResult};
+use crate::shard::{CONTROLLER_SHARD, Shard};
+
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let topics: Vec<NewTopic> = request
+        .topics
+        .iter()
+        .map(|topic| NewTopic {
+            name: topic.name.0.to_string(),
+            partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            configs: topic
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect(),
+            validate_only: request.validate_only,
+        })
+        .collect();
+    let results = change(shard, ShardRequest::CreateTopics(topics)).await;
+    let table = shard.topics.borrow();
+    CreateTopicsResponse::default().with_topics(
+        results
+            .into_iter()
+            .map(|result| {
+                let meta = table.topics.get(&result.name);
+                CreatableTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_string(result.name.clone())))
+                    .with_topic_id(meta.map(|m| m.uuid()).unwrap_or_default())
+                    .with_error_code(result.error.code())
+                    .with_error_message(result.message.map(StrBytes::from_string))
+                    .with_num_partitions(meta.map_or(-1, |m| m.partition_count()))
+                    .with_replication_factor(if meta.is_some() { 1 } else { -1 })
+            })
+            .collect(),
+    )
+}
+
+pub async fn delete_topics(
+    shard: &Rc<Shard>,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    // v0-5 name topics in `topic_names`; v6 in `topics`, by name or id.
+    let mut names: Vec<String> = request
+        .topic_names
+        .iter()
+        .map(|n| n.0.to_string())
+        .collect();
+    {
+        let table = shard.topics.borrow();
+        for topic in &request.topics {
+            match &topic.name {
+                Some(name) => names.push(name.0.to_string()),
+                None => {
+                    let found = table
+                        .topics
+                        .iter()
+                        .find(|(_, meta)| meta.uuid() == topic.topic_id)
+                        .map(|(name, _)| name.clone());
+                    names.push(found.unwrap_or_default());
+                }
+            }
+        }
+    }
+    let results = change(shard, ShardRequest::DeleteTopics(names)).await;
+    DeleteTopicsResponse::default().with_responses(
+        results
+            .into_iter()
+            .map(|result| {
+                DeletableTopicResult::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(result.name))))
+                    .with_error_code(result.error.code())
+                    .with_error_message(result.message.map(StrBytes::from_string))
+            })
+            .collect(),
+    )
+}
+
+async fn change(shard: &Rc<Shard>, request: ShardRequest) -> Vec<TopicChangeResult> {
+    match shard.call(CONTROLLER_SHARD, request).await {
+        ShardResponse::TopicsChanged(results) => results,
+        other => unreachable!("topic changes answer with their results, got {other:?}"),
+    }
+}

@@ -1,0 +1,129 @@
+//! Fetch: reads each partition on its owning shard, long-polling up to
+//! `max_wait_ms` for `min_bytes`, and answers in request order. Topics are named
+//! (v4-12) or identified by topic id (v13+).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Split;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::Shard;
+use crate::shard::messages::{FetchItem, FetchResult, PartitionKey, ShardRequest, ShardResponse};
+
+/// Resolves a fetch topic to its name (by id from v13).
+fn topic_name(shard: &Shard, name: &TopicName, id: uuid::Uuid, version: i16) -> Option<String> {
+    if version < 13 {
+        return Some(name.0.to_string());
+    }
+    let topics = shard.topics.borrow();
+    topics
+        .topics
+        .iter()
+        .find(|(_, meta)| meta.uuid() == id)
+        .map(|(name, _)| name.clone())
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+    let mut results: BTreeMap<(usize, usize), FetchResult> = BTreeMap::new();
+    let mut split: Split<FetchItem> = Split::default();
+    let mut names = Vec::with_capacity(request.topics.len());
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let name = topic_name(shard, &topic.topic, topic.topic_id, version);
+        for (partition_index, partition) in topic.partitions.iter().enumerate() {
+            let at = (topic_index, partition_index);
+            let Some(name) = &name else {
+                results.insert(at, failed(ErrorCode::UnknownTopicId));
+                continue;
+            };
+            let key = PartitionKey {
+                topic: name.clone(),
+                partition: partition.partition,
+            };
+            match shard.owner_of(&key) {
+                None => {
+                    results.insert(at, failed(ErrorCode::UnknownTopicOrPartition));
+                }
+                Some(owner) => {
+                    split.push(
+                        owner,
+                        at,
+                        FetchItem {
+                            key,
+                            offset: partition.fetch_offset,
+                            max_bytes: partition.partition_max_bytes,
+                        },
+                    );
+                }
+            }
+        }
+        names.push(name);
+    }
+    let max_wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+    split
+        .run(
+            shard,
+            |items| ShardRequest::Fetch {
+                items,
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+            },
+            |response| match response {
+                ShardResponse::Fetch(results) => results,
+                other => unreachable!("a fetch request answered with {other:?}"),
+            },
+            &mut results,
+        )
+        .await;
+
+    let responses = request
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(topic_index, topic)| {
+            let name = names[topic_index].clone().map_or_else(
+                || topic.topic.clone(),
+                |n| TopicName(StrBytes::from_string(n)),
+            );
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(topic.topic_id)
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .map(|(partition_index, partition)| {
+                            let result = results
+                                .remove(&(topic_index, partition_index))
+                                .unwrap_or_else(|| failed(ErrorCode::UnknownServerError));
+                            PartitionData::default()
+                                .with_partition_index(partition.partition)
+                                .with_error_code(result.error.code())
+                                .with_high_watermark(result.high_watermark)
+                                .with_last_stable_offset(result.high_watermark)
+                                .with_log_start_offset(result.log_start_offset)
+                                .with_records(Some(result.records))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+fn failed(error: ErrorCode) -> FetchResult {
+    FetchResult {
+        error,
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Bytes::new(),
+    }
+}

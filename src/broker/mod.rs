@@ -1,0 +1,181 @@
+//! Request handlers, one module per API family. A handler runs on the shard that
+//! owns the connection and sends each owning shard its share of the work.
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topic_config;
+pub mod topics;
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::RequestKind;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+
+use crate::protocol::codec::{Request, encode_response};
+use crate::shard::Shard;
+
+/// Handles one request; `None` when no response is sent (Produce with acks=0).
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
+    let correlation_id = request.header.correlation_id;
+    let version = request.version;
+    match request.body {
+        RequestKind::ApiVersions(_) => respond(correlation_id, version, &api_versions::handle()),
+        RequestKind::Metadata(body) => respond(
+            correlation_id,
+            version,
+            &metadata::handle(shard, body, version).await,
+        ),
+        RequestKind::Produce(body) => {
+            let acks = body.acks;
+            let response = produce::handle(shard, body).await;
+            if acks == 0 {
+                return None;
+            }
+            respond(correlation_id, version, &response)
+        }
+        RequestKind::Fetch(body) => respond(
+            correlation_id,
+            version,
+            &fetch::handle(shard, body, version).await,
+        ),
+        RequestKind::ListOffsets(body) => respond(
+            correlation_id,
+            version,
+            &list_offsets::handle(shard, body).await,
+        ),
+        RequestKind::CreateTopics(body) => respond(
+            correlation_id,
+            version,
+            &admin::create_topics(shard, body).await,
+        ),
+        RequestKind::DeleteTopics(body) => respond(
+            correlation_id,
+            version,
+            &admin::delete_topics(shard, body).await,
+        ),
+        other => {
+            tracing::warn!(api = ?request.api_key, "request decoded but not handled: {other:?}");
+            None
+        }
+    }
+}
+
+fn respond<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+) -> Option<BytesMut> {
+    match encode_response(correlation_id, version, body) {
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            tracing::error!(%error, "encoding a response failed");
+            None
+        }
+    }
+}
+
+/// Where an item sits in a request: (topic index, partition index).
+pub type Slot = (usize, usize);
+
+/// A request's items grouped by owning shard, remembering each item's slot so the
+/// results land back in request order.
+pub struct Split<T> {
+    per_owner: std::collections::BTreeMap<usize, (Vec<Slot>, Vec<T>)>,
+}
+
+impl<T> Default for Split<T> {
+    fn default() -> Self {
+        Split {
+            per_owner: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl<T> Split<T> {
+    pub fn push(&mut self, owner: usize, slot: Slot, item: T) {
+        let entry = self.per_owner.entry(owner).or_default();
+        entry.0.push(slot);
+        entry.1.push(item);
+    }
+
+    /// Sends each owner one request for all its items (`request` builds it) and
+    /// files each result (`results` takes them out of the response) by slot.
+    pub async fn run<R>(
+        self,
+        shard: &Rc<Shard>,
+        request: impl Fn(Vec<T>) -> crate::shard::messages::ShardRequest,
+        results: impl Fn(crate::shard::messages::ShardResponse) -> Vec<R>,
+        into: &mut std::collections::BTreeMap<Slot, R>,
+    ) {
+        let mut slots = std::collections::BTreeMap::new();
+        let requests = self
+            .per_owner
+            .into_iter()
+            .map(|(owner, (owner_slots, items))| {
+                slots.insert(owner, owner_slots);
+                (owner, request(items))
+            })
+            .collect();
+        for (owner, response) in fan_out(shard, requests).await {
+            for (slot, result) in slots[&owner].iter().zip(results(response)) {
+                into.insert(*slot, result);
+            }
+        }
+    }
+}
+
+/// Sends each shard its request, concurrently, and collects the responses.
+pub async fn fan_out(
+    shard: &Rc<Shard>,
+    requests: Vec<(usize, crate::shard::messages::ShardRequest)>,
+) -> Vec<(usize, crate::shard::messages::ShardResponse)> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(owner, request)| {
+            let shard = Rc::clone(shard);
+            (
+                owner,
+                glommio::spawn_local(async move { shard.call(owner, request).await }),
+            )
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(tasks.len());
+    for (owner, task) in tasks {
+        responses.push((owner, task.await));
+    }
+    responses
+}
+
+/// Creates `names` with the broker's defaults if auto-creation is on; returns
+/// once every shard knows them.
+pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
+    if names.is_empty() || !shard.config.auto_create_topics_enable {
+        return;
+    }
+    let topics = names
+        .into_iter()
+        .map(|name| crate::shard::messages::NewTopic {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            configs: Vec::new(),
+            validate_only: false,
+        })
+        .collect();
+    let request = crate::shard::messages::ShardRequest::CreateTopics(topics);
+    if let crate::shard::messages::ShardResponse::TopicsChanged(results) =
+        shard.call(crate::shard::CONTROLLER_SHARD, request).await
+    {
+        for result in results
+            .iter()
+            .filter(|r| r.error != crate::protocol::error_code::ErrorCode::None)
+        {
+            tracing::debug!(topic = %result.name, error = ?result.error, "auto-create refused");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Topic configs: the Kafka names Sluice understands, their validation, and the
+//! partition log settings they produce.
+
+use std::time::Duration;
+
+use crate::broker::topics::TopicMeta;
+use crate::config::BrokerConfig;
+use crate::storage::LogConfig;
+
+/// Topic configs accepted on CreateTopics (Kafka names).
+pub const KNOWN: &[&str] = &[
+    "cleanup.policy",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+];
+
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let number = |min: i64| {
+        value
+            .parse::<i64>()
+            .ok()
+            .filter(|&v| v >= min)
+            .map(|_| ())
+            .ok_or_else(|| {
+                format!("invalid value {value:?} for {name}: expected an integer >= {min}")
+            })
+    };
+    match name {
+        "cleanup.policy" => match value {
+            "delete" | "compact" | "compact,delete" | "delete,compact" => Ok(()),
+            _ => Err(format!("invalid value {value:?} for cleanup.policy")),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err(format!(
+                "invalid value {value:?} for message.timestamp.type"
+            )),
+        },
+        "retention.bytes" | "retention.ms" => number(-1),
+        "segment.bytes" => number(14).and_then(|()| {
+            if value
+                .parse::<u64>()
+                .is_ok_and(|v| v <= LogConfig::MAX_SEGMENT_BYTES)
+            {
+                Ok(())
+            } else {
+                Err(format!("segment.bytes {value} is too large"))
+            }
+        }),
+        "segment.ms" | "max.message.bytes" | "index.interval.bytes" => number(1),
+        _ => Err(format!("unknown topic config {name}")),
+    }
+}
+
+/// The log settings of a partition of `topic`.
+pub fn log_config(broker: &BrokerConfig, topic: Option<&TopicMeta>) -> LogConfig {
+    let mut config = broker.log_config();
+    let Some(topic) = topic else { return config };
+    let get = |name: &str| topic.configs.get(name).and_then(|v| v.parse::<i64>().ok());
+    if let Some(ms) = get("retention.ms") {
+        config.retention_ms = u64::try_from(ms).ok().map(Duration::from_millis);
+    }
+    if let Some(bytes) = get("retention.bytes") {
+        config.retention_bytes = u64::try_from(bytes).ok();
+    }
+    if let Some(bytes) = get("segment.bytes") {
+        config.segment_bytes = bytes as u64;
+    }
+    if let Some(ms) = get("segment.ms") {
+        config.segment_ms = Duration::from_millis(ms as u64);
+    }
+    if let Some(bytes) = get("index.interval.bytes") {
+        config.index_interval_bytes = bytes as u64;
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_known_configs() {
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "soon").is_err());
+        assert!(validate("cleanup.policy", "compact").is_ok());
+        assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate("segment.bytes", "10").is_err());
+        assert!(validate("no.such.config", "1").is_err());
+        for name in KNOWN {
+            assert!(validate(name, "junk").is_err(), "{name}");
+        }
+    }
+}

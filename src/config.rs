@@ -1,0 +1,136 @@
+//! The broker's configuration: embedded defaults < TOML file < `SLUICE_*` env < flags.
+//! Names follow Kafka's broker configs where one exists (in the TOML file with
+//! underscores: `auto_create_topics_enable` is `auto.create.topics.enable`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::storage::{Durability, LogConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityPolicy {
+    Fsync,
+    Interval,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds (and advertises).
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `node.id`.
+    pub node_id: i32,
+    /// Shards (executors pinned one per core); 0 means one per online core.
+    pub shards: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `num.partitions`: partitions of auto-created topics.
+    pub num_partitions: i32,
+    /// `socket.request.max.bytes`: frames larger than this close the connection.
+    pub socket_request_max_bytes: usize,
+    /// `message.max.bytes`: the default `max.message.bytes` of topics.
+    pub message_max_bytes: usize,
+    pub durability: DurabilityPolicy,
+    /// Interval policy: fdatasync at least this often (`log.flush.interval.ms`).
+    pub log_flush_interval_ms: u64,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `log.retention.ms` (-1: keep forever).
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes` (-1: no limit).
+    pub log_retention_bytes: i64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data_dir: PathBuf::from("./data"),
+            node_id: 0,
+            shards: 0,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            socket_request_max_bytes: 100 << 20,
+            message_max_bytes: 1_048_588,
+            durability: DurabilityPolicy::Fsync,
+            log_flush_interval_ms: 100,
+            log_segment_bytes: 1 << 30,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file over the embedded defaults.
+    pub fn from_file(path: &Path) -> Result<BrokerConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The number of shards to run.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Settings of partition logs, before per-topic overrides.
+    pub fn log_config(&self) -> LogConfig {
+        let durability = match self.durability {
+            DurabilityPolicy::Fsync => Durability::Fsync,
+            DurabilityPolicy::Interval => Durability::Interval {
+                interval: Duration::from_millis(self.log_flush_interval_ms.max(1)),
+                bytes: 64 << 20,
+            },
+        };
+        LogConfig {
+            durability,
+            segment_bytes: self.log_segment_bytes,
+            retention_ms: u64::try_from(self.log_retention_ms)
+                .ok()
+                .map(Duration::from_millis),
+            retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
+            ..LogConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_partitions < 1 {
+            return Err("num_partitions must be at least 1".into());
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err("socket_request_max_bytes must be at least 1024".into());
+        }
+        self.log_config().validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_refuses_unknown_keys() {
+        let config: BrokerConfig = toml::from_str(
+            "listen = \"127.0.0.1:19092\"\nnum_partitions = 6\ndurability = \"interval\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.num_partitions, 6);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(matches!(
+            config.log_config().durability,
+            Durability::Interval { .. }
+        ));
+        assert!(toml::from_str::<BrokerConfig>("no_such_key = 1").is_err());
+        assert!(BrokerConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,54 @@
+//! One client connection on the shard that accepted it.
+
+use std::rc::Rc;
+
+use glommio::net::TcpStream;
+use kafka_protocol::messages::ApiVersionsResponse;
+
+use crate::broker;
+use crate::protocol::codec::{Decoded, decode_request, encode_response};
+use crate::protocol::error_code::ErrorCode;
+use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::shard::Shard;
+
+/// Serves requests until the client closes the connection or sends something
+/// that cannot be answered; only this connection is affected.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "TCP_NODELAY");
+    }
+    let limit = shard.config.socket_request_max_bytes;
+    loop {
+        let frame = match read_frame(&mut stream, limit).await {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                return;
+            }
+        };
+        let response = match decode_request(frame) {
+            Ok(Decoded::Request(request)) => broker::handle(&shard, *request).await,
+            Ok(Decoded::UnknownApiVersionsVersion { correlation_id }) => {
+                let body = ApiVersionsResponse::default()
+                    .with_error_code(ErrorCode::UnsupportedVersion.code())
+                    .with_api_keys(broker::api_versions::supported());
+                encode_response(correlation_id, 0, &body).ok()
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                return;
+            }
+        };
+        if let Some(response) = response
+            && let Err(error) = write_frame(&mut stream, response).await
+        {
+            tracing::debug!(%peer, %error, "write failed; closing connection");
+            return;
+        }
+    }
+}

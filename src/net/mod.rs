@@ -1,0 +1,4 @@
+//! Client connections: framing, one request at a time per connection, responses
+//! in request order.
+
+pub mod connection;

@@ -1,0 +1,44 @@
+//! The API versions this broker advertises: a hand-written table, roughly Apache
+//! Kafka 3.9's ranges for the APIs implemented so far.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, min version, max version).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    // librdkafka checks that Produce starts at 0; v0-2 are refused when used.
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The advertised range of `key`, if the broker serves it.
+pub fn range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(api, _, _)| *api == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_stays_within_what_the_codec_can_decode() {
+        for &(key, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(
+                max <= codec.max,
+                "{key:?} advertises v{max}, codec stops at v{}",
+                codec.max
+            );
+            assert!(min <= max);
+        }
+        assert_eq!(range(ApiKey::Produce), Some((0, 11)));
+        assert_eq!(range(ApiKey::JoinGroup), None);
+    }
+}

@@ -1,0 +1,450 @@
+//! The work a shard does for its own partitions, whoever asked for it.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::broker::topics::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
+use crate::protocol::error_code::ErrorCode;
+use crate::record::{BatchHeader, validate_batch};
+use crate::shard::messages::{
+    FetchItem, FetchResult, NewTopic, OffsetResult, PartitionKey, ProduceItem, ProduceResult,
+    ShardRequest, ShardResponse, TopicChangeResult,
+};
+use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::storage::{AppendOptions, LogError, PartitionLog};
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
+
+/// Leader epoch of every partition until replication brings elections.
+pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
+
+impl Shard {
+    pub async fn serve(self: &Rc<Self>, request: ShardRequest) -> ShardResponse {
+        match request {
+            ShardRequest::Produce { acks, items } => {
+                ShardResponse::Produce(self.produce_local(acks, items).await)
+            }
+            ShardRequest::Fetch {
+                items,
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+            } => ShardResponse::Fetch(
+                self.fetch_local(&items, max_wait_ms, min_bytes, max_bytes)
+                    .await,
+            ),
+            ShardRequest::ListOffsets { items } => {
+                ShardResponse::ListOffsets(self.list_offsets_local(&items).await)
+            }
+            ShardRequest::CreateTopics(topics) => {
+                ShardResponse::TopicsChanged(self.create_topics(topics).await)
+            }
+            ShardRequest::DeleteTopics(names) => {
+                ShardResponse::TopicsChanged(self.delete_topics(names).await)
+            }
+            ShardRequest::ApplyTopics(table) => {
+                self.apply_topics(table).await;
+                ShardResponse::Applied
+            }
+        }
+    }
+
+    async fn produce_local(
+        self: &Rc<Self>,
+        _acks: i16,
+        items: Vec<ProduceItem>,
+    ) -> Vec<ProduceResult> {
+        let tasks: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let shard = Rc::clone(self);
+                glommio::spawn_local(async move { shard.produce_one(item).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
+    }
+
+    async fn produce_one(&self, item: ProduceItem) -> ProduceResult {
+        let failed = |error: ErrorCode| ProduceResult {
+            error,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        };
+        let Some(log) = self.log(&item.key) else {
+            return failed(ErrorCode::UnknownTopicOrPartition);
+        };
+        let Some(records) = item.records else {
+            return failed(ErrorCode::InvalidRecord);
+        };
+        let max_message_bytes = self.topic_config_usize(
+            &item.key.topic,
+            "max.message.bytes",
+            self.config.message_max_bytes,
+        );
+        if records.len() > max_message_bytes {
+            return failed(ErrorCode::MessageTooLarge);
+        }
+        // Exactly one batch per partition, as Kafka requires of v2 produce requests.
+        let one_batch = BatchHeader::parse(&records)
+            .and_then(|h| h.total_len())
+            .is_some_and(|len| len == records.len());
+        if !one_batch {
+            return failed(ErrorCode::InvalidRecord);
+        }
+        if let Err(error) = validate_batch(&records) {
+            tracing::debug!(topic = %item.key.topic, partition = item.key.partition, %error, "refused batch");
+            return failed(error.error_code());
+        }
+        let log_append_time = self
+            .topic_config(&item.key.topic, "message.timestamp.type")
+            .is_some_and(|t| t == "LogAppendTime")
+            .then(TimestampMs::now);
+        let mut batch = records.to_vec();
+        let options = AppendOptions {
+            leader_epoch: LEADER_EPOCH,
+            log_append_time,
+        };
+        match log.append(&mut batch, options).await {
+            Ok(info) => {
+                self.appended.wake_all();
+                ProduceResult {
+                    error: ErrorCode::None,
+                    base_offset: info.base_offset.0,
+                    log_append_time: log_append_time.map_or(-1, |t| t.0),
+                    log_start_offset: info.log_start_offset.0,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(topic = %item.key.topic, partition = item.key.partition, %error, "append failed");
+                failed(error.error_code())
+            }
+        }
+    }
+
+    fn topic_config(&self, topic: &str, name: &str) -> Option<String> {
+        self.topics
+            .borrow()
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get(name).cloned())
+    }
+
+    fn topic_config_usize(&self, topic: &str, name: &str, default: usize) -> usize {
+        self.topic_config(topic, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Reads every item; if fewer than `min_bytes` are there, waits for appends on
+    /// this shard until `max_wait_ms` passes.
+    async fn fetch_local(
+        &self,
+        items: &[FetchItem],
+        max_wait_ms: u64,
+        min_bytes: usize,
+        max_bytes: usize,
+    ) -> Vec<FetchResult> {
+        let deadline = Instant::now() + Duration::from_millis(max_wait_ms);
+        const MAX_ROUNDS: usize = 100_000;
+        let mut results = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            results = self.fetch_once(items, max_bytes).await;
+            let bytes: usize = results.iter().map(|r| r.records.len()).sum();
+            let has_error = results.iter().any(|r| r.error != ErrorCode::None);
+            let now = Instant::now();
+            if bytes >= min_bytes.max(1) || has_error || now >= deadline {
+                break;
+            }
+            let wait = self.appended.wait();
+            let _ = glommio::timer::timeout(deadline - now, async {
+                wait.await;
+                Ok(())
+            })
+            .await;
+        }
+        results
+    }
+
+    async fn fetch_once(&self, items: &[FetchItem], max_bytes: usize) -> Vec<FetchResult> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut budget = max_bytes;
+        for item in items {
+            let Some(log) = self.log(&item.key) else {
+                results.push(FetchResult {
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                });
+                continue;
+            };
+            let limit = (item.max_bytes.max(0) as usize).min(budget);
+            let first = results.iter().all(|r: &FetchResult| r.records.is_empty());
+            let outcome = log.read(Offset(item.offset), limit as u64, first).await;
+            let result = match outcome {
+                Ok(outcome) => match outcome.to_vec().await {
+                    Ok(bytes) => FetchResult {
+                        error: ErrorCode::None,
+                        high_watermark: outcome.high_watermark.0,
+                        log_start_offset: outcome.log_start_offset.0,
+                        records: Bytes::from(bytes),
+                    },
+                    Err(error) => error_result(&log, &error),
+                },
+                Err(error) => error_result(&log, &error),
+            };
+            budget = budget.saturating_sub(result.records.len());
+            results.push(result);
+        }
+        results
+    }
+
+    async fn list_offsets_local(&self, items: &[(PartitionKey, i64)]) -> Vec<OffsetResult> {
+        let mut results = Vec::with_capacity(items.len());
+        for (key, timestamp) in items {
+            let Some(log) = self.log(key) else {
+                results.push(OffsetResult {
+                    error: ErrorCode::UnknownTopicOrPartition,
+                    offset: -1,
+                    timestamp: -1,
+                });
+                continue;
+            };
+            let found = match *timestamp {
+                -2 => Ok(Some((log.log_start_offset(), TimestampMs::NONE))),
+                -1 => Ok(Some((log.high_watermark(), TimestampMs::NONE))),
+                -3 => Ok(log.max_timestamp().map(|(ts, offset)| (offset, ts))),
+                ts => log.offset_for_timestamp(TimestampMs(ts)).await,
+            };
+            results.push(match found {
+                Ok(Some((offset, ts))) => OffsetResult {
+                    error: ErrorCode::None,
+                    offset: offset.0,
+                    timestamp: ts.0,
+                },
+                Ok(None) => OffsetResult {
+                    error: ErrorCode::None,
+                    offset: -1,
+                    timestamp: -1,
+                },
+                Err(error) => OffsetResult {
+                    error: error.error_code(),
+                    offset: -1,
+                    timestamp: -1,
+                },
+            });
+        }
+        results
+    }
+
+    /// Controller only: validates, places, persists and broadcasts new topics.
+    async fn create_topics(self: &Rc<Self>, topics: Vec<NewTopic>) -> Vec<TopicChangeResult> {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "topic changes go through the controller shard"
+        );
+        let mut table = self.topics.borrow().clone();
+        let mut results = Vec::with_capacity(topics.len());
+        let mut changed = false;
+        for topic in topics {
+            let outcome = self.check_new_topic(&table, &topic);
+            let result = match outcome {
+                Err((error, message)) => TopicChangeResult {
+                    name: topic.name,
+                    error,
+                    message: Some(message),
+                },
+                Ok(meta) => {
+                    if !topic.validate_only {
+                        table.topics.insert(topic.name.clone(), meta);
+                        changed = true;
+                    }
+                    TopicChangeResult {
+                        name: topic.name,
+                        error: ErrorCode::None,
+                        message: None,
+                    }
+                }
+            };
+            results.push(result);
+        }
+        if changed && let Err(error) = self.publish_topics(table).await {
+            for result in &mut results {
+                if result.error == ErrorCode::None {
+                    result.error = ErrorCode::KafkaStorageError;
+                    result.message = Some(error.clone());
+                }
+            }
+        }
+        results
+    }
+
+    fn check_new_topic(
+        &self,
+        table: &TopicTable,
+        topic: &NewTopic,
+    ) -> Result<TopicMeta, (ErrorCode, String)> {
+        validate_topic_name(&topic.name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
+        if table.topics.contains_key(&topic.name) {
+            return Err((
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", topic.name),
+            ));
+        }
+        let partitions = if topic.partitions == -1 {
+            self.config.num_partitions
+        } else {
+            topic.partitions
+        };
+        if !(1..=100_000).contains(&partitions) {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("{partitions} partitions: must be in 1..=100000"),
+            ));
+        }
+        if topic.replication_factor != -1 && topic.replication_factor != 1 {
+            return Err((
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {} is larger than the 1 available broker",
+                    topic.replication_factor
+                ),
+            ));
+        }
+        let mut configs = BTreeMap::new();
+        for (name, value) in &topic.configs {
+            let value = value.clone().ok_or((
+                ErrorCode::InvalidConfig,
+                format!("config {name} has no value"),
+            ))?;
+            crate::broker::topic_config::validate(name, &value)
+                .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+            configs.insert(name.clone(), value);
+        }
+        Ok(TopicMeta {
+            id: new_topic_id(),
+            shards: table.place(partitions as usize, self.count),
+            configs,
+        })
+    }
+
+    async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicChangeResult> {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "topic changes go through the controller shard"
+        );
+        let mut table = self.topics.borrow().clone();
+        let mut results = Vec::with_capacity(names.len());
+        for name in names {
+            let error = if table.topics.remove(&name).is_some() {
+                ErrorCode::None
+            } else {
+                ErrorCode::UnknownTopicOrPartition
+            };
+            results.push(TopicChangeResult {
+                name,
+                error,
+                message: None,
+            });
+        }
+        if results.iter().any(|r| r.error == ErrorCode::None)
+            && let Err(error) = self.publish_topics(table).await
+        {
+            for result in &mut results {
+                result.error = ErrorCode::KafkaStorageError;
+                result.message = Some(error.clone());
+            }
+        }
+        results
+    }
+
+    /// Persists `table` and makes every shard apply it before returning.
+    async fn publish_topics(self: &Rc<Self>, table: TopicTable) -> Result<(), String> {
+        table
+            .save(&self.config.data_dir)
+            .map_err(|e| format!("saving the topic table: {e}"))?;
+        for shard in 0..self.count {
+            self.call(shard, ShardRequest::ApplyTopics(table.clone()))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Opens the logs of partitions this shard now owns; closes and deletes those
+    /// of topics that are gone.
+    pub async fn apply_topics(self: &Rc<Self>, table: TopicTable) {
+        *self.topics.borrow_mut() = table.clone();
+        let owned: Vec<PartitionKey> = table
+            .topics
+            .iter()
+            .flat_map(|(name, meta)| {
+                meta.shards
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &shard)| shard == self.id)
+                    .map(|(index, _)| PartitionKey {
+                        topic: name.clone(),
+                        partition: index as i32,
+                    })
+            })
+            .collect();
+        let gone: Vec<PartitionKey> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|key| !owned.contains(key))
+            .cloned()
+            .collect();
+        for key in gone {
+            let log = self.partitions.borrow_mut().remove(&key);
+            if let Some(log) = log {
+                if let Err(error) = log.close().await {
+                    tracing::warn!(topic = %key.topic, partition = key.partition, %error, "closing a deleted partition");
+                }
+                if let Err(error) = std::fs::remove_dir_all(log.dir()) {
+                    tracing::warn!(dir = %log.dir().display(), %error, "removing a deleted partition");
+                }
+            }
+        }
+        for key in owned {
+            if self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let dir = self
+                .config
+                .data_dir
+                .join(format!("{}-{}", key.topic, key.partition));
+            let config =
+                crate::broker::topic_config::log_config(&self.config, table.topics.get(&key.topic));
+            match PartitionLog::open(&dir, config).await {
+                Ok((log, report)) => {
+                    if !report.events.is_empty() {
+                        tracing::warn!(dir = %dir.display(), events = ?report.events, "partition recovered");
+                    }
+                    let log = Rc::new(log);
+                    crate::storage::background::spawn(&log, None);
+                    self.partitions.borrow_mut().insert(key, log);
+                }
+                Err(error) => {
+                    tracing::error!(dir = %dir.display(), %error, "cannot open partition; it stays offline")
+                }
+            }
+        }
+    }
+}
+
+fn error_result(log: &PartitionLog, error: &LogError) -> FetchResult {
+    FetchResult {
+        error: error.error_code(),
+        high_watermark: log.high_watermark().0,
+        log_start_offset: log.log_start_offset().0,
+        records: Bytes::new(),
+    }
+}
