@@ -10,4 +10,5 @@ pub mod protocol;
 pub mod record;
 pub mod shard;
 pub mod storage;
+pub mod txn;
 pub mod types;

@@ -10,6 +10,7 @@ use common::{EPOCH0, batch, open, run, small_config};
 use sluice::record::BatchHeader;
 use sluice::storage::{AppendOptions, Durability, LogConfig, LogError, PartitionLog};
 use sluice::types::{LeaderEpoch, Offset, TimestampMs};
+use zerocopy::FromBytes;
 
 /// Appends `count` batches of 5 records; returns the bytes as stored.
 async fn fill(log: &PartitionLog, count: u64, value_len: usize, first_ts: i64) -> Vec<Vec<u8>> {
@@ -428,6 +429,79 @@ fn background_tasks_sync_on_the_interval_and_apply_retention() {
         );
         assert!(log.size_bytes() < (100 << 10) + (64 << 10));
         assert!(dir.path().join("high-watermark.checkpoint").exists());
+        log.close().await.unwrap();
+    });
+}
+
+/// A batch from producer 42 (epoch 0) with sequences `first..first+count`.
+fn producer_batch(first_sequence: i32, count: usize) -> Vec<u8> {
+    let mut bytes = batch(first_sequence as u64, count, 20, 0);
+    {
+        let header = sluice::record::BatchHeader::mut_from_prefix(&mut bytes)
+            .unwrap()
+            .0;
+        header.producer_id.set(42);
+        header.producer_epoch.set(0);
+        header.base_sequence.set(first_sequence);
+    }
+    let crc = sluice::record::batch::compute_crc(&bytes);
+    sluice::record::BatchHeader::mut_from_prefix(&mut bytes)
+        .unwrap()
+        .0
+        .crc
+        .set(crc);
+    bytes
+}
+
+#[test]
+fn idempotent_retries_get_their_original_offsets_and_survive_restarts() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_config()).await;
+        let first = log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap();
+        let second = log.append(&mut producer_batch(3, 2), EPOCH0).await.unwrap();
+        assert_eq!(
+            (second.base_offset, second.last_offset),
+            (Offset(3), Offset(4))
+        );
+        let retry = log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap();
+        assert_eq!(retry, first);
+        assert_eq!(
+            log.log_end_offset(),
+            Offset(5),
+            "a retry is not written twice"
+        );
+        let gap = log
+            .append(&mut producer_batch(9, 1), EPOCH0)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            gap.error_code(),
+            sluice::protocol::error_code::ErrorCode::OutOfOrderSequenceNumber
+        );
+        log.close().await.unwrap();
+
+        // Clean restart: from the snapshot.
+        let (log, _) = open(dir.path(), small_config()).await;
+        assert_eq!(
+            log.append(&mut producer_batch(3, 2), EPOCH0).await.unwrap(),
+            second
+        );
+        log.append(&mut producer_batch(5, 1), EPOCH0).await.unwrap();
+        drop(log);
+
+        // Crash: the snapshot is stale, the batch after it is replayed from the log.
+        let (log, _) = open(dir.path(), small_config()).await;
+        let replayed = log.append(&mut producer_batch(5, 1), EPOCH0).await.unwrap();
+        assert_eq!(replayed.base_offset, Offset(5));
+        std::fs::remove_file(dir.path().join("producer-state.snapshot")).unwrap();
+        log.close().await.unwrap();
+        std::fs::remove_file(dir.path().join("producer-state.snapshot")).unwrap();
+        let (log, _) = open(dir.path(), small_config()).await;
+        assert_eq!(
+            log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap(),
+            first
+        );
         log.close().await.unwrap();
     });
 }

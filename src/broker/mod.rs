@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -52,6 +53,11 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
             correlation_id,
             version,
             &admin::create_topics(shard, body).await,
+        ),
+        RequestKind::InitProducerId(body) => respond(
+            correlation_id,
+            version,
+            &init_producer_id::handle(shard, body).await,
         ),
         RequestKind::DeleteTopics(body) => respond(
             correlation_id,

@@ -27,6 +27,9 @@ pub enum ErrorCode {
     InvalidRequiredAcks = 21,
     RequestTimedOut = 7,
     UnknownTopicId = 100,
+    OutOfOrderSequenceNumber = 45,
+    InvalidProducerEpoch = 47,
+    UnknownProducerId = 59,
 }
 
 impl ErrorCode {

@@ -88,6 +88,8 @@ pub enum ShardRequest {
     DeleteTopics(Vec<String>),
     /// From the controller to every shard: the new topic table.
     ApplyTopics(TopicTable),
+    /// To the controller shard: a new producer id.
+    AllocateProducerId,
 }
 
 #[derive(Debug)]
@@ -97,4 +99,6 @@ pub enum ShardResponse {
     ListOffsets(Vec<OffsetResult>),
     TopicsChanged(Vec<TopicChangeResult>),
     Applied,
+    /// `None` when the allocation could not be made durable.
+    ProducerId(Option<i64>),
 }

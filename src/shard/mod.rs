@@ -36,6 +36,8 @@ pub struct Shard {
     senders: Senders<Envelope>,
     pending: RefCell<HashMap<u64, LocalSender<ShardResponse>>>,
     next_request: Cell<u64>,
+    /// Controller shard only, loaded on first use.
+    producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
 }
 
 impl Shard {
@@ -50,6 +52,7 @@ impl Shard {
             senders,
             pending: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
+            producer_ids: RefCell::new(None),
         }
     }
 

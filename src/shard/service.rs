@@ -44,6 +44,9 @@ impl Shard {
             ShardRequest::DeleteTopics(names) => {
                 ShardResponse::TopicsChanged(self.delete_topics(names).await)
             }
+            ShardRequest::AllocateProducerId => {
+                ShardResponse::ProducerId(self.allocate_producer_id())
+            }
             ShardRequest::ApplyTopics(table) => {
                 self.apply_topics(table).await;
                 ShardResponse::Applied
@@ -242,6 +245,32 @@ impl Shard {
             });
         }
         results
+    }
+
+    fn allocate_producer_id(&self) -> Option<i64> {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "producer ids come from the controller shard"
+        );
+        let mut ids = self.producer_ids.borrow_mut();
+        if ids.is_none() {
+            match crate::txn::producer_ids::ProducerIds::load(&self.config.data_dir) {
+                Ok(loaded) => *ids = Some(loaded),
+                Err(error) => {
+                    tracing::error!(%error, "cannot load producer ids");
+                    return None;
+                }
+            }
+        }
+        let allocated = ids.as_mut().map(|ids| ids.allocate());
+        match allocated {
+            Some(Ok(id)) => Some(id),
+            Some(Err(error)) => {
+                tracing::error!(%error, "cannot reserve producer ids");
+                None
+            }
+            None => None,
+        }
     }
 
     /// Controller only: validates, places, persists and broadcasts new topics.

@@ -10,6 +10,8 @@ pub enum LogError {
     Io(#[from] std::io::Error),
     #[error("invalid batch: {0}")]
     Batch(#[from] BatchError),
+    #[error("{0}")]
+    Producer(#[from] crate::storage::producer_state::ProducerError),
     #[error("offset {requested} is outside the log [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         requested: Offset,
@@ -33,6 +35,7 @@ impl LogError {
                 ErrorCode::KafkaStorageError
             }
             LogError::Batch(error) => error.error_code(),
+            LogError::Producer(error) => error.error_code(),
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             LogError::Config(_) => ErrorCode::InvalidConfig,

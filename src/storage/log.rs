@@ -23,10 +23,11 @@ use crate::storage::checkpoint::{
 use crate::storage::config::{Durability, LogConfig};
 use crate::storage::error::{LogError, io};
 use crate::storage::leader_epoch::LeaderEpochCache;
+use crate::storage::producer_state::{ProducerState, SNAPSHOT_FILE, SequenceCheck};
 use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::recovery::{self, RecoveryReport};
 use crate::storage::retention::{SegmentStats, segments_to_delete};
-use crate::storage::scan::{BatchSummary, HeaderScanner, SegmentSource};
+use crate::storage::scan::{BatchSummary, HeaderScanner, ProducerBatch, SegmentSource};
 use crate::storage::segment::{Segment, SegmentSettings};
 use crate::storage::wake_list::{Wait, WakeList};
 use crate::storage::write_buffer::align_up;
@@ -72,6 +73,7 @@ struct LogState {
     closed: bool,
     epochs: LeaderEpochCache,
     epochs_dirty: bool,
+    producers: ProducerState,
 }
 
 impl LogState {
@@ -239,6 +241,7 @@ impl PartitionLog {
                 closed: false,
                 epochs,
                 epochs_dirty,
+                producers: ProducerState::default(),
             }),
             flush_lock: Semaphore::new(1),
             ack_waiters: WakeList::default(),
@@ -252,6 +255,7 @@ impl PartitionLog {
             log.write_offset(RECOVERY_POINT_FILE, end.offset).await?;
             log.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
         }
+        log.load_producer_state().await?;
         Ok((log, recovered.report))
     }
 
@@ -263,6 +267,45 @@ impl PartitionLog {
         let mut stats = self.stats.get();
         update(&mut stats);
         self.stats.set(stats);
+    }
+
+    /// Loads the producer snapshot and replays the batches after it (all of the log
+    /// if there is no usable snapshot).
+    async fn load_producer_state(&self) -> Result<(), LogError> {
+        let snapshot = checkpoint::read_optional(&self.dir.join(SNAPSHOT_FILE)).await?;
+        let log_end = self.log_end_offset();
+        let (mut producers, mut next) = match snapshot.map(|bytes| ProducerState::decode(&bytes)) {
+            Some(Ok((state, up_to))) if up_to <= log_end => (state, up_to),
+            Some(Err(error)) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "producer snapshot unreadable; rebuilding from the log");
+                (ProducerState::default(), Offset::ZERO)
+            }
+            _ => (ProducerState::default(), Offset::ZERO),
+        };
+        next = next.max(self.log_start_offset());
+        let mut after_base = None;
+        let segments = self.segment_count();
+        for _ in 0..=segments {
+            if next >= log_end {
+                break;
+            }
+            let Some(view) = self.segment_view(next, after_base) else {
+                break;
+            };
+            let mut scanner = HeaderScanner::new(&view.source, view.from, view.end);
+            while let Some(summary) = scanner.next().await? {
+                if summary.last_offset < next {
+                    continue;
+                }
+                if let Some(producer) = &summary.producer {
+                    producers.record(producer, summary.base_offset, summary.last_offset);
+                }
+                next = summary.last_offset.plus(1);
+            }
+            after_base = Some(view.base);
+        }
+        self.state.borrow_mut().producers = producers;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -408,7 +451,7 @@ impl PartitionLog {
                 "append could not get room in the log".into(),
             ));
         }
-        let info = self.buffer_append(batch, options);
+        let info = self.buffer_append(batch, options)?;
         self.count(|s| s.appends += 1);
         self.wait_acknowledged(info.last_offset.plus(1)).await?;
         Ok(info)
@@ -446,8 +489,28 @@ impl PartitionLog {
         too_big || too_old || relative_end > i64::from(i32::MAX)
     }
 
-    fn buffer_append(&self, batch: &mut [u8], options: AppendOptions) -> AppendInfo {
+    /// Checks the producer's sequence, then assigns offsets and copies the batch
+    /// into the write buffer. A retried batch is not copied again: its original
+    /// offsets come back.
+    fn buffer_append(
+        &self,
+        batch: &mut [u8],
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
         let mut state = self.state.borrow_mut();
+        let producer = ProducerBatch::of(BatchHeader::parse(batch).expect("validated batch"));
+        if let Some(producer) = &producer
+            && let SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = state.producers.check(producer)?
+        {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                log_start_offset: state.log_start,
+            });
+        }
         let base_offset = state.log_end();
         let mut view = RecordBatchMut::new_unchecked(batch);
         view.assign_offset_and_epoch(base_offset, options.leader_epoch);
@@ -459,11 +522,14 @@ impl PartitionLog {
             state.epochs_dirty = true;
         }
         state.active_mut().append(batch);
-        AppendInfo {
+        if let Some(producer) = &producer {
+            state.producers.record(producer, base_offset, last_offset);
+        }
+        Ok(AppendInfo {
             base_offset,
             last_offset,
             log_start_offset: state.log_start,
-        }
+        })
     }
 
     /// Waits until `target` is acknowledged by the durability policy. If nobody is
@@ -902,6 +968,8 @@ impl PartitionLog {
         self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark())
             .await?;
         self.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
+        let snapshot = self.state.borrow().producers.encode(end);
+        checkpoint::write_atomically(&self.dir, SNAPSHOT_FILE, snapshot).await?;
         self.write_offset(RECOVERY_POINT_FILE, end).await
     }
 

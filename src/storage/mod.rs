@@ -12,6 +12,7 @@ pub mod error;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
+pub mod producer_state;
 pub mod read;
 pub mod recovery;
 pub mod retention;

@@ -285,6 +285,7 @@ mod tests {
                 last_offset: Offset(n as i64 * 2 + 1),
                 max_timestamp: TimestampMs(1000 + n as i64),
                 leader_epoch: crate::types::LeaderEpoch(0),
+                producer: None,
             });
         }
         // Entries once more than 100 bytes passed since the last: batches 2, 4, 6, 8.

@@ -1,0 +1,34 @@
+//! InitProducerId for idempotent producers: a fresh producer id at epoch 0 from the
+//! controller shard. Transactional ids are refused until transactions exist.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::messages::{ShardRequest, ShardResponse};
+use crate::shard::{CONTROLLER_SHARD, Shard};
+
+pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        tracing::info!(
+            "refusing InitProducerId with a transactional id: transactions are not supported yet"
+        );
+        return response.with_error_code(ErrorCode::InvalidRequest.code());
+    }
+    match shard
+        .call(CONTROLLER_SHARD, ShardRequest::AllocateProducerId)
+        .await
+    {
+        ShardResponse::ProducerId(Some(id)) => response
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        ShardResponse::ProducerId(None) => {
+            response.with_error_code(ErrorCode::KafkaStorageError.code())
+        }
+        other => unreachable!("producer id allocation answered with {other:?}"),
+    }
+}

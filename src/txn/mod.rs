@@ -1,0 +1,3 @@
+//! Producer ids and idempotence; transactions come later.
+
+pub mod producer_ids;
