@@ -33,7 +33,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
         ),
         RequestKind::Produce(body) => {
             let acks = body.acks;
-            let response = produce::handle(shard, body).await;
+            let response = produce::handle(shard, body, version).await;
             if acks == 0 {
                 return None;
             }

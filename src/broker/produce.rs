@@ -14,7 +14,7 @@ use crate::shard::messages::{
     PartitionKey, ProduceItem, ProduceResult, ShardRequest, ShardResponse,
 };
 
-pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceResponse {
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) -> ProduceResponse {
     let unknown: Vec<String> = {
         let topics = shard.topics.borrow();
         request
@@ -61,7 +61,7 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> ProduceRespon
         .run(
             shard,
             |items| ShardRequest::Produce {
-                acks: request.acks,
+                zstd_allowed: version >= 7,
                 items,
             },
             |response| match response {

@@ -69,7 +69,8 @@ pub struct TopicChangeResult {
 #[derive(Debug)]
 pub enum ShardRequest {
     Produce {
-        acks: i16,
+        /// zstd batches need Produce v7+ (older clients cannot read them back).
+        zstd_allowed: bool,
         items: Vec<ProduceItem>,
     },
     Fetch {

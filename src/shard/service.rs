@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::broker::topics::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
 use crate::protocol::error_code::ErrorCode;
-use crate::record::{BatchHeader, validate_batch};
+use crate::record::{BatchHeader, Compression, validate_batch};
 use crate::shard::messages::{
     FetchItem, FetchResult, NewTopic, OffsetResult, PartitionKey, ProduceItem, ProduceResult,
     ShardRequest, ShardResponse, TopicChangeResult,
@@ -23,9 +23,10 @@ pub const LEADER_EPOCH: LeaderEpoch = LeaderEpoch(0);
 impl Shard {
     pub async fn serve(self: &Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
-            ShardRequest::Produce { acks, items } => {
-                ShardResponse::Produce(self.produce_local(acks, items).await)
-            }
+            ShardRequest::Produce {
+                zstd_allowed,
+                items,
+            } => ShardResponse::Produce(self.produce_local(zstd_allowed, items).await),
             ShardRequest::Fetch {
                 items,
                 max_wait_ms,
@@ -56,14 +57,14 @@ impl Shard {
 
     async fn produce_local(
         self: &Rc<Self>,
-        _acks: i16,
+        zstd_allowed: bool,
         items: Vec<ProduceItem>,
     ) -> Vec<ProduceResult> {
         let tasks: Vec<_> = items
             .into_iter()
             .map(|item| {
                 let shard = Rc::clone(self);
-                glommio::spawn_local(async move { shard.produce_one(item).await })
+                glommio::spawn_local(async move { shard.produce_one(item, zstd_allowed).await })
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());
@@ -73,7 +74,7 @@ impl Shard {
         results
     }
 
-    async fn produce_one(&self, item: ProduceItem) -> ProduceResult {
+    async fn produce_one(&self, item: ProduceItem, zstd_allowed: bool) -> ProduceResult {
         let failed = |error: ErrorCode| ProduceResult {
             error,
             base_offset: -1,
@@ -101,9 +102,18 @@ impl Shard {
         if !one_batch {
             return failed(ErrorCode::InvalidRecord);
         }
-        if let Err(error) = validate_batch(&records) {
-            tracing::debug!(topic = %item.key.topic, partition = item.key.partition, %error, "refused batch");
-            return failed(error.error_code());
+        match validate_batch(&records) {
+            Err(error) => {
+                tracing::debug!(topic = %item.key.topic, partition = item.key.partition, %error, "refused batch");
+                return failed(error.error_code());
+            }
+            Ok(batch)
+                if !zstd_allowed
+                    && batch.header().attributes().compression() == Some(Compression::Zstd) =>
+            {
+                return failed(ErrorCode::UnsupportedCompressionType);
+            }
+            Ok(_) => {}
         }
         let log_append_time = self
             .topic_config(&item.key.topic, "message.timestamp.type")
