@@ -14,7 +14,11 @@ use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::messages::{OffsetResult, PartitionKey, ShardRequest, ShardResponse};
 
-pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let mut results: BTreeMap<(usize, usize), OffsetResult> = BTreeMap::new();
     let mut split: Split<(PartitionKey, i64)> = Split::default();
     for (topic_index, topic) in request.topics.iter().enumerate() {
@@ -71,7 +75,11 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffse
                                 .with_error_code(result.error.code())
                                 .with_offset(result.offset)
                                 .with_timestamp(result.timestamp)
-                                .with_leader_epoch(crate::shard::service::LEADER_EPOCH.0)
+                                .with_leader_epoch(if version >= 4 {
+                                    crate::shard::service::LEADER_EPOCH.0
+                                } else {
+                                    -1
+                                })
                         })
                         .collect(),
                 )

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod delete_records;
+pub mod describe;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -47,7 +49,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
         RequestKind::ListOffsets(body) => respond(
             correlation_id,
             version,
-            &list_offsets::handle(shard, body).await,
+            &list_offsets::handle(shard, body, version).await,
         ),
         RequestKind::CreateTopics(body) => respond(
             correlation_id,

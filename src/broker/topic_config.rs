@@ -57,6 +57,45 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Where a described config value comes from (Kafka's ConfigSource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicOverride = 1,
+    Default = 5,
+}
+
+/// Every known topic config of `topic` with its effective value and source.
+pub fn describe(
+    broker: &BrokerConfig,
+    topic: &TopicMeta,
+) -> Vec<(&'static str, String, ConfigSource)> {
+    let defaults = LogConfig::default();
+    let log = broker.log_config();
+    KNOWN
+        .iter()
+        .map(|&name| {
+            if let Some(value) = topic.configs.get(name) {
+                return (name, value.clone(), ConfigSource::TopicOverride);
+            }
+            let value = match name {
+                "cleanup.policy" => "delete".to_string(),
+                "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
+                "max.message.bytes" => broker.message_max_bytes.to_string(),
+                "message.timestamp.type" => "CreateTime".to_string(),
+                "retention.bytes" => log.retention_bytes.map_or(-1, |b| b as i64).to_string(),
+                "retention.ms" => log
+                    .retention_ms
+                    .map_or(-1, |d| d.as_millis() as i64)
+                    .to_string(),
+                "segment.bytes" => log.segment_bytes.to_string(),
+                "segment.ms" => log.segment_ms.as_millis().to_string(),
+                other => unreachable!("{other} is in KNOWN and has a default"),
+            };
+            (name, value, ConfigSource::Default)
+        })
+        .collect()
+}
+
 /// The log settings of a partition of `topic`.
 pub fn log_config(broker: &BrokerConfig, topic: Option<&TopicMeta>) -> LogConfig {
     let mut config = broker.log_config();

@@ -83,6 +83,10 @@ pub enum ShardRequest {
     ListOffsets {
         items: Vec<(PartitionKey, i64)>,
     },
+    /// Move log start offsets (-1: to the high watermark).
+    DeleteRecords {
+        items: Vec<(PartitionKey, i64)>,
+    },
     /// To the controller shard (0): create topics.
     CreateTopics(Vec<NewTopic>),
     /// To the controller shard (0): delete topics by name.
@@ -98,6 +102,8 @@ pub enum ShardResponse {
     Produce(Vec<ProduceResult>),
     Fetch(Vec<FetchResult>),
     ListOffsets(Vec<OffsetResult>),
+    /// The new low watermark of each partition, in `offset`.
+    DeleteRecords(Vec<OffsetResult>),
     TopicsChanged(Vec<TopicChangeResult>),
     Applied,
     /// `None` when the allocation could not be made durable.

@@ -65,11 +65,13 @@ async fn shard_main(
         .join()
         .await
         .map_err(|e| format!("joining the shard mesh: {e}"))?;
-    let listener =
-        TcpListener::bind(config.listen).map_err(|e| format!("binding {}: {e}", config.listen))?;
+    let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
     shard.apply_topics(table).await;
+    // Bound only once this shard's partitions are recovered: a client connecting
+    // earlier would be reset.
+    let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
     while !shutdown.load(Ordering::Relaxed) {
         match glommio::timer::timeout(SHUTDOWN_POLL, async { Ok(listener.accept().await) }).await {
             Ok(Ok(stream)) => {

@@ -45,6 +45,9 @@ impl Shard {
             ShardRequest::DeleteTopics(names) => {
                 ShardResponse::TopicsChanged(self.delete_topics(names).await)
             }
+            ShardRequest::DeleteRecords { items } => {
+                ShardResponse::DeleteRecords(self.delete_records_local(&items).await)
+            }
             ShardRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id())
             }
@@ -281,6 +284,36 @@ impl Shard {
             }
             None => None,
         }
+    }
+
+    async fn delete_records_local(&self, items: &[(PartitionKey, i64)]) -> Vec<OffsetResult> {
+        let mut results = Vec::with_capacity(items.len());
+        for (key, offset) in items {
+            let result = match self.log(key) {
+                None => Err(ErrorCode::UnknownTopicOrPartition),
+                Some(log) => {
+                    let target = if *offset == -1 {
+                        log.high_watermark()
+                    } else {
+                        Offset(*offset)
+                    };
+                    log.delete_records(target).await.map_err(|e| e.error_code())
+                }
+            };
+            results.push(match result {
+                Ok(low_watermark) => OffsetResult {
+                    error: ErrorCode::None,
+                    offset: low_watermark.0,
+                    timestamp: -1,
+                },
+                Err(error) => OffsetResult {
+                    error,
+                    offset: -1,
+                    timestamp: -1,
+                },
+            });
+        }
+        results
     }
 
     /// Controller only: validates, places, persists and broadcasts new topics.

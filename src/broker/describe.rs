@@ -1,0 +1,122 @@
+//! DescribeCluster and DescribeConfigs.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::metadata::CLUSTER_ID;
+use crate::broker::topic_config;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::Shard;
+
+/// (name, value, source) of a described config.
+type Entry = (String, String, i8);
+
+/// Kafka's ConfigResource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// Kafka's ConfigSource for settings from the broker's own config.
+const STATIC_BROKER_CONFIG: i8 = 4;
+
+pub fn cluster(shard: &Shard) -> DescribeClusterResponse {
+    let node = shard.config.node_id;
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
+        .with_controller_id(BrokerId(node))
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(node))
+                .with_host(StrBytes::from_string(shard.config.listen.ip().to_string()))
+                .with_port(i32::from(shard.config.listen.port())),
+        ])
+}
+
+pub fn configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let wanted = |key: &str| {
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+            };
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries: Result<Vec<Entry>, (ErrorCode, String)> = match resource.resource_type {
+                TOPIC => {
+                    let topics = shard.topics.borrow();
+                    match topics.topics.get(&name) {
+                        None => Err((
+                            ErrorCode::UnknownTopicOrPartition,
+                            format!("topic {name} does not exist"),
+                        )),
+                        Some(meta) => Ok(topic_config::describe(&shard.config, meta)
+                            .into_iter()
+                            .map(|(key, value, source)| (key.to_string(), value, source as i8))
+                            .collect()),
+                    }
+                }
+                BROKER => Ok(broker_configs(shard)),
+                other => Err((
+                    ErrorCode::InvalidRequest,
+                    format!("unsupported resource type {other}"),
+                )),
+            };
+            match entries {
+                Err((error, message)) => result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(message))),
+                Ok(entries) => result.with_configs(
+                    entries
+                        .into_iter()
+                        .filter(|(key, _, _)| wanted(key))
+                        .map(|(key, value, source)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_string(key))
+                                .with_value(Some(StrBytes::from_string(value)))
+                                .with_config_source(source)
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn broker_configs(shard: &Shard) -> Vec<Entry> {
+    let config = &shard.config;
+    [
+        ("node.id", config.node_id.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics_enable.to_string(),
+        ),
+        ("num.partitions", config.num_partitions.to_string()),
+        ("message.max.bytes", config.message_max_bytes.to_string()),
+        (
+            "socket.request.max.bytes",
+            config.socket_request_max_bytes.to_string(),
+        ),
+        ("log.segment.bytes", config.log_segment_bytes.to_string()),
+        ("log.retention.ms", config.log_retention_ms.to_string()),
+        (
+            "log.retention.bytes",
+            config.log_retention_bytes.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value, STATIC_BROKER_CONFIG))
+    .collect()
+}

@@ -1,0 +1,242 @@
+//! Runs the real `sluice` binary as a broker for integration tests.
+//!
+//! Include it from a test file with
+//! `#[path = "support/broker.rs"] mod broker;`.
+//!
+//! Each [`Broker`] gets a free port on 127.0.0.1 and its own temporary directory
+//! (on /tmp, which must support O_DIRECT) holding the data directory and the
+//! broker's stderr. The child is killed when the `Broker` is dropped; if the test
+//! is panicking at that moment (a failed assertion, or a harness panic such as a
+//! broker that did not start), the broker's stderr is printed.
+#![allow(dead_code)]
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to answer ApiVersions after it was spawned.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a broker may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Broker {
+    port: u16,
+    dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Broker {
+    /// Starts a broker with the default configuration and waits until it answers
+    /// an ApiVersions request.
+    pub fn start() -> Broker {
+        Broker::start_with_args(&[])
+    }
+
+    /// Like [`Broker::start`], with `extra_args` after
+    /// `serve --listen .. --data-dir ..`; they are passed again on every restart.
+    pub fn start_with_args(extra_args: &[&str]) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-broker-")
+            .tempdir()
+            .expect("create the broker's temp dir");
+        fs::create_dir(dir.path().join("data")).expect("create the data dir");
+        let mut broker = Broker {
+            port: free_port(),
+            dir,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            starts: 0,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The file the broker's stderr goes to (all starts, appended).
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+
+    /// Everything the broker has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read(self.stderr_path())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The running child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker is running").id()
+    }
+
+    /// Kills the broker with SIGKILL, then starts it again on the same port and
+    /// data directory and waits until it answers ApiVersions.
+    pub fn restart_with_sigkill(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the broker to exit; panics unless it
+    /// exits with status 0.
+    pub fn stop_gracefully(&mut self) {
+        let mut child = self.child.take().expect("the broker is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
+        let status = match wait_timeout(&mut child, STOP_TIMEOUT) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+        };
+        assert!(
+            status.success(),
+            "broker exited with {status} after SIGTERM"
+        );
+    }
+
+    /// Spawns the broker (again) on this port and data directory and waits until
+    /// it answers ApiVersions. Panics if it is already running.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        self.starts += 1;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .expect("open the broker's stderr log");
+        writeln!(log, "==== sluice test harness: start #{} ====", self.starts)
+            .expect("write the broker's stderr log");
+        let listen = self.bootstrap();
+        let data_dir = self.data_dir();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&self.extra_args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn the sluice binary");
+        self.child = Some(child);
+        self.wait_until_serving();
+    }
+
+    fn wait_until_serving(&mut self) {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                self.child = None;
+                panic!("broker exited with {status} before answering ApiVersions on {addr}");
+            }
+            if answers_api_versions(addr) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("broker did not answer ApiVersions on {addr} within {START_TIMEOUT:?}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    fn stderr_report(&self) -> String {
+        format!(
+            "---- broker stderr ----\n{}---- end of broker stderr ----",
+            self.stderr()
+        )
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("{}", self.stderr_report());
+        }
+    }
+}
+
+/// Whether a Kafka ApiVersions v0 request to `addr` gets a well-formed answer
+/// without error: a stronger readiness check than an accepted TCP connection,
+/// which the kernel completes before the broker calls accept.
+fn answers_api_versions(addr: SocketAddr) -> bool {
+    const CORRELATION_ID: i32 = 0x5eed;
+    let client_id = b"sluice-test-harness";
+    let mut request = Vec::new();
+    request.extend_from_slice(&18i16.to_be_bytes()); // api key: ApiVersions
+    request.extend_from_slice(&0i16.to_be_bytes()); // api version 0
+    request.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    request.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+    request.extend_from_slice(client_id);
+    let mut frame = (request.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&request);
+
+    let exchange = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(&frame)?;
+        let mut header = [0u8; 10]; // size, correlation id, error code
+        stream.read_exact(&mut header)?;
+        let size = i32::from_be_bytes(header[0..4].try_into().unwrap());
+        let correlation_id = i32::from_be_bytes(header[4..8].try_into().unwrap());
+        let error_code = i16::from_be_bytes(header[8..10].try_into().unwrap());
+        Ok(size >= 6 && correlation_id == CORRELATION_ID && error_code == 0)
+    };
+    exchange().unwrap_or(false)
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
