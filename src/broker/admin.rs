@@ -1,12 +1,14 @@
-//! Topic administration: CreateTopics and DeleteTopics, carried out by the
+//! Topic administration: CreateTopics, CreatePartitions and DeleteTopics, carried out by the
 //! controller shard.
 
 use std::rc::Rc;
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -84,6 +86,36 @@ pub async fn delete_topics(
             .map(|result| {
                 DeletableTopicResult::default()
                     .with_name(Some(TopicName(StrBytes::from_string(result.name))))
+                    .with_error_code(result.error.code())
+                    .with_error_message(result.message.map(StrBytes::from_string))
+            })
+            .collect(),
+    )
+}
+
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.count))
+        .collect();
+    let results = change(
+        shard,
+        ShardRequest::CreatePartitions {
+            topics,
+            validate_only: request.validate_only,
+        },
+    )
+    .await;
+    CreatePartitionsResponse::default().with_results(
+        results
+            .into_iter()
+            .map(|result| {
+                CreatePartitionsTopicResult::default()
+                    .with_name(TopicName(StrBytes::from_string(result.name)))
                     .with_error_code(result.error.code())
                     .with_error_message(result.message.map(StrBytes::from_string))
             })

@@ -22,8 +22,17 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use crate::protocol::codec::{Request, encode_response};
 use crate::shard::Shard;
 
-/// Handles one request; `None` when no response is sent (Produce with acks=0).
-pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
+/// What the connection does after a request.
+pub enum Reply {
+    Send(BytesMut),
+    /// Produce with acks=0 gets no response.
+    Nothing,
+    /// The request cannot be answered: close the connection.
+    Close,
+}
+
+/// Handles one request.
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
     let correlation_id = request.header.correlation_id;
     let version = request.version;
     match request.body {
@@ -37,7 +46,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
             let acks = body.acks;
             let response = produce::handle(shard, body, version).await;
             if acks == 0 {
-                return None;
+                return Reply::Nothing;
             }
             respond(correlation_id, version, &response)
         }
@@ -56,6 +65,22 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
             version,
             &admin::create_topics(shard, body).await,
         ),
+        RequestKind::CreatePartitions(body) => respond(
+            correlation_id,
+            version,
+            &admin::create_partitions(shard, body).await,
+        ),
+        RequestKind::DeleteRecords(body) => respond(
+            correlation_id,
+            version,
+            &delete_records::handle(shard, body).await,
+        ),
+        RequestKind::DescribeCluster(_) => {
+            respond(correlation_id, version, &describe::cluster(shard))
+        }
+        RequestKind::DescribeConfigs(body) => {
+            respond(correlation_id, version, &describe::configs(shard, body))
+        }
         RequestKind::InitProducerId(body) => respond(
             correlation_id,
             version,
@@ -67,22 +92,20 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<BytesMut> {
             &admin::delete_topics(shard, body).await,
         ),
         other => {
-            tracing::warn!(api = ?request.api_key, "request decoded but not handled: {other:?}");
-            None
+            // Only advertised APIs get here; this is a missing arm, so close the
+            // connection rather than leave the client waiting for an answer.
+            tracing::error!(api = ?request.api_key, "advertised API has no handler: {other:?}");
+            Reply::Close
         }
     }
 }
 
-fn respond<R: Encodable + HeaderVersion>(
-    correlation_id: i32,
-    version: i16,
-    body: &R,
-) -> Option<BytesMut> {
+fn respond<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, body: &R) -> Reply {
     match encode_response(correlation_id, version, body) {
-        Ok(frame) => Some(frame),
+        Ok(frame) => Reply::Send(frame),
         Err(error) => {
-            tracing::error!(%error, "encoding a response failed");
-            None
+            tracing::error!(%error, "encoding a response failed; closing the connection");
+            Reply::Close
         }
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiVersionsResponse;
 
-use crate::broker;
+use crate::broker::{self, Reply};
 use crate::protocol::codec::{Decoded, decode_request, encode_response};
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
@@ -37,18 +37,25 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 let body = ApiVersionsResponse::default()
                     .with_error_code(ErrorCode::UnsupportedVersion.code())
                     .with_api_keys(broker::api_versions::supported());
-                encode_response(correlation_id, 0, &body).ok()
+                match encode_response(correlation_id, 0, &body) {
+                    Ok(frame) => Reply::Send(frame),
+                    Err(_) => Reply::Close,
+                }
             }
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection");
                 return;
             }
         };
-        if let Some(response) = response
-            && let Err(error) = write_frame(&mut stream, response).await
-        {
-            tracing::debug!(%peer, %error, "write failed; closing connection");
-            return;
+        match response {
+            Reply::Send(frame) => {
+                if let Err(error) = write_frame(&mut stream, frame).await {
+                    tracing::debug!(%peer, %error, "write failed; closing connection");
+                    return;
+                }
+            }
+            Reply::Nothing => {}
+            Reply::Close => return,
         }
     }
 }

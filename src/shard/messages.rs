@@ -89,6 +89,11 @@ pub enum ShardRequest {
     },
     /// To the controller shard (0): create topics.
     CreateTopics(Vec<NewTopic>),
+    /// To the controller shard (0): grow topics to this many partitions.
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
     /// To the controller shard (0): delete topics by name.
     DeleteTopics(Vec<String>),
     /// From the controller to every shard: the new topic table.

@@ -48,6 +48,10 @@ impl Shard {
             ShardRequest::DeleteRecords { items } => {
                 ShardResponse::DeleteRecords(self.delete_records_local(&items).await)
             }
+            ShardRequest::CreatePartitions {
+                topics,
+                validate_only,
+            } => ShardResponse::TopicsChanged(self.create_partitions(topics, validate_only).await),
             ShardRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id())
             }
@@ -405,6 +409,75 @@ impl Shard {
             shards: table.place(partitions as usize, self.count),
             configs,
         })
+    }
+
+    /// Controller only: adds partitions to existing topics (never removes any).
+    async fn create_partitions(
+        self: &Rc<Self>,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<TopicChangeResult> {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "topic changes go through the controller shard"
+        );
+        let mut table = self.topics.borrow().clone();
+        let mut results = Vec::with_capacity(topics.len());
+        let mut changed = false;
+        for (name, count) in topics {
+            let outcome = match table.topics.get(&name) {
+                None => Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {name} does not exist"),
+                )),
+                Some(meta) if count <= meta.partition_count() => Err((
+                    ErrorCode::InvalidPartitions,
+                    format!(
+                        "topic {name} has {} partitions; {count} would not add any",
+                        meta.partition_count()
+                    ),
+                )),
+                Some(_) if count > 100_000 => Err((
+                    ErrorCode::InvalidPartitions,
+                    format!("{count} partitions: at most 100000"),
+                )),
+                Some(meta) => Ok(meta.partition_count()),
+            };
+            let result = match outcome {
+                Err((error, message)) => TopicChangeResult {
+                    name,
+                    error,
+                    message: Some(message),
+                },
+                Ok(current) => {
+                    if !validate_only {
+                        let added = table.place((count - current) as usize, self.count);
+                        table
+                            .topics
+                            .get_mut(&name)
+                            .expect("checked above")
+                            .shards
+                            .extend(added);
+                        changed = true;
+                    }
+                    TopicChangeResult {
+                        name,
+                        error: ErrorCode::None,
+                        message: None,
+                    }
+                }
+            };
+            results.push(result);
+        }
+        if changed && let Err(error) = self.publish_topics(table).await {
+            for result in &mut results {
+                if result.error == ErrorCode::None {
+                    result.error = ErrorCode::KafkaStorageError;
+                    result.message = Some(error.clone());
+                }
+            }
+        }
+        results
     }
 
     async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicChangeResult> {
