@@ -2,6 +2,7 @@
 //! owns the connection and sends each owning shard its share of the work.
 
 pub mod admin;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
@@ -81,6 +82,16 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
         RequestKind::DescribeConfigs(body) => {
             respond(correlation_id, version, &describe::configs(shard, body))
         }
+        RequestKind::AlterConfigs(body) => respond(
+            correlation_id,
+            version,
+            &alter_configs::alter(shard, body).await,
+        ),
+        RequestKind::IncrementalAlterConfigs(body) => respond(
+            correlation_id,
+            version,
+            &alter_configs::incremental(shard, body).await,
+        ),
         RequestKind::InitProducerId(body) => respond(
             correlation_id,
             version,

@@ -94,6 +94,12 @@ pub enum ShardRequest {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     },
+    /// To the controller shard (0): replace a topic's config overrides.
+    SetTopicConfigs {
+        topic: String,
+        configs: std::collections::BTreeMap<String, String>,
+        validate_only: bool,
+    },
     /// To the controller shard (0): delete topics by name.
     DeleteTopics(Vec<String>),
     /// From the controller to every shard: the new topic table.

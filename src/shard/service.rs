@@ -52,6 +52,13 @@ impl Shard {
                 topics,
                 validate_only,
             } => ShardResponse::TopicsChanged(self.create_partitions(topics, validate_only).await),
+            ShardRequest::SetTopicConfigs {
+                topic,
+                configs,
+                validate_only,
+            } => ShardResponse::TopicsChanged(vec![
+                self.set_topic_configs(topic, configs, validate_only).await,
+            ]),
             ShardRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id())
             }
@@ -480,6 +487,50 @@ impl Shard {
         results
     }
 
+    /// Controller only: replaces the config overrides of `topic`.
+    async fn set_topic_configs(
+        self: &Rc<Self>,
+        topic: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> TopicChangeResult {
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "topic changes go through the controller shard"
+        );
+        let mut table = self.topics.borrow().clone();
+        let checked = match table.topics.get_mut(&topic) {
+            None => Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("topic {topic} does not exist"),
+            )),
+            Some(meta) => configs
+                .iter()
+                .try_for_each(|(name, value)| crate::broker::topic_config::validate(name, value))
+                .map_err(|m| (ErrorCode::InvalidConfig, m))
+                .map(|()| meta.configs = configs),
+        };
+        let mut result = TopicChangeResult {
+            name: topic,
+            error: ErrorCode::None,
+            message: None,
+        };
+        match checked {
+            Err((error, message)) => {
+                result.error = error;
+                result.message = Some(message);
+            }
+            Ok(()) if !validate_only => {
+                if let Err(error) = self.publish_topics(table).await {
+                    result.error = ErrorCode::KafkaStorageError;
+                    result.message = Some(error);
+                }
+            }
+            Ok(()) => {}
+        }
+        result
+    }
+
     async fn delete_topics(self: &Rc<Self>, names: Vec<String>) -> Vec<TopicChangeResult> {
         assert_eq!(
             self.id, CONTROLLER_SHARD,
@@ -559,7 +610,14 @@ impl Shard {
             }
         }
         for key in owned {
-            if self.partitions.borrow().contains_key(&key) {
+            if let Some(log) = self.log(&key) {
+                let config = crate::broker::topic_config::log_config(
+                    &self.config,
+                    table.topics.get(&key.topic),
+                );
+                if let Err(error) = log.update_config(config) {
+                    tracing::warn!(topic = %key.topic, %error, "topic config not applied");
+                }
                 continue;
             }
             let dir = self

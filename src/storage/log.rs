@@ -131,7 +131,7 @@ pub struct LogStats {
 pub struct PartitionLog {
     dir: PathBuf,
     stats: std::cell::Cell<LogStats>,
-    config: LogConfig,
+    config: RefCell<LogConfig>,
     state: RefCell<LogState>,
     /// One writer at a time: flushes, rolls, checkpoints and deletions.
     flush_lock: Semaphore,
@@ -229,7 +229,7 @@ impl PartitionLog {
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             stats: std::cell::Cell::new(LogStats::default()),
-            config,
+            config: RefCell::new(config),
             state: RefCell::new(LogState {
                 segments,
                 log_start,
@@ -312,8 +312,19 @@ impl PartitionLog {
         &self.dir
     }
 
-    pub fn config(&self) -> &LogConfig {
-        &self.config
+    /// A copy of the current settings.
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    /// Changes the settings a topic config change can reach (retention, segment
+    /// size and age, index interval); the durability policy stays as opened.
+    pub fn update_config(&self, mut config: LogConfig) -> Result<(), LogError> {
+        config.validate().map_err(LogError::Config)?;
+        let mut current = self.config.borrow_mut();
+        config.durability = current.durability;
+        *current = config;
+        Ok(())
     }
 
     /// Offset the next appended batch gets (LEO), pending batches included.
@@ -369,7 +380,7 @@ impl PartitionLog {
 
     fn readable(&self) -> Mark {
         let state = self.state.borrow();
-        match self.config.durability {
+        match self.config.borrow().durability {
             Durability::Fsync => state.durable,
             Durability::Interval { .. } => state.written,
         }
@@ -427,10 +438,11 @@ impl PartitionLog {
             .ok_or(crate::record::BatchError::TooShort { len: batch.len() })?;
         crate::record::validate::check_frame(header, batch.len())?;
         let last_offset_delta = i64::from(header.last_offset_delta.get());
-        if batch.len() as u64 > self.config.segment_bytes {
+        let segment_bytes = self.config.borrow().segment_bytes;
+        if batch.len() as u64 > segment_bytes {
             return Err(LogError::BatchTooLarge {
                 size: batch.len(),
-                segment_bytes: self.config.segment_bytes,
+                segment_bytes,
             });
         }
         const MAX_GATE_ROUNDS: usize = 1024;
@@ -468,7 +480,7 @@ impl PartitionLog {
         }
         let active = state.active();
         let pending = active.writer.as_ref().map_or(0, |w| w.buffer.pending());
-        if pending > 0 && pending + len as usize > self.config.max_pending_bytes {
+        if pending > 0 && pending + len as usize > self.config.borrow().max_pending_bytes {
             return Ok(AppendGate::Backpressure);
         }
         Ok(AppendGate::Ready)
@@ -479,12 +491,13 @@ impl PartitionLog {
         if active.is_empty() {
             return false;
         }
-        let too_big = active.size + len > self.config.segment_bytes;
+        let config = self.config.borrow();
+        let too_big = active.size + len > config.segment_bytes;
         let too_old = active
             .writer
             .as_ref()
             .and_then(|w| w.first_append_at)
-            .is_some_and(|at| at.elapsed() >= self.config.segment_ms);
+            .is_some_and(|at| at.elapsed() >= config.segment_ms);
         let relative_end = active.next_offset.0 + last_offset_delta - active.base.0;
         too_big || too_old || relative_end > i64::from(i32::MAX)
     }
@@ -552,7 +565,7 @@ impl PartitionLog {
         if let Some(reason) = &state.failed {
             return Err(LogError::Offline(reason.clone()));
         }
-        let acknowledged = match self.config.durability {
+        let acknowledged = match self.config.borrow().durability {
             Durability::Fsync => state.durable.offset,
             Durability::Interval { .. } => state.written.offset,
         };
@@ -612,7 +625,7 @@ impl PartitionLog {
         }
         let sync_target = {
             let state = self.state.borrow();
-            let due = match self.config.durability {
+            let due = match self.config.borrow().durability {
                 Durability::Fsync => true,
                 Durability::Interval { bytes, .. } => force_sync || state.unsynced_bytes >= bytes,
             };
@@ -677,7 +690,7 @@ impl PartitionLog {
         tracing::debug!(elapsed = ?started.elapsed(), "roll: flushed");
         let new_base = self.log_end_offset();
         let segment =
-            Segment::create(&self.dir, new_base, &SegmentSettings::of(&self.config)).await?;
+            Segment::create(&self.dir, new_base, &SegmentSettings::of(&self.config())).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "roll: created the new segment");
         let job = {
             let mut state = self.state.borrow_mut();
@@ -864,7 +877,7 @@ impl PartitionLog {
             &LogConfig {
                 retention_ms: None,
                 retention_bytes: None,
-                ..self.config.clone()
+                ..self.config()
             },
         )
         .await?;
@@ -875,7 +888,7 @@ impl PartitionLog {
     pub async fn apply_retention(&self, now: TimestampMs) -> Result<usize, LogError> {
         let _locks = self.lock_all().await?;
         self.state.borrow().check_usable()?;
-        self.delete_oldest_locked(now, &self.config).await
+        self.delete_oldest_locked(now, &self.config()).await
     }
 
     async fn delete_oldest_locked(
