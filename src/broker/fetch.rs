@@ -4,16 +4,78 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::Split;
+use crate::broker::{Slot, Split};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::messages::{FetchItem, FetchResult, PartitionKey, ShardRequest, ShardResponse};
+
+/// Reads every partition on its owner without waiting.
+async fn read_now(
+    shard: &Rc<Shard>,
+    split: Split<FetchItem>,
+    max_bytes: usize,
+    mut results: BTreeMap<Slot, FetchResult>,
+) -> BTreeMap<Slot, FetchResult> {
+    split
+        .run(
+            shard,
+            |items| ShardRequest::Fetch {
+                items,
+                max_wait_ms: 0,
+                min_bytes: 0,
+                max_bytes,
+            },
+            |response| match response {
+                ShardResponse::Fetch(results) => results,
+                other => unreachable!("a fetch request answered with {other:?}"),
+            },
+            &mut results,
+        )
+        .await;
+    results
+}
+
+/// Long-polls every owning shard at once and returns as soon as one of them sees
+/// data for its partitions, or `wait` passes. The other polls finish on their own
+/// by their deadline; fetches do not change anything, so their answers are dropped.
+async fn wait_for_data(
+    shard: &Rc<Shard>,
+    split: &Split<FetchItem>,
+    wait: Duration,
+    max_bytes: usize,
+) {
+    let owners: Vec<(usize, Vec<FetchItem>)> = split.per_owner().collect();
+    let (sender, receiver) = glommio::channels::local_channel::new_bounded(owners.len().max(1));
+    let sender = Rc::new(sender);
+    for (owner, items) in owners {
+        let shard = Rc::clone(shard);
+        let sender = Rc::clone(&sender);
+        let max_wait_ms = wait.as_millis() as u64;
+        glommio::spawn_local(async move {
+            let request = ShardRequest::Fetch {
+                items,
+                max_wait_ms,
+                min_bytes: 1,
+                max_bytes,
+            };
+            shard.call(owner, request).await;
+            let _ = sender.try_send(());
+        })
+        .detach();
+    }
+    let _ = glommio::timer::timeout(wait, async {
+        receiver.recv().await;
+        Ok(())
+    })
+    .await;
+}
 
 /// Resolves a fetch topic to its name (by id from v13).
 fn topic_name(shard: &Shard, name: &TopicName, id: uuid::Uuid, version: i16) -> Option<String> {
@@ -66,22 +128,17 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     let max_wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
-    split
-        .run(
-            shard,
-            |items| ShardRequest::Fetch {
-                items,
-                max_wait_ms,
-                min_bytes,
-                max_bytes,
-            },
-            |response| match response {
-                ShardResponse::Fetch(results) => results,
-                other => unreachable!("a fetch request answered with {other:?}"),
-            },
-            &mut results,
-        )
-        .await;
+    let wait = Duration::from_millis(max_wait_ms);
+    let started = Instant::now();
+    results = read_now(shard, split.clone(), max_bytes, results).await;
+    let enough = |results: &BTreeMap<Slot, FetchResult>| {
+        let bytes: usize = results.values().map(|r| r.records.len()).sum();
+        bytes >= min_bytes.max(1) || results.values().any(|r| r.error != ErrorCode::None)
+    };
+    if !enough(&results) && started.elapsed() < wait {
+        wait_for_data(shard, &split, wait - started.elapsed(), max_bytes).await;
+        results = read_now(shard, split, max_bytes, results).await;
+    }
 
     let responses = request
         .topics

@@ -126,6 +126,7 @@ pub type Slot = (usize, usize);
 
 /// A request's items grouped by owning shard, remembering each item's slot so the
 /// results land back in request order.
+#[derive(Clone)]
 pub struct Split<T> {
     per_owner: std::collections::BTreeMap<usize, (Vec<Slot>, Vec<T>)>,
 }
@@ -135,6 +136,15 @@ impl<T> Default for Split<T> {
         Split {
             per_owner: std::collections::BTreeMap::new(),
         }
+    }
+}
+
+impl<T: Clone> Split<T> {
+    /// Each owner and its items, for requests that do not file results by slot.
+    pub fn per_owner(&self) -> impl Iterator<Item = (usize, Vec<T>)> + '_ {
+        self.per_owner
+            .iter()
+            .map(|(&owner, (_, items))| (owner, items.clone()))
     }
 }
 
