@@ -12,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -25,6 +25,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Broker {
     port: u16,
+    /// Keeps `port` bound (SO_REUSEPORT, not listening) while this `Broker`
+    /// lives, so no other test's port probe can pick it.
+    _port_reservation: std::os::fd::OwnedFd,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
     child: Option<Child>,
@@ -46,8 +49,10 @@ impl Broker {
             .tempdir()
             .expect("create the broker's temp dir");
         fs::create_dir(dir.path().join("data")).expect("create the data dir");
+        let (port, reservation) = reserve_port();
         let mut broker = Broker {
-            port: free_port(),
+            port,
+            _port_reservation: reservation,
             dir,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
@@ -220,12 +225,43 @@ fn answers_api_versions(addr: SocketAddr) -> bool {
     exchange().unwrap_or(false)
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+/// A free port on 127.0.0.1, and a socket that keeps it bound until dropped.
+///
+/// The broker listens with SO_REUSEPORT on every shard, so a port that was merely
+/// free when probed could be bound by two brokers at once (tests run in parallel,
+/// and other test processes too), each getting part of the other's connections.
+/// The reservation is bound with SO_REUSEPORT but never listens: it takes no
+/// connections, the broker (same user) can still bind the port, and no other
+/// probe (`bind` to port 0) can get it.
+fn reserve_port() -> (u16, std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let last_error = || std::io::Error::last_os_error();
+    // SAFETY: plain socket calls on a descriptor we own, with correctly sized
+    // sockaddr_in arguments.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", last_error());
+        let fd = OwnedFd::from_raw_fd(fd);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let one: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_REUSEPORT: {}", last_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(Ipv4Addr::LOCALHOST).to_be();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(raw, (&addr as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind 127.0.0.1:0: {}", last_error());
+        let rc = libc::getsockname(raw, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+        assert_eq!(rc, 0, "getsockname: {}", last_error());
+        (u16::from_be(addr.sin_port), fd)
+    }
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
