@@ -17,6 +17,8 @@ use crate::shard::{Shard, reactor_heartbeat};
 
 /// How often a shard looks at the shutdown flag while idle.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+/// Pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Runs the broker until SIGINT or SIGTERM; returns once every shard has flushed
 /// and closed its partitions.
@@ -72,16 +74,30 @@ async fn shard_main(
     // Bound only once this shard's partitions are recovered: a client connecting
     // earlier would be reset.
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
-    while !shutdown.load(Ordering::Relaxed) {
-        match glommio::timer::timeout(SHUTDOWN_POLL, async { Ok(listener.accept().await) }).await {
-            Ok(Ok(stream)) => {
-                let shard = Rc::clone(&shard);
-                glommio::spawn_local(crate::net::connection::serve(shard, stream)).detach();
+    // Accepting runs in its own task: an accept is never raced against a timer,
+    // because a timed-out accept can drop a connection the kernel already made.
+    let acceptor = {
+        let shard = Rc::clone(&shard);
+        glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let shard = Rc::clone(&shard);
+                        glommio::spawn_local(crate::net::connection::serve(shard, stream)).detach();
+                    }
+                    Err(error) => {
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
             }
-            Ok(Err(error)) => tracing::warn!(%error, "accept failed"),
-            Err(_) => {}
-        }
+        })
+    };
+    while !shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
     }
+    acceptor.cancel().await;
     shard.close_partitions().await;
     Ok(())
 }
