@@ -358,13 +358,8 @@ impl Shard {
             };
             results.push(result);
         }
-        if changed && let Err(error) = self.publish_topics(table).await {
-            for result in &mut results {
-                if result.error == ErrorCode::None {
-                    result.error = ErrorCode::KafkaStorageError;
-                    result.message = Some(error.clone());
-                }
-            }
+        if changed {
+            self.publish_or_fail(table, &mut results).await;
         }
         results
     }
@@ -476,13 +471,8 @@ impl Shard {
             };
             results.push(result);
         }
-        if changed && let Err(error) = self.publish_topics(table).await {
-            for result in &mut results {
-                if result.error == ErrorCode::None {
-                    result.error = ErrorCode::KafkaStorageError;
-                    result.message = Some(error.clone());
-                }
-            }
+        if changed {
+            self.publish_or_fail(table, &mut results).await;
         }
         results
     }
@@ -550,15 +540,25 @@ impl Shard {
                 message: None,
             });
         }
-        if results.iter().any(|r| r.error == ErrorCode::None)
-            && let Err(error) = self.publish_topics(table).await
-        {
-            for result in &mut results {
+        if results.iter().any(|r| r.error == ErrorCode::None) {
+            self.publish_or_fail(table, &mut results).await;
+        }
+        results
+    }
+
+    /// Publishes `table`; if that fails, the changes that had succeeded report a
+    /// storage error instead.
+    async fn publish_or_fail(
+        self: &Rc<Self>,
+        table: TopicTable,
+        results: &mut [TopicChangeResult],
+    ) {
+        if let Err(error) = self.publish_topics(table).await {
+            for result in results.iter_mut().filter(|r| r.error == ErrorCode::None) {
                 result.error = ErrorCode::KafkaStorageError;
                 result.message = Some(error.clone());
             }
         }
-        results
     }
 
     /// Persists `table` and makes every shard apply it before returning.

@@ -86,18 +86,23 @@ fn next_sequence(sequence: i32) -> i32 {
     }
 }
 
+/// A producer Sluice has no state for, or one in a new epoch, starts at sequence 0.
+fn starts_at_zero(batch: &ProducerBatch) -> Result<SequenceCheck, ProducerError> {
+    if batch.first_sequence == 0 {
+        Ok(SequenceCheck::Append)
+    } else {
+        Err(ProducerError::OutOfOrder {
+            producer_id: batch.producer_id,
+            got: batch.first_sequence,
+            expected_after: None,
+        })
+    }
+}
+
 impl ProducerState {
     pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, ProducerError> {
         let Some(entry) = self.producers.get(&batch.producer_id) else {
-            return if batch.first_sequence == 0 {
-                Ok(SequenceCheck::Append)
-            } else {
-                Err(ProducerError::OutOfOrder {
-                    producer_id: batch.producer_id,
-                    got: batch.first_sequence,
-                    expected_after: None,
-                })
-            };
+            return starts_at_zero(batch);
         };
         if batch.epoch < entry.epoch {
             return Err(ProducerError::InvalidEpoch {
@@ -108,15 +113,7 @@ impl ProducerState {
         }
         if batch.epoch > entry.epoch {
             // A new epoch starts its sequences again at 0.
-            return if batch.first_sequence == 0 {
-                Ok(SequenceCheck::Append)
-            } else {
-                Err(ProducerError::OutOfOrder {
-                    producer_id: batch.producer_id,
-                    got: batch.first_sequence,
-                    expected_after: None,
-                })
-            };
+            return starts_at_zero(batch);
         }
         if let Some(done) = entry.batches.iter().find(|b| {
             b.first_sequence == batch.first_sequence && b.last_sequence == batch.last_sequence
