@@ -1,6 +1,5 @@
 //! DeleteRecords: moves each partition's log start offset on its owning shard.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::delete_records_response::{
@@ -8,47 +7,32 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use crate::broker::Split;
-use crate::protocol::error_code::ErrorCode;
+use crate::broker::offsets_by_partition;
 use crate::shard::Shard;
-use crate::shard::messages::{OffsetResult, PartitionKey, ShardRequest, ShardResponse};
+use crate::shard::messages::{PartitionKey, ShardRequest};
 
 pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
-    let mut results: BTreeMap<(usize, usize), OffsetResult> = BTreeMap::new();
-    let mut split: Split<(PartitionKey, i64)> = Split::default();
-    for (topic_index, topic) in request.topics.iter().enumerate() {
-        for (partition_index, partition) in topic.partitions.iter().enumerate() {
-            let key = PartitionKey {
-                topic: topic.name.0.to_string(),
-                partition: partition.partition_index,
-            };
-            let at = (topic_index, partition_index);
-            match shard.owner_of(&key) {
-                None => {
-                    results.insert(
-                        at,
-                        OffsetResult {
-                            error: ErrorCode::UnknownTopicOrPartition,
-                            offset: -1,
-                            timestamp: -1,
-                        },
-                    );
-                }
-                Some(owner) => split.push(owner, at, (key, partition.offset)),
-            }
-        }
-    }
-    split
-        .run(
-            shard,
-            |items| ShardRequest::DeleteRecords { items },
-            |response| match response {
-                ShardResponse::DeleteRecords(results) => results,
-                other => unreachable!("a delete records request answered with {other:?}"),
-            },
-            &mut results,
-        )
-        .await;
+    let partitions = request
+        .topics
+        .iter()
+        .enumerate()
+        .flat_map(|(topic_index, topic)| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(move |(partition_index, partition)| {
+                    let key = PartitionKey {
+                        topic: topic.name.0.to_string(),
+                        partition: partition.partition_index,
+                    };
+                    ((topic_index, partition_index), key, partition.offset)
+                })
+        });
+    let results = offsets_by_partition(shard, partitions, |items| ShardRequest::DeleteRecords {
+        items,
+    })
+    .await;
     DeleteRecordsResponse::default().with_topics(
         request
             .topics

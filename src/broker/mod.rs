@@ -181,6 +181,49 @@ impl<T> Split<T> {
     }
 }
 
+/// Runs a per-partition offset operation (ListOffsets, DeleteRecords) on the
+/// owning shards; partitions nobody owns get UNKNOWN_TOPIC_OR_PARTITION.
+pub async fn offsets_by_partition(
+    shard: &Rc<Shard>,
+    partitions: impl Iterator<Item = (Slot, crate::shard::messages::PartitionKey, i64)>,
+    request: impl Fn(
+        Vec<(crate::shard::messages::PartitionKey, i64)>,
+    ) -> crate::shard::messages::ShardRequest,
+) -> std::collections::BTreeMap<Slot, crate::shard::messages::OffsetResult> {
+    use crate::shard::messages::{OffsetResult, ShardResponse};
+    let mut results = std::collections::BTreeMap::new();
+    let mut split = Split::default();
+    for (slot, key, value) in partitions {
+        match shard.owner_of(&key) {
+            Some(owner) => split.push(owner, slot, (key, value)),
+            None => {
+                results.insert(
+                    slot,
+                    OffsetResult {
+                        error: crate::protocol::error_code::ErrorCode::UnknownTopicOrPartition,
+                        offset: -1,
+                        timestamp: -1,
+                    },
+                );
+            }
+        }
+    }
+    split
+        .run(
+            shard,
+            request,
+            |response| match response {
+                ShardResponse::ListOffsets(results) | ShardResponse::DeleteRecords(results) => {
+                    results
+                }
+                other => unreachable!("an offsets request answered with {other:?}"),
+            },
+            &mut results,
+        )
+        .await;
+    results
+}
+
 /// Sends each shard its request, concurrently, and collects the responses.
 pub async fn fan_out(
     shard: &Rc<Shard>,
