@@ -1072,6 +1072,51 @@ fn answers_api_versions(broker: &Broker) {
     assert_eq!((correlation_id, error_code), (77, 0), "ApiVersions answer");
 }
 
+/// Produce v0-2 are advertised (librdkafka insists) but refused as Kafka 4 does:
+/// each partition answered with UNSUPPORTED_VERSION (35), the connection kept.
+#[tokio::test]
+async fn produce_v0_to_v2_is_answered_with_unsupported_version() {
+    let broker = Broker::start();
+    for version in 0..=2i16 {
+        let mut body = Vec::new();
+        body.extend_from_slice(&1i16.to_be_bytes()); // acks
+        body.extend_from_slice(&1000i32.to_be_bytes()); // timeout
+        body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+        body.extend_from_slice(&3i16.to_be_bytes());
+        body.extend_from_slice(b"old");
+        body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(&4i32.to_be_bytes()); // a (bogus) message set
+        body.extend_from_slice(b"xxxx");
+        let mut stream = connect(&broker);
+        stream
+            .set_read_timeout(Some(OP_TIMEOUT))
+            .expect("set read timeout");
+        stream
+            .write_all(&request_frame(0, version, 41, &body))
+            .expect("send Produce");
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).expect("Produce answer size");
+        let mut answer = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut answer).expect("Produce answer");
+        let i32_at = |at: usize| i32::from_be_bytes(answer[at..at + 4].try_into().unwrap());
+        assert_eq!(i32_at(0), 41, "v{version} correlation id");
+        assert_eq!(i32_at(4), 1, "v{version} topic count");
+        assert_eq!(&answer[10..13], b"old");
+        assert_eq!((i32_at(13), i32_at(17)), (1, 3), "v{version} partition");
+        let error = i16::from_be_bytes(answer[21..23].try_into().unwrap());
+        assert_eq!(error, 35, "v{version} error code");
+        let expected_len = 31 + if version >= 1 { 4 } else { 0 } + if version >= 2 { 8 } else { 0 };
+        assert_eq!(answer.len(), expected_len, "v{version} response size");
+        stream
+            .write_all(&request_frame(18, 0, 42, &[]))
+            .expect("the connection stays open");
+        stream
+            .read_exact(&mut size)
+            .expect("ApiVersions after Produce v{version}");
+    }
+}
+
 /// Produces `loop-0`, `loop-1`, .. to partition 0 of `topic`, 50 in flight at a
 /// time, until `stop` is set; counts acknowledgements in `acked` and returns how
 /// many it sent. Any delivery error fails the test.

@@ -9,6 +9,7 @@ use crate::broker::{self, Reply};
 use crate::protocol::codec::{Decoded, decode_request, encode_response};
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::protocol::old_produce::OldProduce;
 use crate::shard::Shard;
 
 /// Serves requests until the client closes the connection or sends something
@@ -42,6 +43,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     Err(_) => Reply::Close,
                 }
             }
+            Ok(Decoded::OldProduce(OldProduce::Respond(frame))) => Reply::Send(frame),
+            Ok(Decoded::OldProduce(OldProduce::NoResponse)) => Reply::Nothing,
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection");
                 return;

@@ -5,6 +5,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::protocol::api_versions;
+use crate::protocol::old_produce::{self, OldProduce};
 
 /// A request ready for a handler.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub enum Decoded {
     UnknownApiVersionsVersion {
         correlation_id: i32,
     },
+    /// Produce v0-2, answered here with UNSUPPORTED_VERSION.
+    OldProduce(OldProduce),
 }
 
 /// Why a frame cannot be served; the connection is closed.
@@ -39,6 +42,8 @@ pub enum DecodeError {
         version: i16,
         range: Option<(i16, i16)>,
     },
+    #[error(transparent)]
+    OldProduce(#[from] old_produce::Malformed),
     #[error("malformed {api:?} v{version} request: {reason}")]
     Malformed {
         api: ApiKey,
@@ -46,9 +51,6 @@ pub enum DecodeError {
         reason: String,
     },
 }
-
-/// The smallest Produce version whose body the broker accepts (record batch v2).
-const MIN_PRODUCE_VERSION: i16 = 3;
 
 pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     if frame.len() < 8 {
@@ -59,8 +61,10 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let api_key = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApi(raw_key))?;
     let range = api_versions::range(api_key);
-    let supported = range.is_some_and(|(min, max)| version >= min && version <= max)
-        && !(api_key == ApiKey::Produce && version < MIN_PRODUCE_VERSION);
+    let supported = range.is_some_and(|(min, max)| version >= min && version <= max);
+    if supported && api_key == ApiKey::Produce && version <= old_produce::MAX_VERSION {
+        return Ok(Decoded::OldProduce(old_produce::answer(frame)?));
+    }
     if !supported {
         if api_key == ApiKey::ApiVersions && version > 0 {
             return Ok(Decoded::UnknownApiVersionsVersion { correlation_id });

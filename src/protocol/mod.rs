@@ -5,3 +5,4 @@ pub mod api_versions;
 pub mod codec;
 pub mod error_code;
 pub mod frame;
+pub mod old_produce;
