@@ -279,3 +279,45 @@ async fn acknowledged_records_survive_sigkill() {
     broker.start_again();
     consume_and_check(&broker, topic, 600);
 }
+
+/// Runs `sluice serve` with `args` and expects it to refuse to start: a non-zero
+/// exit and `reason` on stderr.
+fn refused_start(args: &[&str], reason: &str) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(args)
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started with {args:?}: {stderr}");
+    assert!(stderr.contains(reason), "{args:?}: stderr was {stderr}");
+}
+
+/// A second broker on the same port or the same data directory refuses to start
+/// rather than split the connections or the files with the first one.
+#[tokio::test]
+async fn a_second_broker_on_the_same_port_or_data_dir_refuses_to_start() {
+    let broker = Broker::start();
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let listen = broker.bootstrap();
+    let data_dir = broker.data_dir().display().to_string();
+    refused_start(
+        &[
+            "--listen",
+            &listen,
+            "--data-dir",
+            &other_dir.path().display().to_string(),
+        ],
+        "address already in use",
+    );
+    refused_start(
+        &["--listen", "127.0.0.1:0", "--data-dir", &data_dir],
+        "in use by another process",
+    );
+    let admin = admin(&broker);
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, OP_TIMEOUT)
+        .expect("the first broker still serves");
+    assert_eq!(metadata.brokers().len(), 1);
+}

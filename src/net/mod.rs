@@ -2,3 +2,4 @@
 //! in request order.
 
 pub mod connection;
+pub mod listen_check;

@@ -12,8 +12,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::broker::topics::TopicTable;
 use crate::config::BrokerConfig;
+use crate::net::listen_check;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
 use crate::shard::{Shard, reactor_heartbeat};
+use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
@@ -26,6 +28,8 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
+    listen_check::ensure_free(config.listen)?;
     let table = TopicTable::load(&config.data_dir)?;
     let count = config.shard_count();
     let shutdown = Arc::new(AtomicBool::new(false));

@@ -8,6 +8,7 @@ pub mod background;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod dir_lock;
 pub mod error;
 pub mod leader_epoch;
 pub mod log;
