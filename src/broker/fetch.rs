@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::{Slot, Split};
+use crate::net::outgoing::Pieces;
 use crate::protocol::error_code::ErrorCode;
+use crate::protocol::spliced::placeholder;
 use crate::shard::Shard;
 use crate::shard::messages::{FetchItem, FetchResult, PartitionKey, ShardRequest, ShardResponse};
 
@@ -90,7 +91,19 @@ fn topic_name(shard: &Shard, name: &TopicName, id: uuid::Uuid, version: i16) -> 
         .map(|(name, _)| name.clone())
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, and the pieces of each record field that is sent from segment
+/// files (in encoding order; see [`crate::protocol::spliced`]).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<Pieces>) {
+    if let Some(error) = session_error(&request) {
+        let response = FetchResponse::default()
+            .with_error_code(error.code())
+            .with_session_id(0);
+        return (response, Vec::new());
+    }
     let mut results: BTreeMap<(usize, usize), FetchResult> = BTreeMap::new();
     let mut split: Split<FetchItem> = Split::default();
     let mut names = Vec::with_capacity(request.topics.len());
@@ -132,14 +145,15 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     let started = Instant::now();
     results = read_now(shard, split.clone(), max_bytes, results).await;
     let enough = |results: &BTreeMap<Slot, FetchResult>| {
-        let bytes: usize = results.values().map(|r| r.records.len()).sum();
-        bytes >= min_bytes.max(1) || results.values().any(|r| r.error != ErrorCode::None)
+        let bytes: u64 = results.values().map(|r| r.records.len()).sum();
+        bytes >= min_bytes.max(1) as u64 || results.values().any(|r| r.error != ErrorCode::None)
     };
     if !enough(&results) && started.elapsed() < wait {
         wait_for_data(shard, &split, wait - started.elapsed(), max_bytes).await;
         results = read_now(shard, split, max_bytes, results).await;
     }
 
+    let mut spliced = Vec::new();
     let responses = request
         .topics
         .iter()
@@ -161,19 +175,41 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                             let result = results
                                 .remove(&(topic_index, partition_index))
                                 .unwrap_or_else(|| failed(ErrorCode::UnknownServerError));
+                            let records = match result.records.as_single_bytes() {
+                                Some(bytes) => bytes,
+                                None => {
+                                    let len = result.records.len();
+                                    spliced.push(result.records);
+                                    placeholder(len)
+                                }
+                            };
                             PartitionData::default()
                                 .with_partition_index(partition.partition)
                                 .with_error_code(result.error.code())
                                 .with_high_watermark(result.high_watermark)
                                 .with_last_stable_offset(result.high_watermark)
                                 .with_log_start_offset(result.log_start_offset)
-                                .with_records(Some(result.records))
+                                .with_records(Some(records))
                         })
                         .collect(),
                 )
         })
         .collect();
-    FetchResponse::default().with_responses(responses)
+    (FetchResponse::default().with_responses(responses), spliced)
+}
+
+/// This broker creates no fetch sessions (KIP-227): it answers a request for a new
+/// one (epoch 0) with session id 0, which tells the client to keep sending full
+/// fetches; a request in a session it never created is refused as Kafka refuses an
+/// unknown or evicted session.
+fn session_error(request: &FetchRequest) -> Option<ErrorCode> {
+    const FINAL_EPOCH: i32 = -1;
+    const NEW_SESSION_EPOCH: i32 = 0;
+    match (request.session_id, request.session_epoch) {
+        (0, FINAL_EPOCH | NEW_SESSION_EPOCH) => None,
+        (0, _) => Some(ErrorCode::InvalidFetchSessionEpoch),
+        (_, _) => Some(ErrorCode::FetchSessionIdNotFound),
+    }
 }
 
 fn failed(error: ErrorCode) -> FetchResult {
@@ -181,6 +217,30 @@ fn failed(error: ErrorCode) -> FetchResult {
         error,
         high_watermark: -1,
         log_start_offset: -1,
-        records: Bytes::new(),
+        records: Pieces::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sessionless_full_fetches_are_served() {
+        let request = |id, epoch| {
+            FetchRequest::default()
+                .with_session_id(id)
+                .with_session_epoch(epoch)
+        };
+        assert_eq!(session_error(&request(0, -1)), None);
+        assert_eq!(session_error(&request(0, 0)), None);
+        assert_eq!(
+            session_error(&request(0, 3)),
+            Some(ErrorCode::InvalidFetchSessionEpoch)
+        );
+        assert_eq!(
+            session_error(&request(12, 1)),
+            Some(ErrorCode::FetchSessionIdNotFound)
+        );
     }
 }

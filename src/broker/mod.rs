@@ -26,6 +26,8 @@ use crate::shard::Shard;
 /// What the connection does after a request.
 pub enum Reply {
     Send(BytesMut),
+    /// A frame with records sent from segment files.
+    SendPieces(crate::net::outgoing::Pieces),
     /// Produce with acks=0 gets no response.
     Nothing,
     /// The request cannot be answered: close the connection.
@@ -51,11 +53,24 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
             }
             respond(correlation_id, version, &response)
         }
-        RequestKind::Fetch(body) => respond(
-            correlation_id,
-            version,
-            &fetch::handle(shard, body, version).await,
-        ),
+        RequestKind::Fetch(body) => {
+            let (response, spliced) = fetch::handle(shard, body, version).await;
+            if spliced.is_empty() {
+                return respond(correlation_id, version, &response);
+            }
+            match crate::protocol::spliced::encode_response(
+                correlation_id,
+                version,
+                &response,
+                spliced,
+            ) {
+                Ok(frame) => Reply::SendPieces(frame),
+                Err(error) => {
+                    tracing::error!(%error, "encoding a response failed; closing the connection");
+                    Reply::Close
+                }
+            }
+        }
         RequestKind::ListOffsets(body) => respond(
             correlation_id,
             version,

@@ -1,11 +1,14 @@
 //! One client connection on the shard that accepted it.
 
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
 
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiVersionsResponse;
 
 use crate::broker::{self, Reply};
+use crate::net::outgoing::Pieces;
+use crate::net::sendfile::send_pieces;
 use crate::protocol::codec::{Decoded, decode_request, encode_response};
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
@@ -57,8 +60,25 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     return;
                 }
             }
+            Reply::SendPieces(frame) => {
+                if let Err(error) = send_from_files(&stream, frame).await {
+                    tracing::debug!(%peer, %error, "zero-copy send failed; closing connection");
+                    return;
+                }
+            }
             Reply::Nothing => {}
             Reply::Close => return,
         }
     }
+}
+
+/// Sends a frame with file pieces on the shard's blocking pool (see
+/// [`crate::net::sendfile`]) through a duplicate of the socket, so the descriptor
+/// stays valid whatever happens to the connection meanwhile.
+async fn send_from_files(stream: &TcpStream, frame: Pieces) -> std::io::Result<()> {
+    // SAFETY: the stream's descriptor is open for the duration of this borrow.
+    let socket = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()?;
+    glommio::executor()
+        .spawn_blocking(move || send_pieces(&socket, &frame))
+        .await
 }

@@ -3,3 +3,5 @@
 
 pub mod connection;
 pub mod listen_check;
+pub mod outgoing;
+pub mod sendfile;

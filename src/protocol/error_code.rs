@@ -30,6 +30,8 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     InvalidProducerEpoch = 47,
     UnknownProducerId = 59,
+    FetchSessionIdNotFound = 70,
+    InvalidFetchSessionEpoch = 71,
 }
 
 impl ErrorCode {

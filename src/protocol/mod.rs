@@ -6,3 +6,4 @@ pub mod codec;
 pub mod error_code;
 pub mod frame;
 pub mod old_produce;
+pub mod spliced;

@@ -1,6 +1,7 @@
 //! What shards ask of each other over the channel mesh. Each request carries all
 //! of one API request's work for the receiving shard.
 
+use crate::net::outgoing::Pieces;
 use bytes::Bytes;
 
 use crate::broker::topics::TopicTable;
@@ -39,7 +40,8 @@ pub struct FetchResult {
     pub error: ErrorCode,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    /// Copied from memory, or ranges of segment files to send zero-copy.
+    pub records: Pieces,
 }
 
 #[derive(Debug, Clone, Copy)]

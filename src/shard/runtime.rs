@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
 use crate::broker::topics::TopicTable;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
+use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
 use crate::shard::{Shard, reactor_heartbeat};
 use crate::storage::dir_lock::DirLock;
@@ -44,6 +45,7 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
         let shutdown = Arc::clone(&shutdown);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cores))
             .name(&format!("shard-{index}"))
+            .blocking_thread_pool_placement(PoolPlacement::Unbound(SEND_THREADS))
             .spawn(move || async move { shard_main(config, table, mesh, shutdown).await })
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);

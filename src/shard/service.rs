@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::broker::topics::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
+use crate::net::outgoing::{FileRange, Piece, Pieces};
 use crate::protocol::error_code::ErrorCode;
+use crate::protocol::spliced::MAX_SPLICED_FIELD;
 use crate::record::{BatchHeader, Compression, validate_batch};
 use crate::shard::messages::{
     FetchItem, FetchResult, NewTopic, OffsetResult, PartitionKey, ProduceItem, ProduceResult,
     ShardRequest, ShardResponse, TopicChangeResult,
 };
 use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
@@ -183,10 +186,10 @@ impl Shard {
         let mut results = Vec::new();
         for _ in 0..MAX_ROUNDS {
             results = self.fetch_once(items, max_bytes).await;
-            let bytes: usize = results.iter().map(|r| r.records.len()).sum();
+            let bytes: u64 = results.iter().map(|r| r.records.len()).sum();
             let has_error = results.iter().any(|r| r.error != ErrorCode::None);
             let now = Instant::now();
-            if bytes >= min_bytes.max(1) || has_error || now >= deadline {
+            if bytes >= min_bytes.max(1) as u64 || has_error || now >= deadline {
                 break;
             }
             let wait = self.appended.wait();
@@ -208,7 +211,7 @@ impl Shard {
                     error: ErrorCode::UnknownTopicOrPartition,
                     high_watermark: -1,
                     log_start_offset: -1,
-                    records: Bytes::new(),
+                    records: Pieces::default(),
                 });
                 continue;
             };
@@ -216,18 +219,18 @@ impl Shard {
             let first = results.iter().all(|r: &FetchResult| r.records.is_empty());
             let outcome = log.read(Offset(item.offset), limit as u64, first).await;
             let result = match outcome {
-                Ok(outcome) => match outcome.to_vec().await {
-                    Ok(bytes) => FetchResult {
+                Ok(outcome) => match pieces_of(&outcome).await {
+                    Ok(records) => FetchResult {
                         error: ErrorCode::None,
                         high_watermark: outcome.high_watermark.0,
                         log_start_offset: outcome.log_start_offset.0,
-                        records: Bytes::from(bytes),
+                        records,
                     },
                     Err(error) => error_result(&log, &error),
                 },
                 Err(error) => error_result(&log, &error),
             };
-            budget = budget.saturating_sub(result.records.len());
+            budget = budget.saturating_sub(result.records.len() as usize);
             results.push(result);
         }
         results
@@ -648,6 +651,34 @@ fn error_result(log: &PartitionLog, error: &LogError) -> FetchResult {
         error: error.error_code(),
         high_watermark: log.high_watermark().0,
         log_start_offset: log.log_start_offset().0,
-        records: Bytes::new(),
+        records: Pieces::default(),
     }
+}
+
+/// What a read returned, ready to cross shards: the tail cache's bytes copied
+/// into one piece, segment file ranges as descriptors for a zero-copy send (or
+/// copied, when larger than a spliced field may be).
+async fn pieces_of(outcome: &ReadOutcome) -> Result<Pieces, LogError> {
+    let mut pieces = Pieces::default();
+    let mut copied = Vec::new();
+    for chunk in &outcome.chunks {
+        match chunk {
+            ReadChunk::File {
+                reader,
+                position,
+                len,
+                ..
+            } if *len <= MAX_SPLICED_FIELD as u64 => {
+                pieces.push(Piece::Bytes(Bytes::from(std::mem::take(&mut copied))));
+                pieces.push(Piece::File(FileRange {
+                    file: reader.file()?,
+                    position: *position,
+                    len: *len,
+                }));
+            }
+            chunk => chunk.copy_into(&mut copied).await?,
+        }
+    }
+    pieces.push(Piece::Bytes(Bytes::from(copied)));
+    Ok(pieces)
 }

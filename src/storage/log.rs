@@ -765,6 +765,7 @@ impl PartitionLog {
                     Some(chunks) => chunks,
                     None => vec![ReadChunk::File {
                         file: Rc::clone(&view.source.file),
+                        reader: Rc::clone(&view.source.reader),
                         position: from,
                         len: to - from,
                     }],

@@ -19,6 +19,7 @@ pub mod recovery;
 pub mod retention;
 pub mod scan;
 pub mod segment;
+pub mod segment_reader;
 pub mod tail_cache;
 pub mod time_index;
 pub mod wake_list;

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::storage::error::{LogError, io};
+use crate::storage::segment_reader::SegmentReader;
 use crate::types::Offset;
 
 /// One contiguous range of whole batches (or part of a run of them).
@@ -14,6 +15,7 @@ pub enum ReadChunk {
     /// `len` bytes of a segment file from `position`.
     File {
         file: Rc<DmaFile>,
+        reader: Rc<SegmentReader>,
         position: u64,
         len: u64,
     },
@@ -60,6 +62,7 @@ impl ReadChunk {
                 file,
                 position,
                 len,
+                ..
             } => {
                 let len = usize::try_from(*len).expect("chunk under usize::MAX");
                 let bytes = file.read_at(*position, len).await.map_err(io)?;

@@ -16,6 +16,7 @@ use crate::storage::segment::{
     INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentIndexes, SegmentSettings, TIME_INDEX_SUFFIX,
     open_segment_file, parse_segment_name, segment_file,
 };
+use crate::storage::segment_reader::SegmentReader;
 use crate::storage::time_index::TimeIndex;
 use crate::types::Offset;
 
@@ -299,6 +300,7 @@ async fn recover_segment(
     let segment = Segment {
         base,
         file: Rc::new(file),
+        reader: Rc::new(SegmentReader::new(path.clone())),
         path,
         size: scan.end,
         next_offset,

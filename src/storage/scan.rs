@@ -8,6 +8,7 @@ use glommio::io::{DmaFile, ReadResult};
 
 use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2};
 use crate::storage::error::{LogError, io};
+use crate::storage::segment_reader::SegmentReader;
 use crate::storage::tail_cache::TailSnapshot;
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
@@ -92,6 +93,7 @@ impl Deref for Bytes {
 #[derive(Clone)]
 pub struct SegmentSource {
     pub file: Rc<DmaFile>,
+    pub reader: Rc<SegmentReader>,
     pub tail: TailSnapshot,
 }
 

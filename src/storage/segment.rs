@@ -14,6 +14,7 @@ use crate::record::batch::BatchHeader;
 use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
 use crate::storage::scan::{BatchSummary, SegmentSource};
+use crate::storage::segment_reader::SegmentReader;
 use crate::storage::tail_cache::TailCache;
 use crate::storage::time_index::TimeIndex;
 use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_up};
@@ -145,6 +146,8 @@ pub struct SegmentWriter {
 pub struct Segment {
     pub base: Offset,
     pub file: Rc<DmaFile>,
+    /// The same file for sends from the page cache.
+    pub reader: Rc<SegmentReader>,
     pub path: PathBuf,
     /// Logical size: bytes of batches, pending ones included.
     pub size: u64,
@@ -166,6 +169,7 @@ impl Segment {
         let mut segment = Segment {
             base,
             file: Rc::new(file),
+            reader: Rc::new(SegmentReader::new(path.clone())),
             path,
             size: 0,
             next_offset: base,
@@ -221,6 +225,7 @@ impl Segment {
     pub fn source(&self) -> SegmentSource {
         SegmentSource {
             file: Rc::clone(&self.file),
+            reader: Rc::clone(&self.reader),
             tail: self
                 .writer
                 .as_ref()
