@@ -115,6 +115,32 @@ async fn enqueue(
     }
 }
 
+/// The codec ids (attributes bits 0-2) of the batches stored for partition 0 of
+/// `topic`, read from its segment files: proof that the client compressed.
+fn stored_codecs(broker: &Broker, topic: &str) -> Vec<i16> {
+    let dir = broker.data_dir().join(format!("{topic}-0"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    segments.sort();
+    let mut codecs = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).expect("read segment");
+        let mut at = 0;
+        while at + 61 <= bytes.len() {
+            let length = i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+            if length <= 0 {
+                break; // zero-filled space after the last batch
+            }
+            codecs.push(i16::from_be_bytes(bytes[at + 21..at + 23].try_into().unwrap()) & 7);
+            at += 12 + length as usize;
+        }
+    }
+    codecs
+}
+
 /// Waits (until `deadline`) for one delivery report and returns it, panicking if
 /// the record was not delivered.
 async fn delivered(what: &str, delivery: DeliveryFuture, deadline: Instant) -> Delivery {
@@ -430,7 +456,7 @@ async fn all_four_codecs_round_trip() {
         )
     };
 
-    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+    for (codec, id) in [("gzip", 1), ("snappy", 2), ("lz4", 3), ("zstd", 4)] {
         let topic = format!("clients-codec-{codec}");
         create_topic(&broker, &topic, 1, &[]).await;
         let producer = producer_with(&broker, &[("compression.type", codec)]);
@@ -453,6 +479,14 @@ async fn all_four_codecs_round_trip() {
             let d = delivered(&format!("{codec} record {i}"), delivery, deadline).await;
             assert_eq!(d.offset, i as i64, "offset of {codec} record {i}");
         }
+        let codecs = stored_codecs(&broker, &topic);
+        // librdkafka only uses lz4 with brokers that advertise FindCoordinator,
+        // which comes with consumer groups (issue 4).
+        let expected = if codec == "lz4" { 0 } else { id };
+        assert!(
+            !codecs.is_empty() && codecs.iter().all(|&c| c == expected),
+            "{codec}: stored batches have codecs {codecs:?}"
+        );
 
         let messages = consume(
             &broker,
@@ -511,9 +545,20 @@ async fn all_four_codecs_round_trip() {
 #[tokio::test]
 async fn watermarks_and_offsets_for_times() {
     let broker = Broker::start();
-    let topic = "clients-times";
-    create_topic(&broker, topic, 3, &[]).await;
-    let producer = producer_with(&broker, &[]);
+    offsets_for_times_with(&broker, "clients-times", "none").await;
+    // In compressed batches too the answer is the exact record: the broker
+    // inflates the batch that holds it.
+    offsets_for_times_with(&broker, "clients-times-gzip", "gzip").await;
+    assert!(
+        stored_codecs(&broker, "clients-times-gzip")
+            .iter()
+            .all(|&c| c == 1)
+    );
+}
+
+async fn offsets_for_times_with(broker: &Broker, topic: &str, codec: &str) {
+    create_topic(broker, topic, 3, &[]).await;
+    let producer = producer_with(broker, &[("compression.type", codec)]);
 
     // Partition 0: 60 records, two per timestamp (BASE_TS + 100 * (i / 2)), in
     // three rounds so they span several batches. Partition 1: 10 records at
@@ -524,7 +569,8 @@ async fn watermarks_and_offsets_for_times() {
         let deadline = Instant::now() + OP_TIMEOUT;
         let mut deliveries = Vec::new();
         for i in round * 20..(round + 1) * 20 {
-            let v = format!("p0-{i}");
+            // Compressible, so librdkafka does compress.
+            let v = format!("p0-{i}-{}", "x".repeat(200));
             let record = FutureRecord::to(topic)
                 .partition(0)
                 .payload(v.as_bytes())
@@ -552,7 +598,7 @@ async fn watermarks_and_offsets_for_times() {
         assert_eq!(d.offset, i as i64);
     }
 
-    let consumer = consumer(&broker);
+    let consumer = consumer(broker);
     for (partition, expected) in [(0, (0, 60)), (1, (0, 10)), (2, (0, 0))] {
         let watermarks = consumer
             .fetch_watermarks(topic, partition, OP_TIMEOUT)
@@ -986,6 +1032,97 @@ async fn idempotent_producer_writes_each_record_exactly_once() {
             "watermarks of {topic}-{partition}"
         );
     }
+}
+
+/// Waits for the delivery report of `record` and returns the broker's refusal.
+async fn refused(
+    producer: &FutureProducer<TestContext>,
+    what: &str,
+    record: FutureRecord<'_, [u8], [u8]>,
+) -> KafkaError {
+    let deadline = Instant::now() + OP_TIMEOUT;
+    let delivery = enqueue(producer, record, deadline).await;
+    match tokio::time::timeout(OP_TIMEOUT, delivery)
+        .await
+        .unwrap_or_else(|_| panic!("no delivery report for {what}"))
+        .expect("delivery future cancelled")
+    {
+        Ok(d) => panic!("{what} was accepted at offset {}", d.offset),
+        Err((err, _)) => err,
+    }
+}
+
+/// Keys on compacted topics (inside compressed batches too) and the topic's
+/// timestamp bounds are enforced with Kafka's error codes.
+#[tokio::test]
+async fn keyless_records_on_compacted_topics_and_timestamps_out_of_bounds_are_refused() {
+    let broker = Broker::start();
+    let compacted = "checks-compacted";
+    create_topic(&broker, compacted, 1, &[("cleanup.policy", "compact")]).await;
+    let deadline = Instant::now() + OP_TIMEOUT;
+    for codec in ["none", "gzip", "zstd"] {
+        let producer = producer_with(&broker, &[("compression.type", codec)]);
+        let keyed = FutureRecord::<[u8], [u8]>::to(compacted)
+            .partition(0)
+            .key(b"k")
+            .payload(b"v");
+        delivered(
+            &format!("a keyed record ({codec})"),
+            enqueue(&producer, keyed, deadline).await,
+            deadline,
+        )
+        .await;
+        let keyless = FutureRecord::<[u8], [u8]>::to(compacted)
+            .partition(0)
+            .payload(b"v");
+        assert_eq!(
+            refused(&producer, &format!("a keyless record ({codec})"), keyless).await,
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord),
+            "{codec}"
+        );
+    }
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let bounded = "checks-timestamps";
+    create_topic(
+        &broker,
+        bounded,
+        1,
+        &[("message.timestamp.before.max.ms", "3600000")],
+    )
+    .await;
+    let producer = producer_with(&broker, &[("compression.type", "gzip")]);
+    for (what, timestamp) in [
+        (
+            "two hours ahead (default after.max.ms: 1 hour)",
+            now + 7_200_000,
+        ),
+        ("two hours old (before.max.ms: 1 hour)", now - 7_200_000),
+    ] {
+        let record = FutureRecord::<[u8], [u8]>::to(bounded)
+            .partition(0)
+            .payload(b"v")
+            .timestamp(timestamp);
+        assert_eq!(
+            refused(&producer, what, record).await,
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTimestamp),
+            "{what}"
+        );
+    }
+    let record = FutureRecord::<[u8], [u8]>::to(bounded)
+        .partition(0)
+        .payload(b"v")
+        .timestamp(now - 60_000);
+    let d = delivered(
+        "a minute-old record",
+        enqueue(&producer, record, deadline).await,
+        deadline,
+    )
+    .await;
+    assert_eq!(d.offset, 0);
 }
 
 // ---- garbage on raw connections ----

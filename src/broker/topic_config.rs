@@ -12,6 +12,8 @@ pub const KNOWN: &[&str] = &[
     "cleanup.policy",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "retention.bytes",
     "retention.ms",
@@ -42,6 +44,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             )),
         },
         "retention.bytes" | "retention.ms" => number(-1),
+        "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => number(0),
         "segment.bytes" => number(14).and_then(|()| {
             if value
                 .parse::<u64>()
@@ -56,6 +59,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         _ => Err(format!("unknown topic config {name}")),
     }
 }
+
+/// Kafka 4's defaults: CreateTime timestamps at most an hour ahead of the broker's
+/// clock, and any age.
+pub const TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
+pub const TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
 
 /// Where a described config value comes from (Kafka's ConfigSource).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +90,8 @@ pub fn describe(
                 "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
                 "max.message.bytes" => broker.message_max_bytes.to_string(),
                 "message.timestamp.type" => "CreateTime".to_string(),
+                "message.timestamp.after.max.ms" => TIMESTAMP_AFTER_MAX_MS.to_string(),
+                "message.timestamp.before.max.ms" => TIMESTAMP_BEFORE_MAX_MS.to_string(),
                 "retention.bytes" => log.retention_bytes.map_or(-1, |b| b as i64).to_string(),
                 "retention.ms" => log
                     .retention_ms

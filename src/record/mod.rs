@@ -6,6 +6,8 @@
 pub mod attributes;
 pub mod batch;
 pub mod builder;
+pub mod compression;
+pub mod record_checks;
 pub mod records;
 pub mod validate;
 pub mod varint;

@@ -1,18 +1,34 @@
-//! Walks the records of an uncompressed v2 batch (offset and timestamp of each).
+//! Walks the records of a v2 batch: offset, timestamp and key presence of each.
+//! Works on the records section as stored (uncompressed batches) or inflated
+//! ([`crate::record::compression`]).
 
-use crate::record::batch::RecordBatch;
+use crate::record::attributes::Compression;
+use crate::record::batch::{BatchHeader, RecordBatch};
+use crate::record::compression::{DecompressError, decompress};
 use crate::record::varint::read_varlong;
 use crate::types::{Offset, TimestampMs};
 
-/// What a timestamp lookup needs of one record.
+/// What the broker needs of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordPosition {
+pub struct RecordMeta {
+    pub offset_delta: i64,
     pub offset: Offset,
     pub timestamp: TimestampMs,
+    pub has_key: bool,
 }
 
-/// Iterates the records of an uncompressed batch; stops (yields `None`) at the first
-/// malformed record rather than trusting its lengths.
+/// The records section of a batch, inflated if the batch is compressed.
+pub fn records_section(batch: RecordBatch<'_>, limit: usize) -> Result<Vec<u8>, DecompressError> {
+    let codec = batch
+        .header()
+        .attributes()
+        .compression()
+        .unwrap_or(Compression::None);
+    decompress(codec, batch.records(), limit)
+}
+
+/// Iterates records; stops (yields `None`) at the first malformed record rather
+/// than trusting its lengths, and after the header's record count.
 pub struct RecordIter<'a> {
     rest: &'a [u8],
     base_offset: Offset,
@@ -21,21 +37,31 @@ pub struct RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// The records of an uncompressed batch.
     pub fn new(batch: RecordBatch<'a>) -> RecordIter<'a> {
-        let header = batch.header();
+        RecordIter::over(batch.header(), batch.records())
+    }
+
+    /// `records` is the (inflated) records section of the batch `header` heads.
+    pub fn over(header: &BatchHeader, records: &'a [u8]) -> RecordIter<'a> {
         RecordIter {
-            rest: batch.records(),
+            rest: records,
             base_offset: header.base_offset(),
             base_timestamp: header.base_timestamp.get(),
             remaining: header.records_count.get(),
         }
     }
+
+    /// True once every record the header counts was read and nothing is left.
+    pub fn is_exhausted(&self) -> bool {
+        self.remaining <= 0 && self.rest.is_empty()
+    }
 }
 
 impl Iterator for RecordIter<'_> {
-    type Item = RecordPosition;
+    type Item = RecordMeta;
 
-    fn next(&mut self) -> Option<RecordPosition> {
+    fn next(&mut self) -> Option<RecordMeta> {
         if self.remaining <= 0 {
             return None;
         }
@@ -45,12 +71,16 @@ impl Iterator for RecordIter<'_> {
         // Body: attributes (1 byte), timestamp delta, offset delta, key, value, headers.
         let after_attributes = body.get(1..)?;
         let (timestamp_delta, used) = read_varlong(after_attributes)?;
-        let (offset_delta, _) = read_varlong(&after_attributes[used..])?;
+        let after_timestamp = &after_attributes[used..];
+        let (offset_delta, used) = read_varlong(after_timestamp)?;
+        let (key_length, _) = read_varlong(&after_timestamp[used..])?;
         self.rest = &self.rest[length_len + length..];
         self.remaining -= 1;
-        Some(RecordPosition {
+        Some(RecordMeta {
+            offset_delta,
             offset: self.base_offset.plus(offset_delta),
             timestamp: TimestampMs(self.base_timestamp.wrapping_add(timestamp_delta)),
+            has_key: key_length >= 0,
         })
     }
 }

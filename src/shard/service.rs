@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::broker::topic_config::{TIMESTAMP_AFTER_MAX_MS, TIMESTAMP_BEFORE_MAX_MS};
 use crate::broker::topics::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
 use crate::net::outgoing::{FileRange, Piece, Pieces};
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::MAX_SPLICED_FIELD;
+use crate::record::record_checks::{RecordRules, check_records};
 use crate::record::{BatchHeader, Compression, validate_batch};
 use crate::shard::messages::{
     FetchItem, FetchResult, NewTopic, OffsetResult, PartitionKey, ProduceItem, ProduceResult,
@@ -119,9 +121,12 @@ impl Shard {
         if !one_batch {
             return failed(ErrorCode::InvalidRecord);
         }
+        let refused = |error: &dyn std::fmt::Display| {
+            tracing::debug!(topic = %item.key.topic, partition = item.key.partition, %error, "refused batch");
+        };
         match validate_batch(&records) {
             Err(error) => {
-                tracing::debug!(topic = %item.key.topic, partition = item.key.partition, %error, "refused batch");
+                refused(&error);
                 return failed(error.error_code());
             }
             Ok(batch)
@@ -130,7 +135,12 @@ impl Shard {
             {
                 return failed(ErrorCode::UnsupportedCompressionType);
             }
-            Ok(_) => {}
+            Ok(batch) => {
+                if let Err(error) = check_records(batch, &self.record_rules(&item.key.topic)) {
+                    refused(&error);
+                    return failed(error.error_code());
+                }
+            }
         }
         let log_append_time = self
             .topic_config(&item.key.topic, "message.timestamp.type")
@@ -155,6 +165,37 @@ impl Shard {
                 tracing::warn!(topic = %item.key.topic, partition = item.key.partition, %error, "append failed");
                 failed(error.error_code())
             }
+        }
+    }
+
+    /// What `topic`'s configs require of each record, as of now.
+    fn record_rules(&self, topic: &str) -> RecordRules {
+        let millis = |name: &str, default: i64| {
+            self.topic_config(topic, name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        let now = TimestampMs::now().0;
+        // The broker's clock replaces the timestamps of LogAppendTime topics.
+        let unbounded = self
+            .topic_config(topic, "message.timestamp.type")
+            .is_some_and(|t| t == "LogAppendTime");
+        let bound = |name, default| {
+            if unbounded {
+                i64::MAX
+            } else {
+                millis(name, default)
+            }
+        };
+        let before = bound("message.timestamp.before.max.ms", TIMESTAMP_BEFORE_MAX_MS);
+        let after = bound("message.timestamp.after.max.ms", TIMESTAMP_AFTER_MAX_MS);
+        RecordRules {
+            require_keys: self
+                .topic_config(topic, "cleanup.policy")
+                .is_some_and(|policy| policy.contains("compact")),
+            min_timestamp: (before != i64::MAX).then(|| TimestampMs(now.saturating_sub(before))),
+            max_timestamp: (after != i64::MAX).then(|| TimestampMs(now.saturating_add(after))),
+            inflate_limit: self.config.socket_request_max_bytes,
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 use glommio::sync::{Permit, Semaphore};
 
 use crate::record::batch::{BatchHeader, RecordBatch, RecordBatchMut};
-use crate::record::records::RecordIter;
+use crate::record::records::{RecordIter, records_section};
 use crate::record::{Compression, TimestampType};
 use crate::storage::checkpoint::{
     self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
@@ -1056,10 +1056,14 @@ async fn read_segment(
     Ok(found)
 }
 
+/// The largest batch a timestamp lookup inflates (a stored batch passed the
+/// broker's request size limit, so this only guards against corruption).
+const MAX_INFLATED_BATCH: usize = 256 << 20;
+
 /// Within a batch whose max timestamp is at least `target`, the first record at or
-/// after it. Uncompressed CreateTime batches are walked record by record; for other
-/// batches every record may carry the max timestamp, so the batch's first offset is
-/// the answer.
+/// after it. CreateTime batches are walked record by record (compressed ones
+/// inflated first); in LogAppendTime batches every record carries the max
+/// timestamp, so the batch's first offset is the answer.
 async fn first_record_at_or_after(
     source: &SegmentSource,
     summary: &BatchSummary,
@@ -1076,12 +1080,19 @@ async fn first_record_at_or_after(
     }
     let batch = RecordBatch::new_unchecked(&bytes);
     let attributes = batch.header().attributes();
-    if attributes.compression() != Some(Compression::None)
-        || attributes.timestamp_type() == TimestampType::LogAppendTime
-    {
+    if attributes.timestamp_type() == TimestampType::LogAppendTime {
         return Ok(fallback);
     }
-    let found = RecordIter::new(batch).find(|r| r.timestamp >= target && r.offset >= log_start);
+    let inflated;
+    let records = if attributes.compression() == Some(Compression::None) {
+        batch.records()
+    } else {
+        inflated = records_section(batch, MAX_INFLATED_BATCH)
+            .map_err(|e| LogError::Corrupt(format!("batch at {}: {e}", summary.position)))?;
+        &inflated[..]
+    };
+    let found = RecordIter::over(batch.header(), records)
+        .find(|r| r.timestamp >= target && r.offset >= log_start);
     Ok(found.map_or(fallback, |r| (r.offset, r.timestamp)))
 }
 
