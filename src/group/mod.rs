@@ -1,0 +1,17 @@
+//! Consumer groups and committed offsets: Apache Kafka's classic group protocol
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and the `__consumer_offsets`
+//! topic that stores commits.
+//!
+//! A group lives on the shard that owns its `__consumer_offsets` partition
+//! (`coordinator_key`). There, `coordinator` keeps every group of the shard: the
+//! pure state machine (`group`, `member`), committed offsets (`offsets`), the
+//! timers and the waiting JoinGroup and SyncGroup requests. Commits and group
+//! metadata are appended as Kafka's own records (`records`) and read back when the
+//! shard opens the partition (`load`).
+
+pub mod coordinator_key;
+pub mod group;
+pub mod ids;
+pub mod member;
+pub mod offsets;
+pub mod records;
