@@ -7,11 +7,14 @@
 //! pure state machine (`group`, `member`), committed offsets (`offsets`), the
 //! timers and the waiting JoinGroup and SyncGroup requests. Commits and group
 //! metadata are appended as Kafka's own records (`records`) and read back when the
-//! shard opens the partition (`load`).
+//! shard opens the partition (`load`). `requests` is the work other shards send.
 
+pub mod coordinator;
 pub mod coordinator_key;
 pub mod group;
 pub mod ids;
+pub mod load;
 pub mod member;
 pub mod offsets;
 pub mod records;
+pub mod requests;

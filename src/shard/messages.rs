@@ -106,6 +106,8 @@ pub enum ShardRequest {
     ApplyTopics(TopicTable),
     /// To the controller shard: a new producer id.
     AllocateProducerId,
+    /// To the shard coordinating the groups (owner of their offsets partition).
+    Group(crate::group::requests::GroupRequest),
 }
 
 #[derive(Debug)]
@@ -119,4 +121,5 @@ pub enum ShardResponse {
     Applied,
     /// `None` when the allocation could not be made durable.
     ProducerId(Option<i64>),
+    Group(crate::group::requests::GroupResponse),
 }
