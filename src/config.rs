@@ -127,8 +127,8 @@ impl BrokerConfig {
     }
 
     /// The group settings the coordinator enforces.
-    pub fn group_limits(&self) -> crate::group::group::GroupLimits {
-        crate::group::group::GroupLimits {
+    pub fn group_limits(&self) -> crate::group::state::GroupLimits {
+        crate::group::state::GroupLimits {
             min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
             max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),

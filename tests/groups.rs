@@ -308,13 +308,25 @@ fn read(consumer: &BaseConsumer<Counting>, count: usize) -> Vec<i64> {
     offsets
 }
 
+/// The committed offset of partition 0, retrying transient errors (a
+/// coordinator still being created or loaded answers with retriable errors).
 fn committed(consumer: &BaseConsumer<Counting>, topic: &str) -> Offset {
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition(topic, 0);
-    let committed = consumer
-        .committed_offsets(partitions, OP_TIMEOUT)
-        .expect("OffsetFetch");
-    committed.elements()[0].offset()
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match consumer.committed_offsets(partitions.clone(), OP_TIMEOUT) {
+            Ok(committed) => return committed.elements()[0].offset(),
+            Err(error) => {
+                eprintln!("OffsetFetch: {error}");
+                assert!(
+                    Instant::now() < deadline,
+                    "OffsetFetch kept failing: {error}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use crate::group::coordinator_key::{OFFSETS_TOPIC, partition_for};
-use crate::group::group::{Group, GroupState, JoinResult, Reply, SyncResult};
 use crate::group::ids::{GroupId, MemberId};
 use crate::group::records::RecordKey;
+use crate::group::state::{Group, GroupState, JoinResult, Reply, SyncResult};
 use crate::protocol::error_code::ErrorCode;
 use crate::record::builder::{NewRecord, build_batch};
 use crate::shard::Shard;

@@ -5,15 +5,18 @@
 use std::rc::Rc;
 
 use crate::group::coordinator_key::OFFSETS_TOPIC;
-use crate::group::group::Group;
 use crate::group::ids::GroupId;
 use crate::group::records::{GroupValue, OffsetValue, RecordKey};
+use crate::group::state::Group;
 use crate::record::batch::BatchHeader;
 use crate::record::varint::read_varlong;
 use crate::record::{Compression, RecordBatch};
 use crate::shard::Shard;
 use crate::storage::PartitionLog;
 use crate::types::TimestampMs;
+
+/// A record's key and value (`None`: null).
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// How much of the log one read brings in.
 const READ_BYTES: u64 = 1 << 20;
@@ -121,7 +124,7 @@ fn batches(mut bytes: &[u8]) -> impl Iterator<Item = RecordBatch<'_>> {
 
 /// The key and value of each record of an uncompressed batch; stops at the
 /// first malformed record.
-fn key_values(mut rest: &[u8], count: i32) -> Vec<(Option<&[u8]>, Option<&[u8]>)> {
+fn key_values(mut rest: &[u8], count: i32) -> Vec<KeyValue<'_>> {
     let mut out = Vec::new();
     for _ in 0..count.max(0) {
         let Some(record) = next_record(&mut rest) else {
@@ -132,7 +135,7 @@ fn key_values(mut rest: &[u8], count: i32) -> Vec<(Option<&[u8]>, Option<&[u8]>)
     out
 }
 
-fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(Option<&'a [u8]>, Option<&'a [u8]>)> {
+fn next_record<'a>(rest: &mut &'a [u8]) -> Option<KeyValue<'a>> {
     let (length, used) = read_varlong(rest)?;
     let length = usize::try_from(length).ok()?;
     let mut body = rest.get(used..used + length)?;

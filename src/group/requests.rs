@@ -10,13 +10,13 @@ use std::time::Instant;
 use crate::group::coordinator::{
     MAX_GROUPS_PER_SHARD, OffsetsRecord, append, ensure_tasks, owned_partition,
 };
-use crate::group::group::{
-    Answer, Group, GroupState, JoinRequest, JoinResult, MemberSummary, SyncAnswer, SyncRequest,
-    SyncResult,
-};
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::offsets::TopicPartition;
 use crate::group::records::{OffsetValue, RecordKey};
+use crate::group::state::{
+    Answer, Group, GroupState, JoinRequest, JoinResult, MemberSummary, SyncAnswer, SyncRequest,
+    SyncResult,
+};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::types::TimestampMs;
