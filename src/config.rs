@@ -44,6 +44,23 @@ pub struct BrokerConfig {
     pub log_retention_ms: i64,
     /// `log.retention.bytes` (-1: no limit).
     pub log_retention_bytes: i64,
+    /// `group.initial.rebalance.delay.ms`: how long a group rebalancing from
+    /// Empty waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: u64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u64,
+    /// `group.max.size`: members per group.
+    pub group_max_size: usize,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when
+    /// it is created (later changes do not move existing groups).
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`: offsets of groups without members expire
+    /// this long after the later of their commit and the group emptying.
+    pub offsets_retention_minutes: u64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -62,6 +79,13 @@ impl Default for BrokerConfig {
             log_segment_bytes: 1 << 30,
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 10_000,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -102,7 +126,26 @@ impl BrokerConfig {
         }
     }
 
+    /// The group settings the coordinator enforces.
+    pub fn group_limits(&self) -> crate::group::state::GroupLimits {
+        crate::group::state::GroupLimits {
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            max_size: self.group_max_size,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err("group_min_session_timeout_ms exceeds group_max_session_timeout_ms".into());
+        }
+        if self.group_max_size < 1 {
+            return Err("group_max_size must be at least 1".into());
+        }
+        if !(1..=100_000).contains(&self.offsets_topic_num_partitions) {
+            return Err("offsets_topic_num_partitions must be in 1..=100000".into());
+        }
         if self.num_partitions < 1 {
             return Err("num_partitions must be at least 1".into());
         }

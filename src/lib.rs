@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod net;
 pub mod protocol;
 pub mod record;

@@ -55,6 +55,27 @@ struct ServeArgs {
     /// When a produce is acknowledged: after fdatasync, or after the write.
     #[arg(long, value_enum, env = "SLUICE_DURABILITY")]
     durability: Option<Policy>,
+    /// group.initial.rebalance.delay.ms.
+    #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// group.min.session.timeout.ms.
+    #[arg(long, env = "SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<u64>,
+    /// group.max.session.timeout.ms.
+    #[arg(long, env = "SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    group_max_session_timeout_ms: Option<u64>,
+    /// group.max.size: members per consumer group.
+    #[arg(long, env = "SLUICE_GROUP_MAX_SIZE")]
+    group_max_size: Option<usize>,
+    /// offsets.topic.num.partitions: partitions of __consumer_offsets.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    offsets_topic_num_partitions: Option<i32>,
+    /// offsets.retention.minutes.
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES")]
+    offsets_retention_minutes: Option<u64>,
+    /// offsets.retention.check.interval.ms.
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    offsets_retention_check_interval_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +141,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => BrokerConfig::default(),
     };
+    apply_group_args(&args, &mut config);
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -150,6 +172,40 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("sluice: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn apply_group_args(args: &ServeArgs, config: &mut BrokerConfig) {
+    let set = |value: Option<u64>, field: &mut u64| {
+        if let Some(value) = value {
+            *field = value;
+        }
+    };
+    set(
+        args.group_initial_rebalance_delay_ms,
+        &mut config.group_initial_rebalance_delay_ms,
+    );
+    set(
+        args.group_min_session_timeout_ms,
+        &mut config.group_min_session_timeout_ms,
+    );
+    set(
+        args.group_max_session_timeout_ms,
+        &mut config.group_max_session_timeout_ms,
+    );
+    set(
+        args.offsets_retention_minutes,
+        &mut config.offsets_retention_minutes,
+    );
+    set(
+        args.offsets_retention_check_interval_ms,
+        &mut config.offsets_retention_check_interval_ms,
+    );
+    if let Some(size) = args.group_max_size {
+        config.group_max_size = size;
+    }
+    if let Some(partitions) = args.offsets_topic_num_partitions {
+        config.offsets_topic_num_partitions = partitions;
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                 }
                 Some(meta) => MetadataResponseTopic::default()
                     .with_name(Some(topic_name))
+                    .with_is_internal(name == crate::group::coordinator_key::OFFSETS_TOPIC)
                     .with_topic_id(meta.uuid())
                     .with_partitions(
                         (0..meta.partition_count())

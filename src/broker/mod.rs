@@ -7,9 +7,15 @@ pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod group_admin;
+pub mod group_membership;
+pub mod group_routing;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
 pub mod topic_config;
 pub mod topics;
@@ -116,6 +122,61 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
             correlation_id,
             version,
             &admin::delete_topics(shard, body).await,
+        ),
+        RequestKind::FindCoordinator(body) => respond(
+            correlation_id,
+            version,
+            &find_coordinator::handle(shard, body, version).await,
+        ),
+        RequestKind::JoinGroup(body) => {
+            let client_id = request.header.client_id.as_ref();
+            let response = group_membership::join(shard, body, version, client_id).await;
+            respond(correlation_id, version, &response)
+        }
+        RequestKind::SyncGroup(body) => respond(
+            correlation_id,
+            version,
+            &group_membership::sync(shard, body).await,
+        ),
+        RequestKind::Heartbeat(body) => respond(
+            correlation_id,
+            version,
+            &group_membership::heartbeat(shard, body).await,
+        ),
+        RequestKind::LeaveGroup(body) => respond(
+            correlation_id,
+            version,
+            &group_membership::leave(shard, body, version).await,
+        ),
+        RequestKind::OffsetCommit(body) => respond(
+            correlation_id,
+            version,
+            &offset_commit::handle(shard, body).await,
+        ),
+        RequestKind::OffsetFetch(body) => respond(
+            correlation_id,
+            version,
+            &offset_fetch::handle(shard, body, version).await,
+        ),
+        RequestKind::DescribeGroups(body) => respond(
+            correlation_id,
+            version,
+            &group_admin::describe(shard, body).await,
+        ),
+        RequestKind::ListGroups(body) => respond(
+            correlation_id,
+            version,
+            &group_admin::list(shard, body).await,
+        ),
+        RequestKind::DeleteGroups(body) => respond(
+            correlation_id,
+            version,
+            &group_admin::delete(shard, body).await,
+        ),
+        RequestKind::OffsetDelete(body) => respond(
+            correlation_id,
+            version,
+            &group_admin::delete_offsets(shard, body).await,
         ),
         other => {
             // Only advertised APIs get here; this is a missing arm, so close the

@@ -32,6 +32,23 @@ pub enum ErrorCode {
     UnknownProducerId = 59,
     FetchSessionIdNotFound = 70,
     InvalidFetchSessionEpoch = 71,
+    OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
+    CoordinatorNotAvailable = 15,
+    IllegalGeneration = 22,
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    RebalanceInProgress = 27,
+    InvalidCommitOffsetSize = 28,
+    NotCoordinator = 16,
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    MemberIdRequired = 79,
+    GroupMaxSizeReached = 81,
+    FencedInstanceId = 82,
+    GroupSubscribedToTopic = 86,
 }
 
 impl ErrorCode {

@@ -108,6 +108,8 @@ pub enum ShardRequest {
     ApplyTopics(TopicTable),
     /// To the controller shard: a new producer id.
     AllocateProducerId,
+    /// To the shard coordinating the groups (owner of their offsets partition).
+    Group(crate::group::requests::GroupRequest),
 }
 
 #[derive(Debug)]
@@ -121,4 +123,5 @@ pub enum ShardResponse {
     Applied,
     /// `None` when the allocation could not be made durable.
     ProducerId(Option<i64>),
+    Group(crate::group::requests::GroupResponse),
 }

@@ -36,6 +36,8 @@ pub struct Shard {
     senders: Senders<Envelope>,
     pending: RefCell<HashMap<u64, LocalSender<ShardResponse>>>,
     next_request: Cell<u64>,
+    /// The consumer groups this shard coordinates.
+    pub groups: crate::group::coordinator::Coordinator,
     /// Controller shard only, loaded on first use.
     producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
 }
@@ -52,6 +54,7 @@ impl Shard {
             senders,
             pending: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
+            groups: crate::group::coordinator::Coordinator::default(),
             producer_ids: RefCell::new(None),
         }
     }

@@ -67,6 +67,9 @@ impl Shard {
             ShardRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id())
             }
+            ShardRequest::Group(request) => {
+                ShardResponse::Group(crate::group::requests::serve(self, request).await)
+            }
             ShardRequest::ApplyTopics(table) => {
                 self.apply_topics(table).await;
                 ShardResponse::Applied
@@ -677,6 +680,9 @@ impl Shard {
                     }
                     let log = Rc::new(log);
                     crate::storage::background::spawn(&log, None);
+                    if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
+                        crate::group::load::load_partition(self, key.partition, &log).await;
+                    }
                     self.partitions.borrow_mut().insert(key, log);
                 }
                 Err(error) => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""kafka-python against a running Sluice broker: produce, consume, metadata, admin.
+"""kafka-python against a running Sluice broker: produce, consume, metadata, admin,
+and a consumer group that commits and resumes after its commit.
 
 Usage: kafka_python_check.py [--bootstrap HOST:PORT] [--count N]
 
@@ -98,6 +99,60 @@ def consume(bootstrap, topic, count):
     print(f"kafka-python: consumed {count} records back in order, end offset {count}")
 
 
+def group_consume(bootstrap, topic, count):
+    """Reads half the records in a group, commits, and a new member of the same
+    group resumes right after the commit; the group shows in the admin API."""
+    group = f"{topic}-group"
+    half = count // 2
+
+    def member():
+        return KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=10_000 + 500,
+            fetch_max_wait_ms=100,
+        )
+
+    tp = TopicPartition(topic, 0)
+    first = member()
+    try:
+        records = []
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(records) < half:
+            check(time.monotonic() < deadline, f"group read {len(records)} of {half} records")
+            for batch in first.poll(timeout_ms=500, max_records=half - len(records)).values():
+                records.extend(batch)
+        check([r.offset for r in records] == list(range(half)),
+              f"group read offsets {[r.offset for r in records][:5]}...")
+        first.commit()
+        check(first.committed(tp) == half, f"committed {first.committed(tp)}, expected {half}")
+    finally:
+        first.close()
+    second = member()
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        resumed = []
+        while not resumed:
+            check(time.monotonic() < deadline, "the second member read nothing")
+            for batch in second.poll(timeout_ms=500).values():
+                resumed.extend(batch)
+        check(resumed[0].offset == half, f"resumed at {resumed[0].offset}, expected {half}")
+    finally:
+        second.close()
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+    try:
+        listed = [g["group_id"] for g in client.list_groups()]
+        check(group in listed, f"{group} not in ListGroups: {listed}")
+        offsets = client.list_group_offsets(group)[group]
+        check(offsets[tp].offset == half, f"admin sees offset {offsets[tp].offset}, expected {half}")
+    finally:
+        client.close()
+    print(f"kafka-python: group {group} committed {half} and resumed at offset {half}")
+
+
 def admin(bootstrap, topic):
     client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
     try:
@@ -131,6 +186,7 @@ def main():
     try:
         produce(args.bootstrap, topic, args.count)
         consume(args.bootstrap, topic, args.count)
+        group_consume(args.bootstrap, topic, args.count)
         admin(args.bootstrap, f"compat-kafka-python-admin-{run}")
     except CheckFailed as failure:
         print(f"kafka-python: FAILED: {failure}", file=sys.stderr)

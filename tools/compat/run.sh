@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compatibility checks with third-party Kafka clients against a Sluice broker:
-# kcat (Debian's build of librdkafka) and kafka-python (kafka_python_check.py).
+# kcat (Debian's build of librdkafka), including a consumer group (-G), and
+# kafka-python (kafka_python_check.py).
 #
 #   BOOTSTRAP=127.0.0.1:9092 tools/compat/run.sh     # a broker already running there
 #   SLUICE_BIN=target/debug/sluice tools/compat/run.sh
@@ -130,11 +131,34 @@ kcat_roundtrip() {
     note "kcat: latest offset is $COUNT"
 }
 
+# kcat -G: a balanced consumer group reads half, commits, and the next member of
+# the same group starts right after the commit.
+kcat_group() {
+    local topic=compat-kcat-group-$RUN group=compat-kcat-group-$RUN
+    local half=$((COUNT / 2))
+    seq 0 $((COUNT - 1)) | kc -P -t "$topic" -p 0 -X acks=all 2>"$WORK/group-produce.err" || {
+        note "kcat produce for the group check failed:"; cat "$WORK/group-produce.err" >&2; return 1
+    }
+    # librdkafka's auto commit commits what kcat consumed when it closes at -c.
+    kc -G "$group" "$topic" -o beginning -c "$half" -q -f '%o\n' \
+        >"$WORK/group-first" 2>"$WORK/group-first.err" || true
+    [ "$(wc -l <"$WORK/group-first")" -eq "$half" ] || {
+        note "kcat -G read $(wc -l <"$WORK/group-first") records, expected $half:"
+        cat "$WORK/group-first.err" >&2; return 1
+    }
+    kc -G "$group" "$topic" -c 1 -q -f '%o\n' >"$WORK/group-second" 2>"$WORK/group-second.err" || true
+    [ "$(cat "$WORK/group-second")" = "$half" ] || {
+        note "kcat -G resumed at '$(cat "$WORK/group-second")', expected $half:"
+        cat "$WORK/group-second.err" >&2; return 1
+    }
+    note "kcat: group $group read $half records, committed, and resumed at offset $half"
+}
+
 kafka_python() {
     python3 "$HERE/kafka_python_check.py" --bootstrap "$BOOTSTRAP" --count "$COUNT"
 }
 
-for check in kcat_roundtrip kafka_python; do
+for check in kcat_roundtrip kcat_group kafka_python; do
     if "$check"; then
         passed=$((passed + 1))
     else

@@ -1,0 +1,536 @@
+//! The group work a shard does for the groups it coordinates, whoever asked:
+//! one [`GroupRequest`] per API request and owning shard, answered with a
+//! [`GroupResponse`]. JoinGroup and SyncGroup wait here until the rebalance
+//! answers them.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::group::coordinator::{
+    MAX_GROUPS_PER_SHARD, OffsetsRecord, append, ensure_tasks, owned_partition,
+};
+use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
+use crate::group::offsets::TopicPartition;
+use crate::group::records::{OffsetValue, RecordKey};
+use crate::group::state::{
+    Answer, Group, GroupState, JoinRequest, JoinResult, MemberSummary, SyncAnswer, SyncRequest,
+    SyncResult,
+};
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::Shard;
+use crate::types::TimestampMs;
+
+#[derive(Debug)]
+pub enum GroupRequest {
+    Join {
+        group: GroupId,
+        request: JoinRequest,
+    },
+    Sync {
+        group: GroupId,
+        request: SyncRequest,
+    },
+    Heartbeat {
+        group: GroupId,
+        member: MemberId,
+        instance: Option<InstanceId>,
+        generation: GenerationId,
+    },
+    Leave {
+        group: GroupId,
+        members: Vec<(MemberId, Option<InstanceId>)>,
+    },
+    Commit {
+        group: GroupId,
+        member: MemberId,
+        instance: Option<InstanceId>,
+        generation: GenerationId,
+        offsets: Vec<(TopicPartition, OffsetValue)>,
+    },
+    /// Committed offsets of each group: of these partitions, or all (`None`).
+    Fetch(Vec<(GroupId, Option<Vec<TopicPartition>>)>),
+    Describe(Vec<GroupId>),
+    /// Every group of the shard, in one of `states` if any are given.
+    List {
+        states: Vec<GroupState>,
+    },
+    Delete(Vec<GroupId>),
+    DeleteOffsets {
+        group: GroupId,
+        partitions: Vec<TopicPartition>,
+    },
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub error: ErrorCode,
+    pub state: GroupState,
+    pub protocol_type: String,
+    /// The selected protocol when Stable, else empty (as Kafka reports it).
+    pub protocol: String,
+    pub members: Vec<MemberSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedGroup {
+    pub id: GroupId,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// One group's committed offsets, in request order (`None`: nothing committed).
+pub type FetchedOffsets = Result<Vec<(TopicPartition, Option<OffsetValue>)>, ErrorCode>;
+
+#[derive(Debug)]
+pub enum GroupResponse {
+    Join(JoinResult),
+    Sync(SyncResult),
+    Heartbeat(ErrorCode),
+    /// Per member, or a group-level error.
+    Leave(Result<Vec<ErrorCode>, ErrorCode>),
+    Commit(ErrorCode),
+    Fetch(Vec<FetchedOffsets>),
+    Describe(Vec<GroupDescription>),
+    List(Vec<ListedGroup>),
+    Delete(Vec<ErrorCode>),
+    /// Per partition, or a group-level error.
+    DeleteOffsets(Result<Vec<ErrorCode>, ErrorCode>),
+}
+
+pub async fn serve(shard: &Rc<Shard>, request: GroupRequest) -> GroupResponse {
+    ensure_tasks(shard);
+    match request {
+        GroupRequest::Join { group, request } => {
+            GroupResponse::Join(join(shard, group, request).await)
+        }
+        GroupRequest::Sync { group, request } => {
+            GroupResponse::Sync(sync(shard, group, request).await)
+        }
+        GroupRequest::Heartbeat {
+            group,
+            member,
+            instance,
+            generation,
+        } => GroupResponse::Heartbeat(heartbeat(
+            shard,
+            &group,
+            &member,
+            instance.as_ref(),
+            generation,
+        )),
+        GroupRequest::Leave { group, members } => {
+            GroupResponse::Leave(leave(shard, &group, &members))
+        }
+        GroupRequest::Commit {
+            group,
+            member,
+            instance,
+            generation,
+            offsets,
+        } => GroupResponse::Commit(
+            commit(
+                shard,
+                group,
+                &member,
+                instance.as_ref(),
+                generation,
+                offsets,
+            )
+            .await,
+        ),
+        GroupRequest::Fetch(groups) => GroupResponse::Fetch(
+            groups
+                .into_iter()
+                .map(|(group, partitions)| fetch(shard, &group, partitions))
+                .collect(),
+        ),
+        GroupRequest::Describe(groups) => {
+            GroupResponse::Describe(groups.iter().map(|g| describe(shard, g)).collect())
+        }
+        GroupRequest::List { states } => GroupResponse::List(list(shard, &states)),
+        GroupRequest::Delete(groups) => {
+            let mut results = Vec::with_capacity(groups.len());
+            for group in groups {
+                results.push(delete(shard, &group).await);
+            }
+            GroupResponse::Delete(results)
+        }
+        GroupRequest::DeleteOffsets { group, partitions } => {
+            GroupResponse::DeleteOffsets(delete_offsets(shard, &group, partitions).await)
+        }
+    }
+}
+
+async fn join(shard: &Rc<Shard>, id: GroupId, request: JoinRequest) -> JoinResult {
+    let coordinator = &shard.groups;
+    let member = request.member_id.clone();
+    if let Err(error) = shard
+        .config
+        .group_limits()
+        .check_session_timeout(request.session_timeout)
+    {
+        return JoinResult::failed(member, error);
+    }
+    if let Err(error) = owned_partition(shard, &id) {
+        return JoinResult::failed(member, error);
+    }
+    let mut out = Vec::new();
+    let answer = {
+        let mut groups = coordinator.groups.borrow_mut();
+        if !groups.contains_key(&id) {
+            if !member.is_unknown() {
+                return JoinResult::failed(member, ErrorCode::UnknownMemberId);
+            }
+            if groups.len() >= MAX_GROUPS_PER_SHARD {
+                return JoinResult::failed(member, ErrorCode::CoordinatorNotAvailable);
+            }
+            let group = Group::new(
+                id.clone(),
+                shard.config.group_limits(),
+                TimestampMs::now().0,
+            );
+            groups.insert(id.clone(), group);
+        }
+        let group = groups.get_mut(&id).expect("inserted above");
+        group.join(request, Instant::now(), TimestampMs::now().0, &mut out)
+    };
+    let waiter = match answer {
+        Answer::Now(result) => {
+            coordinator.deliver(&id, out);
+            coordinator.deadlines_changed();
+            return result;
+        }
+        Answer::Wait(waiting) => {
+            let receiver = coordinator.wait_join(&id, waiting.clone());
+            coordinator.deliver(&id, out);
+            coordinator.deadlines_changed();
+            (receiver, waiting)
+        }
+    };
+    let (receiver, waiting) = waiter;
+    receiver
+        .recv()
+        .await
+        .unwrap_or_else(|| JoinResult::failed(waiting, ErrorCode::RebalanceInProgress))
+}
+
+async fn sync(shard: &Rc<Shard>, id: GroupId, request: SyncRequest) -> SyncResult {
+    let coordinator = &shard.groups;
+    let partition = match owned_partition(shard, &id) {
+        Ok(partition) => partition,
+        Err(error) => return SyncResult::failed(error),
+    };
+    let (answer, value) = {
+        let mut groups = coordinator.groups.borrow_mut();
+        let Some(group) = groups.get_mut(&id) else {
+            return SyncResult::failed(ErrorCode::UnknownMemberId);
+        };
+        let answer = group.sync(request, Instant::now());
+        let value = match &answer {
+            SyncAnswer::Store { assignment, .. } => {
+                Some(group.to_value(assignment, TimestampMs::now().0))
+            }
+            SyncAnswer::Now(_) | SyncAnswer::Wait(_) => None,
+        };
+        (answer, value)
+    };
+    let receiver = match answer {
+        SyncAnswer::Now(result) => return result,
+        SyncAnswer::Wait(member) => coordinator.wait_sync(&id, member),
+        SyncAnswer::Store {
+            leader,
+            generation,
+            assignment,
+        } => {
+            // Kafka's order: the group is stored with the new assignment before
+            // anybody receives it.
+            let receiver = coordinator.wait_sync(&id, leader);
+            let key = RecordKey::Group {
+                group: id.0.clone(),
+            }
+            .encode();
+            let value = value.expect("computed for a store").encode();
+            let stored = append(shard, partition, &[(key, Some(value))]).await;
+            let mut out = Vec::new();
+            if let Some(group) = coordinator.groups.borrow_mut().get_mut(&id) {
+                group.complete_sync(
+                    generation,
+                    assignment,
+                    stored,
+                    Instant::now(),
+                    TimestampMs::now().0,
+                    &mut out,
+                );
+            }
+            coordinator.deliver(&id, out);
+            coordinator.deadlines_changed();
+            receiver
+        }
+    };
+    receiver
+        .recv()
+        .await
+        .unwrap_or_else(|| SyncResult::failed(ErrorCode::RebalanceInProgress))
+}
+
+fn heartbeat(
+    shard: &Rc<Shard>,
+    id: &GroupId,
+    member: &MemberId,
+    instance: Option<&InstanceId>,
+    generation: GenerationId,
+) -> ErrorCode {
+    if let Err(error) = owned_partition(shard, id) {
+        return error;
+    }
+    match shard.groups.groups.borrow_mut().get_mut(id) {
+        None => ErrorCode::UnknownMemberId,
+        Some(group) => group.heartbeat(member, instance, generation, Instant::now()),
+    }
+}
+
+fn leave(
+    shard: &Rc<Shard>,
+    id: &GroupId,
+    members: &[(MemberId, Option<InstanceId>)],
+) -> Result<Vec<ErrorCode>, ErrorCode> {
+    owned_partition(shard, id)?;
+    let coordinator = &shard.groups;
+    let mut out = Vec::new();
+    let errors = match coordinator.groups.borrow_mut().get_mut(id) {
+        None => vec![ErrorCode::UnknownMemberId; members.len()],
+        Some(group) => group.leave(members, Instant::now(), TimestampMs::now().0, &mut out),
+    };
+    coordinator.deliver(id, out);
+    coordinator.deadlines_changed();
+    Ok(errors)
+}
+
+async fn commit(
+    shard: &Rc<Shard>,
+    id: GroupId,
+    member: &MemberId,
+    instance: Option<&InstanceId>,
+    generation: GenerationId,
+    offsets: Vec<(TopicPartition, OffsetValue)>,
+) -> ErrorCode {
+    let partition = match owned_partition(shard, &id) {
+        Ok(partition) => partition,
+        Err(error) => return error,
+    };
+    {
+        let mut groups = shard.groups.groups.borrow_mut();
+        if !groups.contains_key(&id) {
+            // Kafka creates the group for "simple" commits (no group management).
+            if generation.0 >= 0 {
+                return ErrorCode::IllegalGeneration;
+            }
+            if groups.len() >= MAX_GROUPS_PER_SHARD {
+                return ErrorCode::CoordinatorNotAvailable;
+            }
+            let group = Group::new(
+                id.clone(),
+                shard.config.group_limits(),
+                TimestampMs::now().0,
+            );
+            groups.insert(id.clone(), group);
+        }
+        let group = groups.get_mut(&id).expect("inserted above");
+        if let Err(error) = group.validate_commit(member, instance, generation, Instant::now()) {
+            return error;
+        }
+        if !offsets
+            .iter()
+            .all(|(key, _)| group.offsets.has_room_for(key))
+        {
+            return ErrorCode::InvalidCommitOffsetSize;
+        }
+    }
+    if offsets.is_empty() {
+        return ErrorCode::None;
+    }
+    let records: Vec<OffsetsRecord> = offsets
+        .iter()
+        .map(|((topic, index), value)| {
+            let key = RecordKey::Offset {
+                group: id.0.clone(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), Some(value.encode()))
+        })
+        .collect();
+    if let Err(error) = append(shard, partition, &records).await {
+        return error;
+    }
+    if let Some(group) = shard.groups.groups.borrow_mut().get_mut(&id) {
+        for (key, value) in offsets {
+            group.offsets.put(key, value);
+        }
+    }
+    ErrorCode::None
+}
+
+fn fetch(
+    shard: &Rc<Shard>,
+    id: &GroupId,
+    partitions: Option<Vec<TopicPartition>>,
+) -> FetchedOffsets {
+    owned_partition(shard, id)?;
+    let groups = shard.groups.groups.borrow();
+    let group = groups.get(id);
+    Ok(match partitions {
+        Some(partitions) => partitions
+            .into_iter()
+            .map(|(topic, index)| {
+                let value = group.and_then(|g| g.offsets.get(&topic, index)).cloned();
+                ((topic, index), value)
+            })
+            .collect(),
+        None => group
+            .map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|(key, value)| (key.clone(), Some(value.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn describe(shard: &Rc<Shard>, id: &GroupId) -> GroupDescription {
+    let dead = |error| GroupDescription {
+        error,
+        state: GroupState::Dead,
+        protocol_type: String::new(),
+        protocol: String::new(),
+        members: Vec::new(),
+    };
+    if let Err(error) = owned_partition(shard, id) {
+        return dead(error);
+    }
+    let groups = shard.groups.groups.borrow();
+    let Some(group) = groups.get(id) else {
+        // Kafka describes an unknown group as Dead, without an error.
+        return dead(ErrorCode::None);
+    };
+    let stable = group.state() == GroupState::Stable;
+    GroupDescription {
+        error: ErrorCode::None,
+        state: group.state(),
+        protocol_type: group.protocol_type().unwrap_or_default().to_string(),
+        protocol: if stable {
+            group.protocol().unwrap_or_default().to_string()
+        } else {
+            String::new()
+        },
+        members: group.describe_members(),
+    }
+}
+
+fn list(shard: &Rc<Shard>, states: &[GroupState]) -> Vec<ListedGroup> {
+    shard
+        .groups
+        .groups
+        .borrow()
+        .values()
+        .filter(|g| states.is_empty() || states.contains(&g.state()))
+        .map(|g| ListedGroup {
+            id: g.id().clone(),
+            protocol_type: g.protocol_type().unwrap_or_default().to_string(),
+            state: g.state(),
+        })
+        .collect()
+}
+
+async fn delete(shard: &Rc<Shard>, id: &GroupId) -> ErrorCode {
+    let partition = match owned_partition(shard, id) {
+        Ok(partition) => partition,
+        Err(error) => return error,
+    };
+    let records = {
+        let mut groups = shard.groups.groups.borrow_mut();
+        let Some(group) = groups.get_mut(id) else {
+            return ErrorCode::GroupIdNotFound;
+        };
+        match group.state() {
+            GroupState::Dead => return ErrorCode::GroupIdNotFound,
+            GroupState::Empty => {}
+            _ => return ErrorCode::NonEmptyGroup,
+        }
+        let mut records = tombstones(id, group.offsets.keys());
+        records.push((
+            RecordKey::Group {
+                group: id.0.clone(),
+            }
+            .encode(),
+            None,
+        ));
+        // Dead at once, so requests arriving during the append retry elsewhere.
+        group.set_dead();
+        records
+    };
+    let result = append(shard, partition, &records).await;
+    shard.groups.groups.borrow_mut().remove(id);
+    match result {
+        Ok(()) => ErrorCode::None,
+        Err(error) => error,
+    }
+}
+
+async fn delete_offsets(
+    shard: &Rc<Shard>,
+    id: &GroupId,
+    partitions: Vec<TopicPartition>,
+) -> Result<Vec<ErrorCode>, ErrorCode> {
+    let partition = owned_partition(shard, id)?;
+    let (errors, deletable) = {
+        let groups = shard.groups.groups.borrow();
+        let group = groups.get(id).ok_or(ErrorCode::GroupIdNotFound)?;
+        let subscribed: BTreeSet<String> = match group.state() {
+            GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
+            GroupState::Empty => BTreeSet::new(),
+            // Kafka: a group with members may only lose offsets of topics it
+            // does not consume, which it can tell for consumer groups only.
+            _ => group.subscribed_topics().ok_or(ErrorCode::NonEmptyGroup)?,
+        };
+        let mut errors = Vec::with_capacity(partitions.len());
+        let mut deletable = Vec::new();
+        for key in partitions {
+            if subscribed.contains(&key.0) {
+                errors.push(ErrorCode::GroupSubscribedToTopic);
+            } else {
+                errors.push(ErrorCode::None);
+                if group.offsets.get(&key.0, key.1).is_some() {
+                    deletable.push(key);
+                }
+            }
+        }
+        (errors, deletable)
+    };
+    if deletable.is_empty() {
+        return Ok(errors);
+    }
+    append(shard, partition, &tombstones(id, deletable.clone())).await?;
+    if let Some(group) = shard.groups.groups.borrow_mut().get_mut(id) {
+        for key in &deletable {
+            group.offsets.remove(key);
+        }
+    }
+    Ok(errors)
+}
+
+fn tombstones(id: &GroupId, keys: Vec<TopicPartition>) -> Vec<OffsetsRecord> {
+    keys.into_iter()
+        .map(|(topic, partition)| {
+            let key = RecordKey::Offset {
+                group: id.0.clone(),
+                topic,
+                partition,
+            };
+            (key.encode(), None)
+        })
+        .collect()
+}
