@@ -365,6 +365,24 @@ async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
     let consumer = subscribed(&broker, group, topic, &[]);
     assert_eq!(committed(&consumer, topic), Offset::Offset(5));
     assert_eq!(read(&consumer, 5), vec![5, 6, 7, 8, 9]);
+
+    // Only the coordinator writes the internal topic.
+    let refused = kafka::producer(&broker)
+        .send(
+            FutureRecord::<(), _>::to("__consumer_offsets")
+                .partition(0)
+                .payload("forged"),
+            OP_TIMEOUT,
+        )
+        .await;
+    match refused {
+        Err((error, _)) => assert_eq!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::InvalidTopic),
+            "{error}"
+        ),
+        Ok(delivered) => panic!("a client wrote __consumer_offsets: {delivered:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -323,8 +323,10 @@ pub async fn fan_out(
 }
 
 /// Creates `names` with the broker's defaults if auto-creation is on; returns
-/// once every shard knows them.
-pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
+/// once every shard knows them. `__consumer_offsets` is never auto-created here:
+/// the group coordinator creates it with its own settings.
+pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
+    names.retain(|name| name != crate::group::coordinator_key::OFFSETS_TOPIC);
     if names.is_empty() || !shard.config.auto_create_topics_enable {
         return;
     }

@@ -8,6 +8,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::{Split, auto_create};
+use crate::group::coordinator_key::OFFSETS_TOPIC;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::messages::{
@@ -40,6 +41,10 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
             match shard.owner_of(&key) {
                 _ if invalid_acks => {
                     results.insert(at, failed(ErrorCode::InvalidRequiredAcks));
+                }
+                // Only the group coordinator writes the internal topic, as in Kafka.
+                _ if key.topic == OFFSETS_TOPIC => {
+                    results.insert(at, failed(ErrorCode::InvalidTopicException));
                 }
                 None => {
                     results.insert(at, failed(ErrorCode::UnknownTopicOrPartition));

@@ -1,5 +1,6 @@
-//! Builds uncompressed v2 record batches, as a producer would send them.
-//! Used by tools, tests and benchmarks; the broker itself never builds batches.
+//! Builds uncompressed v2 record batches, as a producer would send them: for
+//! tools, tests and benchmarks, and for the records the group coordinator writes to
+//! `__consumer_offsets`.
 
 use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD, MAGIC_V2, compute_crc};
 use crate::record::varint::write_varlong;
