@@ -30,8 +30,9 @@ pub enum ConsumerMode {
 }
 
 /// Which key each record carries. The key decides the partition through
-/// librdkafka's partitioner (murmur2 like the Java client; records without a key
-/// go to a sticky partition that changes per batch).
+/// librdkafka's partitioner (by default `consistent_random`: a CRC32 hash of
+/// the key); records without a key go to a sticky partition that changes every
+/// `sticky.partitioning.linger.ms` (10 ms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyDistribution {
