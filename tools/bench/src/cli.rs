@@ -45,7 +45,7 @@ pub struct Cli {
     /// Consumers per topic; 0 produces only, unverified [default: 1].
     #[arg(long)]
     pub consumers: Option<u32>,
-    /// How consumers get partitions [default: assign].
+    /// How consumers get partitions [default: group].
     #[arg(long, value_enum)]
     pub consumer_mode: Option<ConsumerMode>,
     /// Bytes per record value, at least 32 [default: 1024].

@@ -299,6 +299,7 @@ mod tests {
             topics: 2,
             producers_per_topic: 2,
             consumers_per_topic: 2,
+            consumer_mode: ConsumerMode::Assign,
             partitions_per_topic: 3,
             producer_rate: 400,
             warmup_secs: 1,

@@ -129,8 +129,7 @@ impl Default for Workload {
             partitions_per_topic: 8,
             producers_per_topic: 1,
             consumers_per_topic: 1,
-            // Assign until the broker has consumer groups.
-            consumer_mode: ConsumerMode::Assign,
+            consumer_mode: ConsumerMode::Group,
             message_size: 1024,
             key_distribution: KeyDistribution::None,
             producer_rate: 0,
@@ -298,7 +297,7 @@ mod tests {
         assert_eq!(workload.message_size, 1024);
         assert_eq!(workload.producer_rate, 0);
         assert_eq!(workload.acks, Acks::All);
-        assert_eq!(workload.consumer_mode, ConsumerMode::Assign);
+        assert_eq!(workload.consumer_mode, ConsumerMode::Group);
         workload.validate().unwrap();
     }
 
@@ -308,7 +307,7 @@ mod tests {
             r#"
             topics = 2
             partitions_per_topic = 16
-            consumer_mode = "group"
+            consumer_mode = "assign"
             key_distribution = "round-robin"
             producer_rate = 50000
             acks = "1"
@@ -318,7 +317,7 @@ mod tests {
         .unwrap();
         assert_eq!(workload.topics, 2);
         assert_eq!(workload.partitions_per_topic, 16);
-        assert_eq!(workload.consumer_mode, ConsumerMode::Group);
+        assert_eq!(workload.consumer_mode, ConsumerMode::Assign);
         assert_eq!(workload.key_distribution, KeyDistribution::RoundRobin);
         assert_eq!(workload.producer_rate, 50_000);
         assert_eq!(workload.acks, Acks::Leader);

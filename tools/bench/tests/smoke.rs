@@ -44,6 +44,9 @@ impl Broker {
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                // Groups form at once instead of after Kafka's 3 s delay.
+                "--group-initial-rebalance-delay-ms",
+                "0",
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
