@@ -103,7 +103,10 @@ pub fn encode_response<R: Encodable + HeaderVersion>(
     version: i16,
     body: &R,
 ) -> Result<BytesMut, String> {
-    let mut out = BytesMut::with_capacity(64);
+    // Sized up front: growing by doubling would copy a large response several times.
+    const HEADER_ROOM: usize = 16;
+    let size = body.compute_size(version).map_err(|e| e.to_string())?;
+    let mut out = BytesMut::with_capacity(4 + HEADER_ROOM + size);
     out.extend_from_slice(&[0; 4]);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header
