@@ -208,6 +208,7 @@ fn run_on(
         let mut line = Totals::default();
         let mut looks = 0u32;
         let mut drain_deadline = None;
+        let mut drain_timed_out = false;
         loop {
             // Looks at fixed times, so lines stay one second apart.
             let next_look_us = start_us + (u64::from(looks) + 1) * LOOK_EVERY.as_micros() as u64;
@@ -245,7 +246,11 @@ fn run_on(
             if producers_done {
                 let deadline =
                     *drain_deadline.get_or_insert(Instant::now() + options.drain_timeout);
-                if totals.consume.records >= totals.publish.records || Instant::now() >= deadline {
+                if totals.consume.records >= totals.publish.records {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    drain_timed_out = true;
                     break;
                 }
             }
@@ -266,7 +271,10 @@ fn run_on(
             Verdict::unchecked()
         } else {
             let observed = Observed::merge(consumed.into_iter().map(|c| c.observed));
-            Verdict::new(&observed, &produced)
+            Verdict {
+                drain_timed_out,
+                ..Verdict::new(&observed, &produced)
+            }
         };
         Ok(RunResult {
             bootstrap: connection.bootstrap.clone(),

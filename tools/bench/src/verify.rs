@@ -192,6 +192,9 @@ pub struct Verdict {
     /// Records whose header names a producer or sequence number never sent.
     pub unexpected: u64,
     pub moved_streams: u64,
+    /// The consumers were still behind when the drain timeout ended the run: the
+    /// records not consumed may only be late, not lost.
+    pub drain_timed_out: bool,
 }
 
 impl Verdict {
@@ -241,8 +244,13 @@ impl Verdict {
 
     /// What went wrong, one phrase per kind of failure.
     pub fn failures(&self) -> Vec<String> {
+        let lost = if self.drain_timed_out {
+            "not consumed before the drain timeout (consumers fell behind; raise --drain-timeout)"
+        } else {
+            "lost"
+        };
         [
-            (self.lost, "lost"),
+            (self.lost, lost),
             (self.duplicated, "duplicated"),
             (self.reordered, "out of order"),
             (self.misrouted, "in the wrong topic"),
@@ -331,6 +339,12 @@ mod tests {
         assert!(!verdict.passed);
         assert_eq!(verdict.lost, 4, "seq 40 and the last three");
         assert_eq!(verdict.failures(), ["4 records lost"]);
+        let late = Verdict {
+            drain_timed_out: true,
+            ..verdict
+        };
+        assert!(!late.passed);
+        assert!(late.failures()[0].starts_with("4 records not consumed before the drain timeout"));
     }
 
     #[test]
