@@ -5,6 +5,7 @@
 #
 # Usage: tools/bench/baseline.sh OUT_DIR DATA_PARENT [WORKLOAD...]
 #   workloads: max (1), latency (2, needs MAX_RATE=msg/s), small (3), partitions (4)
+#   EXTRA="--drain-timeout 400" adds flags to every sluice-bench run.
 set -euo pipefail
 OUT=$1; PARENT=$2; shift 2
 SLUICE=${SLUICE:-target/release/sluice}
@@ -23,7 +24,7 @@ run() {
   # A failed run (verification, errors) is reported, and the broker still stopped.
   local status=0
   "$BENCH" --bootstrap "127.0.0.1:$PORT" --duration "$DURATION" --consumer-mode group \
-    --json "$OUT/$name.json" --hgrm "$OUT/$name-hgrm" --plot "$OUT/$name.svg" "$@" \
+    --json "$OUT/$name.json" --hgrm "$OUT/$name-hgrm" --plot "$OUT/$name.svg" ${EXTRA:-} "$@" \
     | tee "$OUT/$name.txt" || status=$?
   echo "$name: sluice-bench exit status $status"
   kill -TERM $pid; wait $pid || true
