@@ -18,7 +18,7 @@ run() {
   local name=$1; shift
   local dir=$PARENT/baseline-$name
   rm -rf "$dir"
-  "$SLUICE" serve --listen "127.0.0.1:$PORT" --data-dir "$dir" 2>"$OUT/$name.broker.log" &
+  "$SLUICE" serve --listen "127.0.0.1:$PORT" --data-dir "$dir" 2>"$dir.log" &
   local pid=$!
   sleep 1
   # A failed run (verification, errors) is reported, and the broker still stopped.
