@@ -114,21 +114,7 @@ impl TopicTable {
 
 /// A fresh random topic id.
 pub fn new_topic_id() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-    }
-    if bytes == [0; 16] {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        bytes = nanos.to_le_bytes();
-    }
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .simple()
-        .to_string()
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 #[cfg(test)]

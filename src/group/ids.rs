@@ -28,18 +28,7 @@ impl MemberId {
     /// A fresh member id: `<prefix>-<uuid>`, the prefix being the client id (or
     /// the instance id for static members), as Kafka makes them.
     pub fn generate(prefix: &str) -> MemberId {
-        let mut bytes = [0u8; 16];
-        if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-            let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-        }
-        if bytes == [0; 16] {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            bytes = nanos.to_le_bytes();
-        }
-        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let uuid = uuid::Uuid::new_v4();
         MemberId(format!("{prefix}-{}", uuid.hyphenated()))
     }
 }
