@@ -6,6 +6,7 @@ pub mod messages;
 pub mod reactor_heartbeat;
 pub mod runtime;
 pub mod service;
+pub mod table_updates;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub struct Shard {
     next_request: Cell<u64>,
     /// The consumer groups this shard coordinates.
     pub groups: crate::group::coordinator::Coordinator,
+    /// Topic tables waiting to be applied, one at a time.
+    table_updates: table_updates::TableUpdates,
     /// Controller shard only, loaded on first use.
     producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
 }
@@ -55,6 +58,7 @@ impl Shard {
             pending: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             groups: crate::group::coordinator::Coordinator::default(),
+            table_updates: table_updates::TableUpdates::default(),
             producer_ids: RefCell::new(None),
         }
     }

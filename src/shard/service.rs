@@ -17,6 +17,7 @@ use crate::shard::messages::{
     FetchItem, FetchResult, NewTopic, OffsetResult, PartitionKey, ProduceItem, ProduceResult,
     ShardRequest, ShardResponse, TopicChangeResult,
 };
+use crate::shard::table_updates::Turn;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::{AppendOptions, LogError, PartitionLog};
@@ -622,7 +623,21 @@ impl Shard {
 
     /// Opens the logs of partitions this shard now owns; closes and deletes those
     /// of topics that are gone.
+    /// Makes `table` this shard's topic table, opening and closing partitions;
+    /// returns once it (or a newer table) is applied.
     pub async fn apply_topics(self: &Rc<Self>, table: TopicTable) {
+        match self.table_updates.submit(table) {
+            Turn::Wait(generation) => self.table_updates.applied(generation).await,
+            Turn::Apply => {
+                while let Some((generation, table)) = self.table_updates.next() {
+                    self.apply_table(table).await;
+                    self.table_updates.finished(generation);
+                }
+            }
+        }
+    }
+
+    async fn apply_table(self: &Rc<Self>, table: TopicTable) {
         *self.topics.borrow_mut() = table.clone();
         let owned: Vec<PartitionKey> = table
             .topics
