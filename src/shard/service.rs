@@ -110,12 +110,8 @@ impl Shard {
         let Some(records) = item.records else {
             return failed(ErrorCode::InvalidRecord);
         };
-        let max_message_bytes = self.topic_config_usize(
-            &item.key.topic,
-            "max.message.bytes",
-            self.config.message_max_bytes,
-        );
-        if records.len() > max_message_bytes {
+        let rules = self.produce_rules(&item.key.topic);
+        if records.len() > rules.max_message_bytes {
             return failed(ErrorCode::MessageTooLarge);
         }
         // Exactly one batch per partition, as Kafka requires of v2 produce requests.
@@ -140,16 +136,13 @@ impl Shard {
                 return failed(ErrorCode::UnsupportedCompressionType);
             }
             Ok(batch) => {
-                if let Err(error) = check_records(batch, &self.record_rules(&item.key.topic)) {
+                if let Err(error) = check_records(batch, &rules.records) {
                     refused(&error);
                     return failed(error.error_code());
                 }
             }
         }
-        let log_append_time = self
-            .topic_config(&item.key.topic, "message.timestamp.type")
-            .is_some_and(|t| t == "LogAppendTime")
-            .then(TimestampMs::now);
+        let log_append_time = rules.log_append_time.then(TimestampMs::now);
         let mut batch = records.to_vec();
         let options = AppendOptions {
             leader_epoch: LEADER_EPOCH,
@@ -172,49 +165,43 @@ impl Shard {
         }
     }
 
-    /// What `topic`'s configs require of each record, as of now.
-    fn record_rules(&self, topic: &str) -> RecordRules {
-        let millis = |name: &str, default: i64| {
-            self.topic_config(topic, name)
+    /// What `topic`'s configs require of a produced batch, as of now: one look at
+    /// the topic table per batch.
+    fn produce_rules(&self, topic: &str) -> ProduceRules {
+        let topics = self.topics.borrow();
+        let configs = topics.topics.get(topic).map(|meta| &meta.configs);
+        let get = |name: &str| configs.and_then(|c| c.get(name));
+        let number = |name: &str, default: i64| {
+            get(name)
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(default)
         };
-        let now = TimestampMs::now().0;
-        // The broker's clock replaces the timestamps of LogAppendTime topics.
-        let unbounded = self
-            .topic_config(topic, "message.timestamp.type")
-            .is_some_and(|t| t == "LogAppendTime");
+        // The broker's clock replaces the timestamps of LogAppendTime topics, so
+        // they have no bounds.
+        let log_append_time = get("message.timestamp.type").is_some_and(|t| t == "LogAppendTime");
         let bound = |name, default| {
-            if unbounded {
+            if log_append_time {
                 i64::MAX
             } else {
-                millis(name, default)
+                number(name, default)
             }
         };
         let before = bound("message.timestamp.before.max.ms", TIMESTAMP_BEFORE_MAX_MS);
         let after = bound("message.timestamp.after.max.ms", TIMESTAMP_AFTER_MAX_MS);
-        RecordRules {
-            require_keys: self
-                .topic_config(topic, "cleanup.policy")
-                .is_some_and(|policy| policy.contains("compact")),
-            min_timestamp: (before != i64::MAX).then(|| TimestampMs(now.saturating_sub(before))),
-            max_timestamp: (after != i64::MAX).then(|| TimestampMs(now.saturating_add(after))),
-            inflate_limit: self.config.socket_request_max_bytes,
+        let now = TimestampMs::now().0;
+        ProduceRules {
+            max_message_bytes: get("max.message.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(self.config.message_max_bytes),
+            log_append_time,
+            records: RecordRules {
+                require_keys: get("cleanup.policy").is_some_and(|p| p.contains("compact")),
+                min_timestamp: (before != i64::MAX)
+                    .then(|| TimestampMs(now.saturating_sub(before))),
+                max_timestamp: (after != i64::MAX).then(|| TimestampMs(now.saturating_add(after))),
+                inflate_limit: self.config.socket_request_max_bytes,
+            },
         }
-    }
-
-    fn topic_config(&self, topic: &str, name: &str) -> Option<String> {
-        self.topics
-            .borrow()
-            .topics
-            .get(topic)
-            .and_then(|t| t.configs.get(name).cloned())
-    }
-
-    fn topic_config_usize(&self, topic: &str, name: &str, default: usize) -> usize {
-        self.topic_config(topic, name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
     }
 
     /// Reads every item; if fewer than `min_bytes` are there, waits for appends on
@@ -706,6 +693,13 @@ impl Shard {
             }
         }
     }
+}
+
+/// A topic's configs as the produce path needs them.
+struct ProduceRules {
+    max_message_bytes: usize,
+    log_append_time: bool,
+    records: RecordRules,
 }
 
 fn error_result(log: &PartitionLog, error: &LogError) -> FetchResult {
