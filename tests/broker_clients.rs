@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config, consumer};
+use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config, consumer, create_topic};
 use rand::{Rng, SeedableRng};
-use rdkafka::admin::{ConfigSource, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -54,43 +54,6 @@ fn producer_with(broker: &Broker, extra: &[(&str, &str)]) -> FutureProducer<Test
     config
         .create_with_context(TestContext)
         .expect("create producer")
-}
-
-/// Creates `topic` with `partitions` partitions and `configs` through the admin
-/// client and waits until metadata lists all its partitions.
-async fn create_topic(broker: &Broker, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin = admin(broker);
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    for (key, value) in configs {
-        new_topic = new_topic.set(key, value);
-    }
-    let created = tokio::time::timeout(
-        OP_TIMEOUT,
-        admin.create_topics(&[new_topic], &admin_options()),
-    )
-    .await
-    .expect("CreateTopics within the timeout")
-    .expect("CreateTopics request");
-    assert_eq!(created, vec![Ok(topic.to_string())], "create {topic}");
-
-    let deadline = Instant::now() + OP_TIMEOUT;
-    loop {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(topic), OP_TIMEOUT)
-            .expect("fetch metadata");
-        if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic)
-            && t.error().is_none()
-            && t.partitions().len() == partitions as usize
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{topic} not listed with {partitions} partitions within {OP_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Enqueues `record`, waiting for room if librdkafka's queue is full.

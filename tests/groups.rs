@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config};
-use rdkafka::admin::{NewTopic, TopicReplication};
+use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config, create_topic};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::FutureRecord;
@@ -89,17 +88,6 @@ fn subscribed(
     let consumer = member(broker, group, extra);
     consumer.subscribe(&[topic]).expect("subscribe");
     consumer
-}
-
-async fn create_topic(broker: &Broker, topic: &str, partitions: i32) {
-    let created = admin(broker)
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &admin_options(),
-        )
-        .await
-        .expect("CreateTopics");
-    assert_eq!(created, vec![Ok(topic.to_string())]);
 }
 
 fn assigned(consumer: &BaseConsumer<Counting>) -> BTreeSet<i32> {
@@ -238,7 +226,7 @@ fn group_member_process() {
 async fn members_split_partitions_and_rebalance_on_join_and_on_a_killed_member() {
     let broker = start_broker();
     let topic = "split";
-    create_topic(&broker, topic, 4).await;
+    create_topic(&broker, topic, 4, &[]).await;
     let group = "splitters";
     let a = subscribed(&broker, group, topic, &[]);
     let b = subscribed(&broker, group, topic, &[]);
@@ -333,7 +321,7 @@ fn committed(consumer: &BaseConsumer<Counting>, topic: &str) -> Offset {
 async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
     let mut broker = start_broker();
     let topic = "commits";
-    create_topic(&broker, topic, 1).await;
+    create_topic(&broker, topic, 1, &[]).await;
     produce(&broker, topic, 10).await;
     let group = "committers";
     {
@@ -389,7 +377,7 @@ async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
 async fn a_static_member_comes_back_to_its_partitions_without_a_rebalance() {
     let broker = start_broker();
     let topic = "statics";
-    create_topic(&broker, topic, 4).await;
+    create_topic(&broker, topic, 4, &[]).await;
     let group = "static-group";
     let one = subscribed(
         &broker,
@@ -435,7 +423,7 @@ async fn a_static_member_comes_back_to_its_partitions_without_a_rebalance() {
 async fn cooperative_sticky_members_share_partitions_incrementally() {
     let broker = start_broker();
     let topic = "coop";
-    create_topic(&broker, topic, 6).await;
+    create_topic(&broker, topic, 6, &[]).await;
     let group = "cooperative";
     let strategy = [("partition.assignment.strategy", "cooperative-sticky")];
     let a = subscribed(&broker, group, topic, &strategy);
@@ -459,7 +447,7 @@ async fn cooperative_sticky_members_share_partitions_incrementally() {
 async fn groups_are_listed_described_and_deleted_through_the_admin_apis() {
     let broker = start_broker();
     let topic = "admin";
-    create_topic(&broker, topic, 2).await;
+    create_topic(&broker, topic, 2, &[]).await;
     let group = "administered";
     let consumer = subscribed(&broker, group, topic, &[]);
     poll_until(&[&consumer], "one member", |s| splits(s, 2));

@@ -10,9 +10,9 @@
 //! `broker,protocol,fetch`) to see what the clients send and receive.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
@@ -95,4 +95,41 @@ pub fn admin_options() -> AdminOptions {
     AdminOptions::new()
         .request_timeout(Some(Duration::from_secs(10)))
         .operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Creates `topic` with `partitions` partitions and `configs` through the admin
+/// client and waits until metadata lists all its partitions.
+pub async fn create_topic(broker: &Broker, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(broker);
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new_topic = new_topic.set(key, value);
+    }
+    let created = tokio::time::timeout(
+        OP_TIMEOUT,
+        admin.create_topics(&[new_topic], &admin_options()),
+    )
+    .await
+    .expect("CreateTopics within the timeout")
+    .expect("CreateTopics request");
+    assert_eq!(created, vec![Ok(topic.to_string())], "create {topic}");
+
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), OP_TIMEOUT)
+            .expect("fetch metadata");
+        if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic)
+            && t.error().is_none()
+            && t.partitions().len() == partitions as usize
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not listed with {partitions} partitions within {OP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
