@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
+    /// Start even when existing partitions cannot be opened; they stay offline
+    /// and their requests get KAFKA_STORAGE_ERROR. Off: refuse to start.
+    pub allow_offline_partitions: bool,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +89,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
+            allow_offline_partitions: false,
         }
     }
 }

@@ -76,6 +76,10 @@ struct ServeArgs {
     /// offsets.retention.check.interval.ms.
     #[arg(long, env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     offsets_retention_check_interval_ms: Option<u64>,
+    /// Serve even if existing partitions cannot be opened at start-up (they stay
+    /// offline, answering KAFKA_STORAGE_ERROR); without it the broker refuses to start.
+    #[arg(long, env = "SLUICE_ALLOW_OFFLINE_PARTITIONS")]
+    allow_offline_partitions: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -160,6 +164,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Some(enabled) = args.auto_create_topics_enable {
         config.auto_create_topics_enable = enabled;
     }
+    if args.allow_offline_partitions {
+        config.allow_offline_partitions = true;
+    }
     if let Some(policy) = args.durability {
         config.durability = match policy {
             Policy::Fsync => DurabilityPolicy::Fsync,
@@ -217,8 +224,15 @@ fn bench_log(args: BenchLogArgs) -> ExitCode {
             bytes: args.flush_bytes,
         },
     };
+    let dir = match std::fs::create_dir_all(&args.dir).and_then(|()| args.dir.canonicalize()) {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("bench-log: {}: {error}", args.dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
     let params = LogBenchParams {
-        dir: args.dir,
+        dir,
         duration: Duration::from_secs_f64(args.seconds),
         batch_bytes: args.batch_bytes,
         records_per_batch: args.records_per_batch,

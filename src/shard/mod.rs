@@ -17,6 +17,7 @@ use glommio::channels::local_channel::LocalSender;
 
 use crate::broker::topics::TopicTable;
 use crate::config::BrokerConfig;
+use crate::protocol::error_code::ErrorCode;
 use crate::shard::mesh::Envelope;
 use crate::shard::messages::{PartitionKey, ShardResponse};
 use crate::storage::PartitionLog;
@@ -32,6 +33,9 @@ pub struct Shard {
     pub config: BrokerConfig,
     pub topics: RefCell<TopicTable>,
     pub partitions: RefCell<HashMap<PartitionKey, Rc<PartitionLog>>>,
+    /// Partitions this shard owns but could not open, with the reason: requests
+    /// for them get KAFKA_STORAGE_ERROR.
+    pub offline: RefCell<HashMap<PartitionKey, String>>,
     /// Woken after every append on this shard: fetches waiting for data re-check.
     pub appended: WakeList,
     senders: Senders<Envelope>,
@@ -53,6 +57,7 @@ impl Shard {
             config,
             topics: RefCell::new(TopicTable::default()),
             partitions: RefCell::new(HashMap::new()),
+            offline: RefCell::new(HashMap::new()),
             appended: WakeList::default(),
             senders,
             pending: RefCell::new(HashMap::new()),
@@ -83,5 +88,15 @@ impl Shard {
 
     pub fn log(&self, key: &PartitionKey) -> Option<Rc<PartitionLog>> {
         self.partitions.borrow().get(key).cloned()
+    }
+
+    /// The open log of `key`, or the error a request for it gets: the partition
+    /// is owned but offline, or unknown here.
+    pub fn log_or_error(&self, key: &PartitionKey) -> Result<Rc<PartitionLog>, ErrorCode> {
+        match self.log(key) {
+            Some(log) => Ok(log),
+            None if self.offline.borrow().contains_key(key) => Err(ErrorCode::KafkaStorageError),
+            None => Err(ErrorCode::UnknownTopicOrPartition),
+        }
     }
 }

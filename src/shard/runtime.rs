@@ -1,6 +1,7 @@
 //! Starts one pinned executor per shard, joins them into a channel mesh, opens each
 //! shard's partitions and listener, and stops them all on SIGINT/SIGTERM.
 
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +26,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Runs the broker until SIGINT or SIGTERM; returns once every shard has flushed
 /// and closed its partitions.
-pub fn run(config: BrokerConfig) -> Result<(), String> {
+pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+    config.data_dir = resolve_data_dir(&config.data_dir)?;
     let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
     listen_check::ensure_free(config.listen)?;
     let table = TopicTable::load(&config.data_dir)?;
@@ -77,6 +77,12 @@ async fn shard_main(
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
     shard.apply_topics(table).await;
+    if let Err(error) = refuse_offline_partitions(&shard) {
+        // The other shards see the flag and stop too.
+        shutdown.store(true, Ordering::Relaxed);
+        shard.close_partitions().await;
+        return Err(error);
+    }
     // Bound only once this shard's partitions are recovered: a client connecting
     // earlier would be reset.
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
@@ -106,6 +112,46 @@ async fn shard_main(
     acceptor.cancel().await;
     shard.close_partitions().await;
     Ok(())
+}
+
+/// At start-up every existing partition must open, unless the operator said
+/// otherwise (`allow_offline_partitions`): serving without some of them would
+/// answer their clients with errors until someone reads the log.
+fn refuse_offline_partitions(shard: &Shard) -> Result<(), String> {
+    let offline = shard.offline.borrow();
+    if offline.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = offline
+        .iter()
+        .map(|(key, reason)| format!("{}-{}: {reason}", key.topic, key.partition))
+        .collect();
+    names.sort();
+    if shard.config.allow_offline_partitions {
+        tracing::error!(partitions = ?names, "serving with offline partitions (allow_offline_partitions)");
+        return Ok(());
+    }
+    Err(format!(
+        "cannot open {} partition(s) on shard {}: {}; start with --allow-offline-partitions to serve the others",
+        names.len(),
+        shard.id,
+        names.join("; ")
+    ))
+}
+
+/// Creates the data directory if needed and returns its absolute, canonical path:
+/// the only form of it used below. glommio opens files relative to no directory
+/// (`openat` with an invalid fd), so a relative path fails there with EBADF.
+fn resolve_data_dir(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+    let resolved =
+        std::fs::canonicalize(dir).map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+    assert!(
+        resolved.is_absolute(),
+        "canonicalize returns absolute paths"
+    );
+    tracing::info!(given = %dir.display(), resolved = %resolved.display(), "data directory");
+    Ok(resolved)
 }
 
 /// Blocks SIGINT and SIGTERM in every thread and sets `flag` when one arrives.

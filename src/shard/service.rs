@@ -104,8 +104,9 @@ impl Shard {
             log_append_time: -1,
             log_start_offset: -1,
         };
-        let Some(log) = self.log(&item.key) else {
-            return failed(ErrorCode::UnknownTopicOrPartition);
+        let log = match self.log_or_error(&item.key) {
+            Ok(log) => log,
+            Err(error) => return failed(error),
         };
         let Some(records) = item.records else {
             return failed(ErrorCode::InvalidRecord);
@@ -238,14 +239,17 @@ impl Shard {
         let mut results = Vec::with_capacity(items.len());
         let mut budget = max_bytes;
         for item in items {
-            let Some(log) = self.log(&item.key) else {
-                results.push(FetchResult {
-                    error: ErrorCode::UnknownTopicOrPartition,
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    records: Pieces::default(),
-                });
-                continue;
+            let log = match self.log_or_error(&item.key) {
+                Ok(log) => log,
+                Err(error) => {
+                    results.push(FetchResult {
+                        error,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: Pieces::default(),
+                    });
+                    continue;
+                }
             };
             let limit = (item.max_bytes.max(0) as usize).min(budget);
             let first = results.iter().all(|r: &FetchResult| r.records.is_empty());
@@ -271,13 +275,16 @@ impl Shard {
     async fn list_offsets_local(&self, items: &[(PartitionKey, i64)]) -> Vec<OffsetResult> {
         let mut results = Vec::with_capacity(items.len());
         for (key, timestamp) in items {
-            let Some(log) = self.log(key) else {
-                results.push(OffsetResult {
-                    error: ErrorCode::UnknownTopicOrPartition,
-                    offset: -1,
-                    timestamp: -1,
-                });
-                continue;
+            let log = match self.log_or_error(key) {
+                Ok(log) => log,
+                Err(error) => {
+                    results.push(OffsetResult {
+                        error,
+                        offset: -1,
+                        timestamp: -1,
+                    });
+                    continue;
+                }
             };
             let found = match *timestamp {
                 -2 => Ok(Some((log.log_start_offset(), TimestampMs::NONE))),
@@ -335,9 +342,9 @@ impl Shard {
     async fn delete_records_local(&self, items: &[(PartitionKey, i64)]) -> Vec<OffsetResult> {
         let mut results = Vec::with_capacity(items.len());
         for (key, offset) in items {
-            let result = match self.log(key) {
-                None => Err(ErrorCode::UnknownTopicOrPartition),
-                Some(log) => {
+            let result = match self.log_or_error(key) {
+                Err(error) => Err(error),
+                Ok(log) => {
                     let target = if *offset == -1 {
                         log.high_watermark()
                     } else {
@@ -647,6 +654,9 @@ impl Shard {
             .filter(|key| !owned.contains(key))
             .cloned()
             .collect();
+        self.offline
+            .borrow_mut()
+            .retain(|key, _| owned.contains(key));
         for key in gone {
             let log = self.partitions.borrow_mut().remove(&key);
             if let Some(log) = log {
@@ -685,10 +695,18 @@ impl Shard {
                     if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
                         crate::group::load::load_partition(self, key.partition, &log).await;
                     }
+                    self.offline.borrow_mut().remove(&key);
                     self.partitions.borrow_mut().insert(key, log);
                 }
                 Err(error) => {
-                    tracing::error!(dir = %dir.display(), %error, "cannot open partition; it stays offline")
+                    tracing::error!(
+                        topic = %key.topic,
+                        partition = key.partition,
+                        dir = %dir.display(),
+                        %error,
+                        "cannot open partition; it stays offline and its requests get KAFKA_STORAGE_ERROR"
+                    );
+                    self.offline.borrow_mut().insert(key, error.to_string());
                 }
             }
         }

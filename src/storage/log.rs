@@ -199,6 +199,14 @@ impl PartitionLog {
         config: LogConfig,
     ) -> Result<(PartitionLog, RecoveryReport), LogError> {
         config.validate().map_err(LogError::Config)?;
+        // glommio opens paths relative to no directory (EBADF): callers resolve
+        // the data directory once, at start-up.
+        if !dir.is_absolute() {
+            return Err(LogError::Config(format!(
+                "{}: a partition directory must be an absolute path",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir)?;
         crate::storage::device::probe_io_poll(dir).await?;
         let checkpointed_start = read_offset_checkpoint(dir, LOG_START_OFFSET_FILE).await?;
