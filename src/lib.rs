@@ -3,9 +3,10 @@
 //! The library holds every part of the broker; `main.rs` is only the command line.
 
 pub mod bench;
-pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod group;
+pub mod kafka;
 pub mod net;
 pub mod protocol;
 pub mod record;

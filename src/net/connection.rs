@@ -6,7 +6,7 @@ use std::rc::Rc;
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiVersionsResponse;
 
-use crate::broker::{self, Reply};
+use crate::kafka::{self, Reply};
 use crate::net::outgoing::Pieces;
 use crate::net::sendfile::send_pieces;
 use crate::protocol::codec::{Decoded, decode_request, encode_response};
@@ -36,11 +36,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             }
         };
         let response = match decode_request(frame) {
-            Ok(Decoded::Request(request)) => broker::handle(&shard, *request).await,
+            Ok(Decoded::Request(request)) => kafka::handle(&shard, *request).await,
             Ok(Decoded::UnknownApiVersionsVersion { correlation_id }) => {
                 let body = ApiVersionsResponse::default()
                     .with_error_code(ErrorCode::UnsupportedVersion.code())
-                    .with_api_keys(broker::api_versions::supported());
+                    .with_api_keys(kafka::api_versions::supported());
                 match encode_response(correlation_id, 0, &body) {
                     Ok(frame) => Reply::Send(frame),
                     Err(_) => Reply::Close,

@@ -4,7 +4,7 @@
 use crate::net::outgoing::Pieces;
 use bytes::Bytes;
 
-use crate::broker::topics::TopicTable;
+use crate::cluster::topic_table::TopicTable;
 use crate::protocol::error_code::ErrorCode;
 
 /// A partition by name.

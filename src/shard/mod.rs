@@ -15,7 +15,7 @@ use std::rc::Rc;
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::local_channel::LocalSender;
 
-use crate::broker::topics::TopicTable;
+use crate::cluster::topic_table::TopicTable;
 use crate::config::BrokerConfig;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::mesh::Envelope;

@@ -11,7 +11,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
-use crate::broker::topics::TopicTable;
+use crate::cluster::topic_table::TopicTable;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::broker::topic_config::{TIMESTAMP_AFTER_MAX_MS, TIMESTAMP_BEFORE_MAX_MS};
-use crate::broker::topics::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
+use crate::cluster::topic_config::{TIMESTAMP_AFTER_MAX_MS, TIMESTAMP_BEFORE_MAX_MS};
+use crate::cluster::topic_table::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
 use crate::net::outgoing::{FileRange, Piece, Pieces};
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::MAX_SPLICED_FIELD;
@@ -444,7 +444,7 @@ impl Shard {
                 ErrorCode::InvalidConfig,
                 format!("config {name} has no value"),
             ))?;
-            crate::broker::topic_config::validate(name, &value)
+            crate::cluster::topic_config::validate(name, &value)
                 .map_err(|m| (ErrorCode::InvalidConfig, m))?;
             configs.insert(name.clone(), value);
         }
@@ -538,7 +538,7 @@ impl Shard {
             )),
             Some(meta) => configs
                 .iter()
-                .try_for_each(|(name, value)| crate::broker::topic_config::validate(name, value))
+                .try_for_each(|(name, value)| crate::cluster::topic_config::validate(name, value))
                 .map_err(|m| (ErrorCode::InvalidConfig, m))
                 .map(|()| meta.configs = configs),
         };
@@ -670,7 +670,7 @@ impl Shard {
         }
         for key in owned {
             if let Some(log) = self.log(&key) {
-                let config = crate::broker::topic_config::log_config(
+                let config = crate::cluster::topic_config::log_config(
                     &self.config,
                     table.topics.get(&key.topic),
                 );
@@ -683,8 +683,10 @@ impl Shard {
                 .config
                 .data_dir
                 .join(format!("{}-{}", key.topic, key.partition));
-            let config =
-                crate::broker::topic_config::log_config(&self.config, table.topics.get(&key.topic));
+            let config = crate::cluster::topic_config::log_config(
+                &self.config,
+                table.topics.get(&key.topic),
+            );
             match PartitionLog::open(&dir, config).await {
                 Ok((log, report)) => {
                     if !report.events.is_empty() {

@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use crate::broker::topics::TopicTable;
+use crate::cluster::topic_table::TopicTable;
 use crate::storage::wake_list::WakeList;
 
 #[derive(Default)]

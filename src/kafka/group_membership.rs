@@ -14,11 +14,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::group_routing::{MAX_NAME_BYTES, call};
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::member::Protocol;
 use crate::group::requests::{GroupRequest, GroupResponse};
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
+use crate::kafka::group_routing::{MAX_NAME_BYTES, call};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 

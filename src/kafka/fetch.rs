@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::{Slot, Split};
+use crate::kafka::{Slot, Split};
 use crate::net::outgoing::Pieces;
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::placeholder;

@@ -8,7 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::broker::offsets_by_partition;
+use crate::kafka::offsets_by_partition;
 use crate::shard::Shard;
 use crate::shard::messages::{PartitionKey, ShardRequest};
 

@@ -8,7 +8,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::group_routing::offsets_topic_partitions;
+use crate::kafka::group_routing::offsets_topic_partitions;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 

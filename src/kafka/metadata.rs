@@ -9,8 +9,8 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::auto_create;
-use crate::broker::topics::validate_topic_name;
+use crate::cluster::topic_table::validate_topic_name;
+use crate::kafka::auto_create;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::broker::topics::TopicMeta;
+use crate::cluster::topic_table::TopicMeta;
 use crate::config::BrokerConfig;
 use crate::storage::LogConfig;
 

@@ -12,12 +12,12 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::fan_out;
-use crate::broker::group_routing::{group_response, split_by_coordinator};
 use crate::group::ids::GroupId;
 use crate::group::offsets::TopicPartition;
 use crate::group::records::OffsetValue;
 use crate::group::requests::{FetchedOffsets, GroupRequest, GroupResponse};
+use crate::kafka::fan_out;
+use crate::kafka::group_routing::{group_response, split_by_coordinator};
 use crate::shard::Shard;
 use crate::shard::messages::ShardRequest;
 

@@ -17,11 +17,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::fan_out;
-use crate::broker::group_routing::{call, group_response, split_by_coordinator};
 use crate::group::ids::GroupId;
 use crate::group::requests::{GroupDescription, GroupRequest, GroupResponse};
 use crate::group::state::GroupState;
+use crate::kafka::fan_out;
+use crate::kafka::group_routing::{call, group_response, split_by_coordinator};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::messages::ShardRequest;

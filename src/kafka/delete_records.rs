@@ -7,7 +7,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use crate::broker::offsets_by_partition;
+use crate::kafka::offsets_by_partition;
 use crate::shard::Shard;
 use crate::shard::messages::{PartitionKey, ShardRequest};
 

@@ -9,11 +9,11 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use crate::broker::group_routing::call;
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::offsets::MAX_METADATA_BYTES;
 use crate::group::records::OffsetValue;
 use crate::group::requests::{GroupRequest, GroupResponse};
+use crate::kafka::group_routing::call;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::types::TimestampMs;

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use crate::broker::{Split, auto_create};
 use crate::group::coordinator_key::OFFSETS_TOPIC;
+use crate::kafka::{Split, auto_create};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::messages::{

@@ -11,8 +11,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::metadata::CLUSTER_ID;
-use crate::broker::topic_config;
+use crate::cluster::topic_config;
+use crate::kafka::metadata::CLUSTER_ID;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 

@@ -17,8 +17,6 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
-pub mod topic_config;
-pub mod topics;
 
 use std::rc::Rc;
 

@@ -1,0 +1,6 @@
+//! What the broker knows about the cluster: the topic table as persisted, the
+//! immutable metadata image each shard reads, typed topic configs, and the
+//! controller that changes them.
+
+pub mod topic_config;
+pub mod topic_table;
