@@ -8,6 +8,7 @@ pub mod config;
 pub mod group;
 pub mod kafka;
 pub mod net;
+pub mod partition;
 pub mod protocol;
 pub mod record;
 pub mod shard;

@@ -46,3 +46,22 @@ impl TimestampMs {
         TimestampMs(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
     }
 }
+
+/// A shard: one executor pinned to a core, owning its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId(pub usize);
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A producer id handed out by InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProducerId(pub i64);
+
+impl ProducerId {
+    /// Kafka's "no producer" marker (-1).
+    pub const NONE: ProducerId = ProducerId(-1);
+}

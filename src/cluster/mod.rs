@@ -2,5 +2,7 @@
 //! immutable metadata image each shard reads, typed topic configs, and the
 //! controller that changes them.
 
+pub mod controller;
+pub mod image;
 pub mod topic_config;
 pub mod topic_table;

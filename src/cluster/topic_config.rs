@@ -1,9 +1,9 @@
 //! Topic configs: the Kafka names Sluice understands, their validation, and the
 //! partition log settings they produce.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::cluster::topic_table::TopicMeta;
 use crate::config::BrokerConfig;
 use crate::storage::LogConfig;
 
@@ -75,14 +75,14 @@ pub enum ConfigSource {
 /// Every known topic config of `topic` with its effective value and source.
 pub fn describe(
     broker: &BrokerConfig,
-    topic: &TopicMeta,
+    overrides: &BTreeMap<String, String>,
 ) -> Vec<(&'static str, String, ConfigSource)> {
     let defaults = LogConfig::default();
     let log = broker.log_config();
     KNOWN
         .iter()
         .map(|&name| {
-            if let Some(value) = topic.configs.get(name) {
+            if let Some(value) = overrides.get(name) {
                 return (name, value.clone(), ConfigSource::TopicOverride);
             }
             let value = match name {
@@ -106,11 +106,74 @@ pub fn describe(
         .collect()
 }
 
-/// The log settings of a partition of `topic`.
-pub fn log_config(broker: &BrokerConfig, topic: Option<&TopicMeta>) -> LogConfig {
+/// `cleanup.policy`: what happens to old segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageTimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// A topic's effective configs, parsed once when the metadata image is built:
+/// the overrides over the broker's defaults, with units.
+#[derive(Debug, Clone)]
+pub struct TopicConfigs {
+    pub cleanup_policy: CleanupPolicy,
+    /// `max.message.bytes`: the largest batch a producer may send.
+    pub max_message_bytes: usize,
+    pub timestamp_type: MessageTimestampType,
+    /// `message.timestamp.before.max.ms`: how old a CreateTime timestamp may be
+    /// (`None`: any age).
+    pub timestamp_before_max: Option<Duration>,
+    /// `message.timestamp.after.max.ms`: how far ahead of the broker's clock.
+    pub timestamp_after_max: Option<Duration>,
+    /// Segment, retention and index settings of the partition logs.
+    pub log: LogConfig,
+}
+
+impl TopicConfigs {
+    /// The configs of a topic with `overrides` (validated when they were set).
+    pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> TopicConfigs {
+        let get = |name: &str| overrides.get(name).map(String::as_str);
+        let millis = |name: &str, default: i64| {
+            let ms = get(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default);
+            (ms != i64::MAX).then(|| Duration::from_millis(ms.max(0) as u64))
+        };
+        let policy = get("cleanup.policy").unwrap_or("delete");
+        TopicConfigs {
+            cleanup_policy: CleanupPolicy {
+                delete: policy.contains("delete"),
+                compact: policy.contains("compact"),
+            },
+            max_message_bytes: get("max.message.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(broker.message_max_bytes),
+            timestamp_type: match get("message.timestamp.type") {
+                Some("LogAppendTime") => MessageTimestampType::LogAppendTime,
+                _ => MessageTimestampType::CreateTime,
+            },
+            timestamp_before_max: millis(
+                "message.timestamp.before.max.ms",
+                TIMESTAMP_BEFORE_MAX_MS,
+            ),
+            timestamp_after_max: millis("message.timestamp.after.max.ms", TIMESTAMP_AFTER_MAX_MS),
+            log: log_config(broker, overrides),
+        }
+    }
+}
+
+/// The log settings of a partition of a topic with `overrides`.
+fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
     let mut config = broker.log_config();
-    let Some(topic) = topic else { return config };
-    let get = |name: &str| topic.configs.get(name).and_then(|v| v.parse::<i64>().ok());
+    let get = |name: &str| overrides.get(name).and_then(|v| v.parse::<i64>().ok());
     if let Some(ms) = get("retention.ms") {
         config.retention_ms = u64::try_from(ms).ok().map(Duration::from_millis);
     }
@@ -144,5 +207,38 @@ mod tests {
         for name in KNOWN {
             assert!(validate(name, "junk").is_err(), "{name}");
         }
+    }
+
+    #[test]
+    fn configs_resolve_with_units_over_the_broker_defaults() {
+        let broker = BrokerConfig::default();
+        let defaults = TopicConfigs::resolve(&broker, &BTreeMap::new());
+        assert_eq!(
+            defaults.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: false
+            }
+        );
+        assert_eq!(defaults.max_message_bytes, broker.message_max_bytes);
+        assert_eq!(defaults.timestamp_before_max, None);
+        assert_eq!(
+            defaults.timestamp_after_max,
+            Some(Duration::from_secs(3600))
+        );
+        let overrides: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact,delete"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("retention.ms", "-1"),
+            ("segment.bytes", "1048576"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let configs = TopicConfigs::resolve(&broker, &overrides);
+        assert!(configs.cleanup_policy.compact && configs.cleanup_policy.delete);
+        assert_eq!(configs.timestamp_type, MessageTimestampType::LogAppendTime);
+        assert_eq!(configs.log.retention_ms, None);
+        assert_eq!(configs.log.segment_bytes, 1 << 20);
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::types::LeaderEpoch;
+
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
@@ -17,11 +19,20 @@ pub struct TopicMeta {
     /// Topic config overrides (Kafka names).
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// The leader epoch of each partition, by partition index; missing entries
+    /// are epoch 0 (a single node never elects another leader, so the file stays
+    /// as older versions wrote it until an epoch changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leader_epochs: Vec<i32>,
 }
 
 impl TopicMeta {
     pub fn uuid(&self) -> uuid::Uuid {
         uuid::Uuid::parse_str(&self.id).unwrap_or_default()
+    }
+
+    pub fn leader_epoch(&self, index: usize) -> LeaderEpoch {
+        LeaderEpoch(self.leader_epochs.get(index).copied().unwrap_or(0))
     }
 
     pub fn partition_count(&self) -> i32 {
@@ -140,6 +151,7 @@ mod tests {
                 id: new_topic_id(),
                 shards,
                 configs: BTreeMap::new(),
+                leader_epochs: Vec::new(),
             },
         );
         assert_eq!(table.place(3, 2), vec![1, 0, 1]);

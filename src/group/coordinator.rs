@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
+use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::{OFFSETS_TOPIC, partition_for};
+use crate::group::host::GroupHost;
 use crate::group::ids::{GroupId, MemberId};
 use crate::group::records::RecordKey;
 use crate::group::state::{Group, GroupState, JoinResult, Reply, SyncResult};
 use crate::protocol::error_code::ErrorCode;
 use crate::record::builder::{NewRecord, build_batch};
-use crate::shard::Shard;
-use crate::shard::messages::PartitionKey;
-use crate::storage::AppendOptions;
 use crate::types::TimestampMs;
 
 /// Groups one shard coordinates at most; new ones are refused past it so a
@@ -94,23 +93,19 @@ impl Coordinator {
 
 /// The `__consumer_offsets` partition of `group` here, if this shard owns it and
 /// has read it back.
-pub fn owned_partition(shard: &Shard, group: &GroupId) -> Result<i32, ErrorCode> {
-    let count = shard
-        .topics
-        .borrow()
-        .topics
-        .get(OFFSETS_TOPIC)
-        .map(|meta| meta.partition_count())
+pub fn owned_partition(host: &dyn GroupHost, group: &GroupId) -> Result<i32, ErrorCode> {
+    let count = host
+        .offsets_partition_count()
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     let partition = partition_for(&group.0, count);
     let key = PartitionKey {
         topic: OFFSETS_TOPIC.to_string(),
         partition,
     };
-    if shard.owner_of(&key) != Some(shard.id) {
+    if !host.owns(&key) {
         return Err(ErrorCode::NotCoordinator);
     }
-    if !shard.groups.loaded.borrow().contains(&partition) {
+    if !host.coordinator().loaded.borrow().contains(&partition) {
         return Err(ErrorCode::CoordinatorLoadInProgress);
     }
     Ok(partition)
@@ -119,7 +114,7 @@ pub fn owned_partition(shard: &Shard, group: &GroupId) -> Result<i32, ErrorCode>
 /// Appends `records` to `partition` of `__consumer_offsets` as one batch and
 /// returns once the log's durability policy acknowledges it (fsync by default).
 pub async fn append(
-    shard: &Shard,
+    host: &dyn GroupHost,
     partition: i32,
     records: &[OffsetsRecord],
 ) -> Result<(), ErrorCode> {
@@ -128,7 +123,9 @@ pub async fn append(
         topic: OFFSETS_TOPIC.to_string(),
         partition,
     };
-    let log = shard.log(&key).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let offsets = host
+        .partition(&key)
+        .map_err(|_| ErrorCode::CoordinatorNotAvailable)?;
     let now = TimestampMs::now().0;
     let new_records: Vec<NewRecord<'_>> = records
         .iter()
@@ -139,15 +136,8 @@ pub async fn append(
         })
         .collect();
     let mut batch = build_batch(&new_records);
-    let options = AppendOptions {
-        leader_epoch: crate::shard::service::LEADER_EPOCH,
-        log_append_time: None,
-    };
-    match log.append(&mut batch, options).await {
-        Ok(_) => {
-            shard.appended.wake_all();
-            Ok(())
-        }
+    match offsets.append_internal(&mut batch).await {
+        Ok(_) => Ok(()),
         Err(error) => {
             tracing::warn!(partition, %error, "appending to __consumer_offsets failed");
             Err(ErrorCode::CoordinatorNotAvailable)
@@ -156,20 +146,20 @@ pub async fn append(
 }
 
 /// Starts the timer and retention tasks of this shard's coordinator, once.
-pub fn ensure_tasks(shard: &Rc<Shard>) {
-    if shard.groups.tasks_started.replace(true) {
+pub fn ensure_tasks(host: &Rc<dyn GroupHost>) {
+    if host.coordinator().tasks_started.replace(true) {
         return;
     }
-    let timers = Rc::clone(shard);
+    let timers = Rc::clone(host);
     glommio::spawn_local(async move { run_timers(&timers).await }).detach();
-    let retention = Rc::clone(shard);
+    let retention = Rc::clone(host);
     glommio::spawn_local(async move { run_retention(&retention).await }).detach();
 }
 
 /// Sleeps until the earliest group deadline (or until one moves earlier), then
 /// runs the timers of every group that is due.
-async fn run_timers(shard: &Rc<Shard>) {
-    let coordinator = &shard.groups;
+async fn run_timers(host: &Rc<dyn GroupHost>) {
+    let coordinator = host.coordinator();
     loop {
         let now = Instant::now();
         let now_ms = TimestampMs::now().0;
@@ -212,35 +202,28 @@ async fn run_timers(shard: &Rc<Shard>) {
 /// Every `offsets.retention.check.interval.ms`: drops the offsets of groups
 /// without members once `offsets.retention.minutes` passed (writing
 /// tombstones), and forgets groups left with neither members nor offsets.
-async fn run_retention(shard: &Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.offsets_retention_check_interval_ms.max(1));
+async fn run_retention(host: &Rc<dyn GroupHost>) {
+    let interval = Duration::from_millis(host.config().offsets_retention_check_interval_ms.max(1));
     loop {
         glommio::timer::sleep(interval).await;
-        expire_offsets(shard).await;
+        expire_offsets(host).await;
     }
 }
 
-async fn expire_offsets(shard: &Rc<Shard>) {
+async fn expire_offsets(host: &Rc<dyn GroupHost>) {
     let retention_ms = i64::try_from(
-        shard
-            .config
+        host.config()
             .offsets_retention_minutes
             .saturating_mul(60_000),
     )
     .unwrap_or(i64::MAX);
     let now_ms = TimestampMs::now().0;
-    let count = shard
-        .topics
-        .borrow()
-        .topics
-        .get(OFFSETS_TOPIC)
-        .map(|meta| meta.partition_count());
-    let Some(count) = count else {
+    let Some(count) = host.offsets_partition_count() else {
         return;
     };
     let mut per_partition: BTreeMap<i32, Vec<OffsetsRecord>> = BTreeMap::new();
     {
-        let mut groups = shard.groups.groups.borrow_mut();
+        let mut groups = host.coordinator().groups.borrow_mut();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
             if group.state() != GroupState::Empty {
@@ -285,6 +268,6 @@ async fn expire_offsets(shard: &Rc<Shard>) {
         );
         // A failed tombstone only means compaction keeps the old record longer;
         // memory already forgot it, and a reload sees the record expire again.
-        let _ = append(shard, partition, &records).await;
+        let _ = append(host.as_ref(), partition, &records).await;
     }
 }

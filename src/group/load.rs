@@ -2,17 +2,15 @@
 //! opens it: every offset commit and group metadata record in log order, the
 //! latest per key winning and tombstones deleting.
 
-use std::rc::Rc;
-
 use crate::group::coordinator_key::OFFSETS_TOPIC;
+use crate::group::host::GroupHost;
 use crate::group::ids::GroupId;
 use crate::group::records::{GroupValue, OffsetValue, RecordKey};
 use crate::group::state::Group;
+use crate::partition::{Isolation, Partition};
 use crate::record::batch::BatchHeader;
 use crate::record::varint::read_varlong;
 use crate::record::{Compression, RecordBatch};
-use crate::shard::Shard;
-use crate::storage::PartitionLog;
 use crate::types::TimestampMs;
 
 /// A record's key and value (`None`: null).
@@ -23,14 +21,17 @@ const READ_BYTES: u64 = 1 << 20;
 
 /// Reads `log` (partition `partition` of `__consumer_offsets`) into the shard's
 /// groups and marks the partition loaded, so its groups start being served.
-pub async fn load_partition(shard: &Rc<Shard>, partition: i32, log: &PartitionLog) {
-    let limits = shard.config.group_limits();
+pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partition) {
+    let limits = host.config().group_limits();
     let now_ms = TimestampMs::now().0;
     let mut offset = log.log_start_offset();
     let end = log.high_watermark();
     let mut records = 0usize;
     while offset < end {
-        let bytes = match log.read(offset, READ_BYTES, true).await {
+        let bytes = match log
+            .read(offset, READ_BYTES, Isolation::ReadUncommitted, true)
+            .await
+        {
             Ok(outcome) if outcome.bytes > 0 => {
                 offset = outcome.next_offset;
                 outcome.to_vec().await
@@ -45,7 +46,7 @@ pub async fn load_partition(shard: &Rc<Shard>, partition: i32, log: &PartitionLo
                 break;
             }
         };
-        let mut groups = shard.groups.groups.borrow_mut();
+        let mut groups = host.coordinator().groups.borrow_mut();
         for batch in batches(&bytes) {
             let header = batch.header();
             if header.attributes().is_control() {
@@ -105,7 +106,7 @@ pub async fn load_partition(shard: &Rc<Shard>, partition: i32, log: &PartitionLo
             }
         }
     }
-    shard.groups.mark_loaded(partition);
+    host.coordinator().mark_loaded(partition);
     tracing::debug!(partition, records, "loaded {OFFSETS_TOPIC}");
 }
 

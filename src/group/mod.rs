@@ -11,6 +11,7 @@
 
 pub mod coordinator;
 pub mod coordinator_key;
+pub mod host;
 pub mod ids;
 pub mod load;
 pub mod member;

@@ -1,7 +1,7 @@
 //! The group work a shard does for the groups it coordinates, whoever asked:
-//! one [`GroupRequest`] per API request and owning shard, answered with a
-//! [`GroupResponse`]. JoinGroup and SyncGroup wait here until the rebalance
-//! answers them.
+//! one request type per group API, each carrying one API request's work for the
+//! coordinating shard and serving it there with its own reply type. JoinGroup and
+//! SyncGroup wait here until the rebalance answers them.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::group::coordinator::{
     MAX_GROUPS_PER_SHARD, OffsetsRecord, append, ensure_tasks, owned_partition,
 };
+use crate::group::host::GroupHost;
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::offsets::TopicPartition;
 use crate::group::records::{OffsetValue, RecordKey};
@@ -18,48 +19,65 @@ use crate::group::state::{
     SyncResult,
 };
 use crate::protocol::error_code::ErrorCode;
-use crate::shard::Shard;
 use crate::types::TimestampMs;
 
+/// JoinGroup: answered when the rebalance completes.
 #[derive(Debug)]
-pub enum GroupRequest {
-    Join {
-        group: GroupId,
-        request: JoinRequest,
-    },
-    Sync {
-        group: GroupId,
-        request: SyncRequest,
-    },
-    Heartbeat {
-        group: GroupId,
-        member: MemberId,
-        instance: Option<InstanceId>,
-        generation: GenerationId,
-    },
-    Leave {
-        group: GroupId,
-        members: Vec<(MemberId, Option<InstanceId>)>,
-    },
-    Commit {
-        group: GroupId,
-        member: MemberId,
-        instance: Option<InstanceId>,
-        generation: GenerationId,
-        offsets: Vec<(TopicPartition, OffsetValue)>,
-    },
-    /// Committed offsets of each group: of these partitions, or all (`None`).
-    Fetch(Vec<(GroupId, Option<Vec<TopicPartition>>)>),
-    Describe(Vec<GroupId>),
-    /// Every group of the shard, in one of `states` if any are given.
-    List {
-        states: Vec<GroupState>,
-    },
-    Delete(Vec<GroupId>),
-    DeleteOffsets {
-        group: GroupId,
-        partitions: Vec<TopicPartition>,
-    },
+pub struct JoinGroup {
+    pub group: GroupId,
+    pub request: JoinRequest,
+}
+
+/// SyncGroup: answered once the leader's assignment is stored.
+#[derive(Debug)]
+pub struct SyncGroup {
+    pub group: GroupId,
+    pub request: SyncRequest,
+}
+
+#[derive(Debug)]
+pub struct GroupHeartbeat {
+    pub group: GroupId,
+    pub member: MemberId,
+    pub instance: Option<InstanceId>,
+    pub generation: GenerationId,
+}
+
+#[derive(Debug)]
+pub struct LeaveGroup {
+    pub group: GroupId,
+    pub members: Vec<(MemberId, Option<InstanceId>)>,
+}
+
+#[derive(Debug)]
+pub struct CommitOffsets {
+    pub group: GroupId,
+    pub member: MemberId,
+    pub instance: Option<InstanceId>,
+    pub generation: GenerationId,
+    pub offsets: Vec<(TopicPartition, OffsetValue)>,
+}
+
+/// Committed offsets of each group: of these partitions, or all (`None`).
+#[derive(Debug)]
+pub struct FetchOffsets(pub Vec<(GroupId, Option<Vec<TopicPartition>>)>);
+
+#[derive(Debug)]
+pub struct DescribeGroups(pub Vec<GroupId>);
+
+/// Every group of the shard, in one of `states` if any are given.
+#[derive(Debug)]
+pub struct ListGroups {
+    pub states: Vec<GroupState>,
+}
+
+#[derive(Debug)]
+pub struct DeleteGroups(pub Vec<GroupId>);
+
+#[derive(Debug)]
+pub struct DeleteOffsets {
+    pub group: GroupId,
+    pub partitions: Vec<TopicPartition>,
 }
 
 /// A group as DescribeGroups shows it.
@@ -83,97 +101,110 @@ pub struct ListedGroup {
 /// One group's committed offsets, in request order (`None`: nothing committed).
 pub type FetchedOffsets = Result<Vec<(TopicPartition, Option<OffsetValue>)>, ErrorCode>;
 
-#[derive(Debug)]
-pub enum GroupResponse {
-    Join(JoinResult),
-    Sync(SyncResult),
-    Heartbeat(ErrorCode),
-    /// Per member, or a group-level error.
-    Leave(Result<Vec<ErrorCode>, ErrorCode>),
-    Commit(ErrorCode),
-    Fetch(Vec<FetchedOffsets>),
-    Describe(Vec<GroupDescription>),
-    List(Vec<ListedGroup>),
-    Delete(Vec<ErrorCode>),
-    /// Per partition, or a group-level error.
-    DeleteOffsets(Result<Vec<ErrorCode>, ErrorCode>),
-}
-
-pub async fn serve(shard: &Rc<Shard>, request: GroupRequest) -> GroupResponse {
-    ensure_tasks(shard);
-    match request {
-        GroupRequest::Join { group, request } => {
-            GroupResponse::Join(join(shard, group, request).await)
-        }
-        GroupRequest::Sync { group, request } => {
-            GroupResponse::Sync(sync(shard, group, request).await)
-        }
-        GroupRequest::Heartbeat {
-            group,
-            member,
-            instance,
-            generation,
-        } => GroupResponse::Heartbeat(heartbeat(
-            shard,
-            &group,
-            &member,
-            instance.as_ref(),
-            generation,
-        )),
-        GroupRequest::Leave { group, members } => {
-            GroupResponse::Leave(leave(shard, &group, &members))
-        }
-        GroupRequest::Commit {
-            group,
-            member,
-            instance,
-            generation,
-            offsets,
-        } => GroupResponse::Commit(
-            commit(
-                shard,
-                group,
-                &member,
-                instance.as_ref(),
-                generation,
-                offsets,
-            )
-            .await,
-        ),
-        GroupRequest::Fetch(groups) => GroupResponse::Fetch(
-            groups
-                .into_iter()
-                .map(|(group, partitions)| fetch(shard, &group, partitions))
-                .collect(),
-        ),
-        GroupRequest::Describe(groups) => {
-            GroupResponse::Describe(groups.iter().map(|g| describe(shard, g)).collect())
-        }
-        GroupRequest::List { states } => GroupResponse::List(list(shard, &states)),
-        GroupRequest::Delete(groups) => {
-            let mut results = Vec::with_capacity(groups.len());
-            for group in groups {
-                results.push(delete(shard, &group).await);
-            }
-            GroupResponse::Delete(results)
-        }
-        GroupRequest::DeleteOffsets { group, partitions } => {
-            GroupResponse::DeleteOffsets(delete_offsets(shard, &group, partitions).await)
-        }
+impl JoinGroup {
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> JoinResult {
+        ensure_tasks(host);
+        join(host, self.group, self.request).await
     }
 }
 
-async fn join(shard: &Rc<Shard>, id: GroupId, request: JoinRequest) -> JoinResult {
-    let coordinator = &shard.groups;
+impl SyncGroup {
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> SyncResult {
+        ensure_tasks(host);
+        sync(host, self.group, self.request).await
+    }
+}
+
+impl GroupHeartbeat {
+    pub fn serve(self, host: &Rc<dyn GroupHost>) -> ErrorCode {
+        ensure_tasks(host);
+        heartbeat(
+            host,
+            &self.group,
+            &self.member,
+            self.instance.as_ref(),
+            self.generation,
+        )
+    }
+}
+
+impl LeaveGroup {
+    /// Per member, or a group-level error.
+    pub fn serve(self, host: &Rc<dyn GroupHost>) -> Result<Vec<ErrorCode>, ErrorCode> {
+        ensure_tasks(host);
+        leave(host, &self.group, &self.members)
+    }
+}
+
+impl CommitOffsets {
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> ErrorCode {
+        ensure_tasks(host);
+        commit(
+            host,
+            self.group,
+            &self.member,
+            self.instance.as_ref(),
+            self.generation,
+            self.offsets,
+        )
+        .await
+    }
+}
+
+impl FetchOffsets {
+    pub fn serve(self, host: &Rc<dyn GroupHost>) -> Vec<FetchedOffsets> {
+        ensure_tasks(host);
+        self.0
+            .into_iter()
+            .map(|(group, partitions)| fetch(host, &group, partitions))
+            .collect()
+    }
+}
+
+impl DescribeGroups {
+    pub fn serve(self, host: &Rc<dyn GroupHost>) -> Vec<GroupDescription> {
+        ensure_tasks(host);
+        self.0.iter().map(|g| describe(host, g)).collect()
+    }
+}
+
+impl ListGroups {
+    pub fn serve(self, host: &Rc<dyn GroupHost>) -> Vec<ListedGroup> {
+        ensure_tasks(host);
+        list(host, &self.states)
+    }
+}
+
+impl DeleteGroups {
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> Vec<ErrorCode> {
+        ensure_tasks(host);
+        let mut results = Vec::with_capacity(self.0.len());
+        for group in self.0 {
+            results.push(delete(host, &group).await);
+        }
+        results
+    }
+}
+
+impl DeleteOffsets {
+    /// Per partition, or a group-level error.
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> Result<Vec<ErrorCode>, ErrorCode> {
+        ensure_tasks(host);
+        delete_offsets(host, &self.group, self.partitions).await
+    }
+}
+
+async fn join(host: &Rc<dyn GroupHost>, id: GroupId, request: JoinRequest) -> JoinResult {
+    let coordinator = host.coordinator();
     let member = request.member_id.clone();
-    if let Err(error) = shard
-        .config
+    if let Err(error) = host
+        .config()
         .group_limits()
         .check_session_timeout(request.session_timeout)
     {
         return JoinResult::failed(member, error);
     }
-    if let Err(error) = owned_partition(shard, &id) {
+    if let Err(error) = owned_partition(host.as_ref(), &id) {
         return JoinResult::failed(member, error);
     }
     let mut out = Vec::new();
@@ -188,7 +219,7 @@ async fn join(shard: &Rc<Shard>, id: GroupId, request: JoinRequest) -> JoinResul
             }
             let group = Group::new(
                 id.clone(),
-                shard.config.group_limits(),
+                host.config().group_limits(),
                 TimestampMs::now().0,
             );
             groups.insert(id.clone(), group);
@@ -216,9 +247,9 @@ async fn join(shard: &Rc<Shard>, id: GroupId, request: JoinRequest) -> JoinResul
         .unwrap_or_else(|| JoinResult::failed(waiting, ErrorCode::RebalanceInProgress))
 }
 
-async fn sync(shard: &Rc<Shard>, id: GroupId, request: SyncRequest) -> SyncResult {
-    let coordinator = &shard.groups;
-    let partition = match owned_partition(shard, &id) {
+async fn sync(host: &Rc<dyn GroupHost>, id: GroupId, request: SyncRequest) -> SyncResult {
+    let coordinator = host.coordinator();
+    let partition = match owned_partition(host.as_ref(), &id) {
         Ok(partition) => partition,
         Err(error) => return SyncResult::failed(error),
     };
@@ -252,7 +283,7 @@ async fn sync(shard: &Rc<Shard>, id: GroupId, request: SyncRequest) -> SyncResul
             }
             .encode();
             let value = value.expect("computed for a store").encode();
-            let stored = append(shard, partition, &[(key, Some(value))]).await;
+            let stored = append(host.as_ref(), partition, &[(key, Some(value))]).await;
             let mut out = Vec::new();
             if let Some(group) = coordinator.groups.borrow_mut().get_mut(&id) {
                 group.complete_sync(
@@ -276,28 +307,28 @@ async fn sync(shard: &Rc<Shard>, id: GroupId, request: SyncRequest) -> SyncResul
 }
 
 fn heartbeat(
-    shard: &Rc<Shard>,
+    host: &Rc<dyn GroupHost>,
     id: &GroupId,
     member: &MemberId,
     instance: Option<&InstanceId>,
     generation: GenerationId,
 ) -> ErrorCode {
-    if let Err(error) = owned_partition(shard, id) {
+    if let Err(error) = owned_partition(host.as_ref(), id) {
         return error;
     }
-    match shard.groups.groups.borrow_mut().get_mut(id) {
+    match host.coordinator().groups.borrow_mut().get_mut(id) {
         None => ErrorCode::UnknownMemberId,
         Some(group) => group.heartbeat(member, instance, generation, Instant::now()),
     }
 }
 
 fn leave(
-    shard: &Rc<Shard>,
+    host: &Rc<dyn GroupHost>,
     id: &GroupId,
     members: &[(MemberId, Option<InstanceId>)],
 ) -> Result<Vec<ErrorCode>, ErrorCode> {
-    owned_partition(shard, id)?;
-    let coordinator = &shard.groups;
+    owned_partition(host.as_ref(), id)?;
+    let coordinator = host.coordinator();
     let mut out = Vec::new();
     let errors = match coordinator.groups.borrow_mut().get_mut(id) {
         None => vec![ErrorCode::UnknownMemberId; members.len()],
@@ -309,19 +340,19 @@ fn leave(
 }
 
 async fn commit(
-    shard: &Rc<Shard>,
+    host: &Rc<dyn GroupHost>,
     id: GroupId,
     member: &MemberId,
     instance: Option<&InstanceId>,
     generation: GenerationId,
     offsets: Vec<(TopicPartition, OffsetValue)>,
 ) -> ErrorCode {
-    let partition = match owned_partition(shard, &id) {
+    let partition = match owned_partition(host.as_ref(), &id) {
         Ok(partition) => partition,
         Err(error) => return error,
     };
     {
-        let mut groups = shard.groups.groups.borrow_mut();
+        let mut groups = host.coordinator().groups.borrow_mut();
         if !groups.contains_key(&id) {
             // Kafka creates the group for "simple" commits (no group management).
             if generation.0 >= 0 {
@@ -332,7 +363,7 @@ async fn commit(
             }
             let group = Group::new(
                 id.clone(),
-                shard.config.group_limits(),
+                host.config().group_limits(),
                 TimestampMs::now().0,
             );
             groups.insert(id.clone(), group);
@@ -362,10 +393,10 @@ async fn commit(
             (key.encode(), Some(value.encode()))
         })
         .collect();
-    if let Err(error) = append(shard, partition, &records).await {
+    if let Err(error) = append(host.as_ref(), partition, &records).await {
         return error;
     }
-    if let Some(group) = shard.groups.groups.borrow_mut().get_mut(&id) {
+    if let Some(group) = host.coordinator().groups.borrow_mut().get_mut(&id) {
         for (key, value) in offsets {
             group.offsets.put(key, value);
         }
@@ -374,12 +405,12 @@ async fn commit(
 }
 
 fn fetch(
-    shard: &Rc<Shard>,
+    host: &Rc<dyn GroupHost>,
     id: &GroupId,
     partitions: Option<Vec<TopicPartition>>,
 ) -> FetchedOffsets {
-    owned_partition(shard, id)?;
-    let groups = shard.groups.groups.borrow();
+    owned_partition(host.as_ref(), id)?;
+    let groups = host.coordinator().groups.borrow();
     let group = groups.get(id);
     Ok(match partitions {
         Some(partitions) => partitions
@@ -400,7 +431,7 @@ fn fetch(
     })
 }
 
-fn describe(shard: &Rc<Shard>, id: &GroupId) -> GroupDescription {
+fn describe(host: &Rc<dyn GroupHost>, id: &GroupId) -> GroupDescription {
     let dead = |error| GroupDescription {
         error,
         state: GroupState::Dead,
@@ -408,10 +439,10 @@ fn describe(shard: &Rc<Shard>, id: &GroupId) -> GroupDescription {
         protocol: String::new(),
         members: Vec::new(),
     };
-    if let Err(error) = owned_partition(shard, id) {
+    if let Err(error) = owned_partition(host.as_ref(), id) {
         return dead(error);
     }
-    let groups = shard.groups.groups.borrow();
+    let groups = host.coordinator().groups.borrow();
     let Some(group) = groups.get(id) else {
         // Kafka describes an unknown group as Dead, without an error.
         return dead(ErrorCode::None);
@@ -430,9 +461,8 @@ fn describe(shard: &Rc<Shard>, id: &GroupId) -> GroupDescription {
     }
 }
 
-fn list(shard: &Rc<Shard>, states: &[GroupState]) -> Vec<ListedGroup> {
-    shard
-        .groups
+fn list(host: &Rc<dyn GroupHost>, states: &[GroupState]) -> Vec<ListedGroup> {
+    host.coordinator()
         .groups
         .borrow()
         .values()
@@ -445,13 +475,13 @@ fn list(shard: &Rc<Shard>, states: &[GroupState]) -> Vec<ListedGroup> {
         .collect()
 }
 
-async fn delete(shard: &Rc<Shard>, id: &GroupId) -> ErrorCode {
-    let partition = match owned_partition(shard, id) {
+async fn delete(host: &Rc<dyn GroupHost>, id: &GroupId) -> ErrorCode {
+    let partition = match owned_partition(host.as_ref(), id) {
         Ok(partition) => partition,
         Err(error) => return error,
     };
     let records = {
-        let mut groups = shard.groups.groups.borrow_mut();
+        let mut groups = host.coordinator().groups.borrow_mut();
         let Some(group) = groups.get_mut(id) else {
             return ErrorCode::GroupIdNotFound;
         };
@@ -472,8 +502,8 @@ async fn delete(shard: &Rc<Shard>, id: &GroupId) -> ErrorCode {
         group.set_dead();
         records
     };
-    let result = append(shard, partition, &records).await;
-    shard.groups.groups.borrow_mut().remove(id);
+    let result = append(host.as_ref(), partition, &records).await;
+    host.coordinator().groups.borrow_mut().remove(id);
     match result {
         Ok(()) => ErrorCode::None,
         Err(error) => error,
@@ -481,13 +511,13 @@ async fn delete(shard: &Rc<Shard>, id: &GroupId) -> ErrorCode {
 }
 
 async fn delete_offsets(
-    shard: &Rc<Shard>,
+    host: &Rc<dyn GroupHost>,
     id: &GroupId,
     partitions: Vec<TopicPartition>,
 ) -> Result<Vec<ErrorCode>, ErrorCode> {
-    let partition = owned_partition(shard, id)?;
+    let partition = owned_partition(host.as_ref(), id)?;
     let (errors, deletable) = {
-        let groups = shard.groups.groups.borrow();
+        let groups = host.coordinator().groups.borrow();
         let group = groups.get(id).ok_or(ErrorCode::GroupIdNotFound)?;
         let subscribed: BTreeSet<String> = match group.state() {
             GroupState::Dead => return Err(ErrorCode::GroupIdNotFound),
@@ -513,8 +543,8 @@ async fn delete_offsets(
     if deletable.is_empty() {
         return Ok(errors);
     }
-    append(shard, partition, &tombstones(id, deletable.clone())).await?;
-    if let Some(group) = shard.groups.groups.borrow_mut().get_mut(id) {
+    append(host.as_ref(), partition, &tombstones(id, deletable.clone())).await?;
+    if let Some(group) = host.coordinator().groups.borrow_mut().get_mut(id) {
         for key in &deletable {
             group.offsets.remove(key);
         }

@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::shard::messages::{NewTopic, ShardRequest, ShardResponse, TopicChangeResult};
+use crate::cluster::controller::NewTopic;
+use crate::shard::calls::topics::{CreatePartitions, CreateTopics, DeleteTopics};
 use crate::shard::{CONTROLLER_SHARD, Shard};
 
 pub async fn create_topics(
@@ -34,20 +35,20 @@ pub async fn create_topics(
             validate_only: request.validate_only,
         })
         .collect();
-    let results = change(shard, ShardRequest::CreateTopics(topics)).await;
-    let table = shard.topics.borrow();
+    let results = shard.call(CONTROLLER_SHARD, CreateTopics(topics)).await;
+    let image = shard.image();
     CreateTopicsResponse::default().with_topics(
         results
             .into_iter()
             .map(|result| {
-                let meta = table.topics.get(&result.name);
+                let topic = image.topic(&result.name);
                 CreatableTopicResult::default()
                     .with_name(TopicName(StrBytes::from_string(result.name.clone())))
-                    .with_topic_id(meta.map(|m| m.uuid()).unwrap_or_default())
+                    .with_topic_id(topic.map(|t| t.id).unwrap_or_default())
                     .with_error_code(result.error.code())
                     .with_error_message(result.message.map(StrBytes::from_string))
-                    .with_num_partitions(meta.map_or(-1, |m| m.partition_count()))
-                    .with_replication_factor(if meta.is_some() { 1 } else { -1 })
+                    .with_num_partitions(topic.map_or(-1, |t| t.partition_count()))
+                    .with_replication_factor(if topic.is_some() { 1 } else { -1 })
             })
             .collect(),
     )
@@ -63,23 +64,19 @@ pub async fn delete_topics(
         .iter()
         .map(|n| n.0.to_string())
         .collect();
-    {
-        let table = shard.topics.borrow();
-        for topic in &request.topics {
-            match &topic.name {
-                Some(name) => names.push(name.0.to_string()),
-                None => {
-                    let found = table
-                        .topics
-                        .iter()
-                        .find(|(_, meta)| meta.uuid() == topic.topic_id)
-                        .map(|(name, _)| name.clone());
-                    names.push(found.unwrap_or_default());
-                }
-            }
+    let image = shard.image();
+    for topic in &request.topics {
+        match &topic.name {
+            Some(name) => names.push(name.0.to_string()),
+            None => names.push(
+                image
+                    .name_of(topic.topic_id)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
         }
     }
-    let results = change(shard, ShardRequest::DeleteTopics(names)).await;
+    let results = shard.call(CONTROLLER_SHARD, DeleteTopics(names)).await;
     DeleteTopicsResponse::default().with_responses(
         results
             .into_iter()
@@ -102,14 +99,11 @@ pub async fn create_partitions(
         .iter()
         .map(|t| (t.name.0.to_string(), t.count))
         .collect();
-    let results = change(
-        shard,
-        ShardRequest::CreatePartitions {
-            topics,
-            validate_only: request.validate_only,
-        },
-    )
-    .await;
+    let call = CreatePartitions {
+        topics,
+        validate_only: request.validate_only,
+    };
+    let results = shard.call(CONTROLLER_SHARD, call).await;
     CreatePartitionsResponse::default().with_results(
         results
             .into_iter()
@@ -121,11 +115,4 @@ pub async fn create_partitions(
             })
             .collect(),
     )
-}
-
-async fn change(shard: &Rc<Shard>, request: ShardRequest) -> Vec<TopicChangeResult> {
-    match shard.call(CONTROLLER_SHARD, request).await {
-        ShardResponse::TopicsChanged(results) => results,
-        other => unreachable!("topic changes answer with their results, got {other:?}"),
-    }
 }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::error_code::ErrorCode;
-use crate::shard::messages::{ShardRequest, ShardResponse};
+use crate::shard::calls::topics::SetTopicConfigs;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 
 const TOPIC: i8 = 2;
@@ -74,12 +74,7 @@ pub async fn incremental(
                 Some("only topic configs can be altered".to_string()),
             )
         } else {
-            let current = shard
-                .topics
-                .borrow()
-                .topics
-                .get(&name)
-                .map(|t| t.configs.clone());
+            let current = shard.image().topic(&name).map(|t| t.overrides.clone());
             match current {
                 None => (
                     ErrorCode::UnknownTopicOrPartition,
@@ -152,18 +147,13 @@ async fn set(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Outcome {
-    let request = ShardRequest::SetTopicConfigs {
+    let call = SetTopicConfigs {
         topic,
         configs,
         validate_only,
     };
-    match shard.call(CONTROLLER_SHARD, request).await {
-        ShardResponse::TopicsChanged(mut results) if results.len() == 1 => {
-            let result = results.remove(0);
-            (result.error, result.message)
-        }
-        other => unreachable!("a config change answered with {other:?}"),
-    }
+    let result = shard.call(CONTROLLER_SHARD, call).await;
+    (result.error, result.message)
 }
 
 #[cfg(test)]

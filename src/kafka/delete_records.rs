@@ -7,9 +7,12 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use crate::kafka::offsets_by_partition;
+use crate::cluster::image::PartitionKey;
+use crate::kafka::by_partition;
+use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
-use crate::shard::messages::{PartitionKey, ShardRequest};
+use crate::shard::calls::offsets::DeleteRecords;
+use crate::types::Offset;
 
 pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let partitions = request
@@ -26,13 +29,12 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteR
                         topic: topic.name.0.to_string(),
                         partition: partition.partition_index,
                     };
-                    ((topic_index, partition_index), key, partition.offset)
+                    // -1: up to the high watermark.
+                    let before = (partition.offset != -1).then_some(Offset(partition.offset));
+                    ((topic_index, partition_index), key, before)
                 })
         });
-    let results = offsets_by_partition(shard, partitions, |items| ShardRequest::DeleteRecords {
-        items,
-    })
-    .await;
+    let results = by_partition(shard, partitions, |items| DeleteRecords { items }).await;
     DeleteRecordsResponse::default().with_topics(
         request
             .topics
@@ -48,10 +50,14 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteR
                             .enumerate()
                             .map(|(partition_index, partition)| {
                                 let result = results[&(topic_index, partition_index)];
+                                let (low_watermark, error) = match result {
+                                    Ok(offset) => (offset.0, ErrorCode::None),
+                                    Err(error) => (-1, error),
+                                };
                                 DeleteRecordsPartitionResult::default()
                                     .with_partition_index(partition.partition_index)
-                                    .with_low_watermark(result.offset)
-                                    .with_error_code(result.error.code())
+                                    .with_low_watermark(low_watermark)
+                                    .with_error_code(error.code())
                             })
                             .collect(),
                     )

@@ -26,15 +26,17 @@ const BROKER: i8 = 4;
 const STATIC_BROKER_CONFIG: i8 = 4;
 
 pub fn cluster(shard: &Shard) -> DescribeClusterResponse {
-    let node = shard.config.node_id;
+    let node = shard.config().node_id;
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
         .with_controller_id(BrokerId(node))
         .with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(node))
-                .with_host(StrBytes::from_string(shard.config.listen.ip().to_string()))
-                .with_port(i32::from(shard.config.listen.port())),
+                .with_host(StrBytes::from_string(
+                    shard.config().listen.ip().to_string(),
+                ))
+                .with_port(i32::from(shard.config().listen.port())),
         ])
 }
 
@@ -55,13 +57,13 @@ pub fn configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeCo
                 .with_resource_name(resource.resource_name.clone());
             let entries: Result<Vec<Entry>, (ErrorCode, String)> = match resource.resource_type {
                 TOPIC => {
-                    let topics = shard.topics.borrow();
-                    match topics.topics.get(&name) {
+                    let image = shard.image();
+                    match image.topic(&name) {
                         None => Err((
                             ErrorCode::UnknownTopicOrPartition,
                             format!("topic {name} does not exist"),
                         )),
-                        Some(meta) => Ok(topic_config::describe(&shard.config, meta)
+                        Some(topic) => Ok(topic_config::describe(shard.config(), &topic.overrides)
                             .into_iter()
                             .map(|(key, value, source)| (key.to_string(), value, source as i8))
                             .collect()),
@@ -96,7 +98,7 @@ pub fn configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeCo
 }
 
 fn broker_configs(shard: &Shard) -> Vec<Entry> {
-    let config = &shard.config;
+    let config = shard.config();
     [
         ("node.id", config.node_id.to_string()),
         (

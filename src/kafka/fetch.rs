@@ -10,36 +10,37 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::image::{MetadataImage, PartitionKey};
 use crate::kafka::{Slot, Split};
 use crate::net::outgoing::Pieces;
+use crate::partition::Isolation;
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::placeholder;
 use crate::shard::Shard;
-use crate::shard::messages::{FetchItem, FetchResult, PartitionKey, ShardRequest, ShardResponse};
+use crate::shard::calls::fetch::{Fetch, FetchItem, FetchOffsets, FetchResult};
+use crate::types::{Offset, ShardId};
 
 /// Reads every partition on its owner without waiting.
 async fn read_now(
     shard: &Rc<Shard>,
     split: Split<FetchItem>,
-    max_bytes: usize,
+    limits: Limits,
     mut results: BTreeMap<Slot, FetchResult>,
 ) -> BTreeMap<Slot, FetchResult> {
     split
         .run(
             shard,
-            |items| ShardRequest::Fetch {
+            |items| Fetch {
                 items,
-                max_wait_ms: 0,
+                max_wait: Duration::ZERO,
                 min_bytes: 0,
-                max_bytes,
-            },
-            |response| match response {
-                ShardResponse::Fetch(results) => results,
-                other => unreachable!("a fetch request answered with {other:?}"),
+                max_bytes: limits.max_bytes,
+                isolation: limits.isolation,
             },
             &mut results,
         )
         .await;
+    within_max_bytes(&mut results, limits.max_bytes);
     results
 }
 
@@ -50,23 +51,23 @@ async fn wait_for_data(
     shard: &Rc<Shard>,
     split: &Split<FetchItem>,
     wait: Duration,
-    max_bytes: usize,
+    limits: Limits,
 ) {
-    let owners: Vec<(usize, Vec<FetchItem>)> = split.per_owner().collect();
+    let owners: Vec<(ShardId, Vec<FetchItem>)> = split.per_owner().collect();
     let (sender, receiver) = glommio::channels::local_channel::new_bounded(owners.len().max(1));
     let sender = Rc::new(sender);
     for (owner, items) in owners {
         let shard = Rc::clone(shard);
         let sender = Rc::clone(&sender);
-        let max_wait_ms = wait.as_millis() as u64;
         glommio::spawn_local(async move {
-            let request = ShardRequest::Fetch {
+            let call = Fetch {
                 items,
-                max_wait_ms,
+                max_wait: wait,
                 min_bytes: 1,
-                max_bytes,
+                max_bytes: limits.max_bytes,
+                isolation: limits.isolation,
             };
-            shard.call(owner, request).await;
+            shard.call(owner, call).await;
             let _ = sender.try_send(());
         })
         .detach();
@@ -78,17 +79,45 @@ async fn wait_for_data(
     .await;
 }
 
+/// What bounds a fetch's answer.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_bytes: usize,
+    isolation: Isolation,
+}
+
+/// Keeps the whole response within `max_bytes`, as Kafka does: each shard read
+/// within the limit on its own, so partitions after the budget is spent lose their
+/// records (the client fetches them next time), except that the first partition
+/// with records keeps them even when they alone exceed the limit.
+fn within_max_bytes(results: &mut BTreeMap<Slot, FetchResult>, max_bytes: usize) {
+    let mut used: u64 = 0;
+    let mut first = true;
+    for result in results.values_mut() {
+        let len = result.records.len();
+        if len == 0 {
+            continue;
+        }
+        if first || used + len <= max_bytes as u64 {
+            used += len;
+        } else {
+            result.records = Pieces::default();
+        }
+        first = false;
+    }
+}
+
 /// Resolves a fetch topic to its name (by id from v13).
-fn topic_name(shard: &Shard, name: &TopicName, id: uuid::Uuid, version: i16) -> Option<String> {
+fn topic_name(
+    image: &MetadataImage,
+    name: &TopicName,
+    id: uuid::Uuid,
+    version: i16,
+) -> Option<String> {
     if version < 13 {
         return Some(name.0.to_string());
     }
-    let topics = shard.topics.borrow();
-    topics
-        .topics
-        .iter()
-        .find(|(_, meta)| meta.uuid() == id)
-        .map(|(name, _)| name.clone())
+    image.name_of(id).map(str::to_string)
 }
 
 /// The response, and the pieces of each record field that is sent from segment
@@ -104,24 +133,25 @@ pub async fn handle(
             .with_session_id(0);
         return (response, Vec::new());
     }
-    let mut results: BTreeMap<(usize, usize), FetchResult> = BTreeMap::new();
+    let mut results: BTreeMap<Slot, FetchResult> = BTreeMap::new();
     let mut split: Split<FetchItem> = Split::default();
     let mut names = Vec::with_capacity(request.topics.len());
+    let image = shard.image();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        let name = topic_name(shard, &topic.topic, topic.topic_id, version);
+        let name = topic_name(&image, &topic.topic, topic.topic_id, version);
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             let at = (topic_index, partition_index);
             let Some(name) = &name else {
-                results.insert(at, failed(ErrorCode::UnknownTopicId));
+                results.insert(at, FetchResult::failed(ErrorCode::UnknownTopicId));
                 continue;
             };
             let key = PartitionKey {
                 topic: name.clone(),
                 partition: partition.partition,
             };
-            match shard.owner_of(&key) {
+            match image.owner_of(&key) {
                 None => {
-                    results.insert(at, failed(ErrorCode::UnknownTopicOrPartition));
+                    results.insert(at, FetchResult::failed(ErrorCode::UnknownTopicOrPartition));
                 }
                 Some(owner) => {
                     split.push(
@@ -129,7 +159,7 @@ pub async fn handle(
                         at,
                         FetchItem {
                             key,
-                            offset: partition.fetch_offset,
+                            offset: Offset(partition.fetch_offset),
                             max_bytes: partition.partition_max_bytes,
                         },
                     );
@@ -140,17 +170,25 @@ pub async fn handle(
     }
     let max_wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+    // max_bytes came with v3; earlier fetches are bounded per partition only.
+    let limits = Limits {
+        max_bytes: usize::try_from(request.max_bytes).unwrap_or(usize::MAX),
+        isolation: if request.isolation_level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        },
+    };
     let wait = Duration::from_millis(max_wait_ms);
     let started = Instant::now();
-    results = read_now(shard, split.clone(), max_bytes, results).await;
+    results = read_now(shard, split.clone(), limits, results).await;
     let enough = |results: &BTreeMap<Slot, FetchResult>| {
         let bytes: u64 = results.values().map(|r| r.records.len()).sum();
         bytes >= min_bytes.max(1) as u64 || results.values().any(|r| r.error != ErrorCode::None)
     };
     if !enough(&results) && started.elapsed() < wait {
-        wait_for_data(shard, &split, wait - started.elapsed(), max_bytes).await;
-        results = read_now(shard, split, max_bytes, results).await;
+        wait_for_data(shard, &split, wait - started.elapsed(), limits).await;
+        results = read_now(shard, split, limits, results).await;
     }
 
     let mut spliced = Vec::new();
@@ -174,7 +212,9 @@ pub async fn handle(
                         .map(|(partition_index, partition)| {
                             let result = results
                                 .remove(&(topic_index, partition_index))
-                                .unwrap_or_else(|| failed(ErrorCode::UnknownServerError));
+                                .unwrap_or_else(|| {
+                                    FetchResult::failed(ErrorCode::UnknownServerError)
+                                });
                             let records = match result.records.as_single_bytes() {
                                 Some(bytes) => bytes,
                                 None => {
@@ -183,12 +223,16 @@ pub async fn handle(
                                     placeholder(len)
                                 }
                             };
+                            let offsets = result.offsets;
+                            let offset = |get: fn(&FetchOffsets) -> Offset| {
+                                offsets.as_ref().map_or(-1, |o| get(o).0)
+                            };
                             PartitionData::default()
                                 .with_partition_index(partition.partition)
                                 .with_error_code(result.error.code())
-                                .with_high_watermark(result.high_watermark)
-                                .with_last_stable_offset(result.high_watermark)
-                                .with_log_start_offset(result.log_start_offset)
+                                .with_high_watermark(offset(|o| o.high_watermark))
+                                .with_last_stable_offset(offset(|o| o.last_stable_offset))
+                                .with_log_start_offset(offset(|o| o.log_start_offset))
                                 .with_records(Some(records))
                         })
                         .collect(),
@@ -209,15 +253,6 @@ fn session_error(request: &FetchRequest) -> Option<ErrorCode> {
         (0, FINAL_EPOCH | NEW_SESSION_EPOCH) => None,
         (0, _) => Some(ErrorCode::InvalidFetchSessionEpoch),
         (_, _) => Some(ErrorCode::FetchSessionIdNotFound),
-    }
-}
-
-fn failed(error: ErrorCode) -> FetchResult {
-    FetchResult {
-        error,
-        high_watermark: -1,
-        log_start_offset: -1,
-        records: Pieces::default(),
     }
 }
 
@@ -242,5 +277,32 @@ mod tests {
             session_error(&request(12, 1)),
             Some(ErrorCode::FetchSessionIdNotFound)
         );
+    }
+
+    #[test]
+    fn responses_stay_within_max_bytes_but_the_first_batch_always_goes() {
+        let result = |len: usize| FetchResult {
+            error: ErrorCode::None,
+            offsets: None,
+            records: Pieces::from(bytes::Bytes::from(vec![0u8; len])),
+        };
+        let mut results: BTreeMap<Slot, FetchResult> = [
+            ((0, 0), result(0)),
+            ((0, 1), result(700)),
+            ((0, 2), result(400)),
+            ((1, 0), result(300)),
+        ]
+        .into_iter()
+        .collect();
+        within_max_bytes(&mut results, 1000);
+        let kept: Vec<u64> = results.values().map(|r| r.records.len()).collect();
+        assert_eq!(kept, vec![0, 700, 0, 300]);
+        let mut oversized: BTreeMap<Slot, FetchResult> =
+            [((0, 0), result(5000)), ((0, 1), result(1))]
+                .into_iter()
+                .collect();
+        within_max_bytes(&mut oversized, 1000);
+        let kept: Vec<u64> = oversized.values().map(|r| r.records.len()).collect();
+        assert_eq!(kept, vec![5000, 0]);
     }
 }

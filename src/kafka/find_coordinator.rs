@@ -55,8 +55,10 @@ fn coordinator(shard: &Shard, key: StrBytes, error: Option<ErrorCode>) -> Coordi
             .with_host(StrBytes::from_static_str(""))
             .with_port(-1),
         None => coordinator
-            .with_node_id(BrokerId(shard.config.node_id))
-            .with_host(StrBytes::from_string(shard.config.listen.ip().to_string()))
-            .with_port(i32::from(shard.config.listen.port())),
+            .with_node_id(BrokerId(shard.config().node_id))
+            .with_host(StrBytes::from_string(
+                shard.config().listen.ip().to_string(),
+            ))
+            .with_port(i32::from(shard.config().listen.port())),
     }
 }

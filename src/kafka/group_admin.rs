@@ -18,13 +18,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::group::ids::GroupId;
-use crate::group::requests::{GroupDescription, GroupRequest, GroupResponse};
+use crate::group::requests::{
+    DeleteGroups, DeleteOffsets, DescribeGroups, GroupDescription, ListGroups,
+};
 use crate::group::state::GroupState;
 use crate::kafka::fan_out;
-use crate::kafka::group_routing::{call, group_response, split_by_coordinator};
+use crate::kafka::group_routing::{call, split_by_coordinator};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
-use crate::shard::messages::ShardRequest;
+use crate::shard::call::ShardCall;
 
 /// Every classic group is of this type (ListGroups v5).
 const CLASSIC: &str = "classic";
@@ -35,13 +37,16 @@ fn str_bytes(value: &str) -> StrBytes {
 
 /// Runs a per-group request on each coordinating shard and returns the
 /// results in request order (`failed` for groups whose coordinator is missing).
-async fn per_group<R: Clone>(
+async fn per_group<C, R>(
     shard: &Rc<Shard>,
     groups: Vec<String>,
-    request: impl Fn(Vec<GroupId>) -> GroupRequest,
-    results: impl Fn(GroupResponse) -> Vec<R>,
+    request: impl Fn(Vec<GroupId>) -> C,
     failed: impl Fn(ErrorCode) -> R,
-) -> Vec<R> {
+) -> Vec<R>
+where
+    C: ShardCall<Reply = Vec<R>>,
+    R: Clone,
+{
     let count = groups.len();
     let items = groups
         .into_iter()
@@ -58,14 +63,11 @@ async fn per_group<R: Clone>(
         .map(|(owner, items)| {
             let (owner_indexes, ids): (Vec<usize>, Vec<GroupId>) = items.into_iter().unzip();
             indexes.insert(owner, owner_indexes);
-            (owner, ShardRequest::Group(request(ids)))
+            (owner, request(ids))
         })
         .collect();
-    for (owner, response) in fan_out(shard, requests).await {
-        for (index, result) in indexes[&owner]
-            .iter()
-            .zip(results(group_response(response)))
-        {
+    for (owner, results) in fan_out(shard, requests).await {
+        for (index, result) in indexes[&owner].iter().zip(results) {
             slots[*index] = Some(result);
         }
     }
@@ -77,22 +79,15 @@ async fn per_group<R: Clone>(
 
 pub async fn describe(shard: &Rc<Shard>, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let names: Vec<String> = request.groups.iter().map(|g| g.to_string()).collect();
-    let descriptions = per_group(
-        shard,
-        names.clone(),
-        GroupRequest::Describe,
-        |response| match response {
-            GroupResponse::Describe(descriptions) => descriptions,
-            other => unreachable!("DescribeGroups answered with {other:?}"),
-        },
-        |error| GroupDescription {
+    let descriptions = per_group(shard, names.clone(), DescribeGroups, |error| {
+        GroupDescription {
             error,
             state: GroupState::Dead,
             protocol_type: String::new(),
             protocol: String::new(),
             members: Vec::new(),
-        },
-    )
+        }
+    })
     .await;
     let groups = names
         .into_iter()
@@ -145,17 +140,15 @@ pub async fn list(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroupsRe
     if nothing_matches {
         return ListGroupsResponse::default();
     }
-    let requests = (0..shard.count)
+    let requests = shard
+        .all_shards()
         .map(|owner| {
             let states = states.clone();
-            (owner, ShardRequest::Group(GroupRequest::List { states }))
+            (owner, ListGroups { states })
         })
         .collect();
     let mut groups = Vec::new();
-    for (_, response) in fan_out(shard, requests).await {
-        let GroupResponse::List(listed) = group_response(response) else {
-            unreachable!("ListGroups answered with something else");
-        };
+    for (_, listed) in fan_out(shard, requests).await {
         groups.extend(listed.into_iter().map(|g| {
             ListedGroup::default()
                 .with_group_id(kafka_protocol::messages::GroupId(str_bytes(&g.id.0)))
@@ -169,17 +162,7 @@ pub async fn list(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListGroupsRe
 
 pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let names: Vec<String> = request.groups_names.iter().map(|g| g.to_string()).collect();
-    let errors = per_group(
-        shard,
-        names.clone(),
-        GroupRequest::Delete,
-        |response| match response {
-            GroupResponse::Delete(errors) => errors,
-            other => unreachable!("DeleteGroups answered with {other:?}"),
-        },
-        |error| error,
-    )
-    .await;
+    let errors = per_group(shard, names.clone(), DeleteGroups, |error| error).await;
     DeleteGroupsResponse::default().with_results(
         names
             .into_iter()
@@ -201,16 +184,16 @@ pub async fn delete_offsets(
     let mut errors: Vec<Vec<Option<ErrorCode>>> = Vec::with_capacity(request.topics.len());
     let mut partitions = Vec::new();
     {
-        let table = shard.topics.borrow();
+        let image = shard.image();
         for topic in &request.topics {
-            let meta = table.topics.get(topic.name.as_str());
+            let known_topic = image.topic(topic.name.as_str());
             errors.push(
                 topic
                     .partitions
                     .iter()
                     .map(|p| {
-                        let known = meta
-                            .is_some_and(|m| (0..m.partition_count()).contains(&p.partition_index));
+                        let known =
+                            known_topic.is_some_and(|t| t.partition(p.partition_index).is_some());
                         if known {
                             partitions.push((topic.name.to_string(), p.partition_index));
                             None
@@ -222,15 +205,13 @@ pub async fn delete_offsets(
             );
         }
     }
-    let deletion = GroupRequest::DeleteOffsets {
+    let deletion = DeleteOffsets {
         group: GroupId(group.clone()),
         partitions,
     };
-    let outcome = match call(shard, &group, deletion).await {
-        Ok(GroupResponse::DeleteOffsets(outcome)) => outcome,
-        Ok(other) => unreachable!("OffsetDelete answered with {other:?}"),
-        Err(error) => Err(error),
-    };
+    let outcome = call(shard, &group, deletion)
+        .await
+        .and_then(|outcome| outcome);
     let mut answers = match outcome {
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
         Ok(answers) => answers.into_iter(),

@@ -16,9 +16,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::member::Protocol;
-use crate::group::requests::{GroupRequest, GroupResponse};
+use crate::group::requests::{GroupHeartbeat, JoinGroup, LeaveGroup, SyncGroup};
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
 use crate::kafka::group_routing::{MAX_NAME_BYTES, call};
+use crate::net::context::ConnectionContext;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 
@@ -39,18 +40,19 @@ fn ms(value: i32) -> Duration {
 }
 
 pub async fn join(
+    context: &ConnectionContext,
     shard: &Rc<Shard>,
     request: JoinGroupRequest,
     version: i16,
-    client_id: Option<&StrBytes>,
 ) -> JoinGroupResponse {
+    let client_id = context.client_id();
     let member_id = MemberId(text(&request.member_id));
     let too_long = request.protocol_type.len() > MAX_NAME_BYTES
         || request
             .protocols
             .iter()
             .any(|p| p.name.len() > MAX_NAME_BYTES)
-        || client_id.is_some_and(|c| c.len() > MAX_NAME_BYTES)
+        || client_id.as_ref().is_some_and(|c| c.len() > MAX_NAME_BYTES)
         || request
             .group_instance_id
             .as_ref()
@@ -70,8 +72,8 @@ pub async fn join(
         let join = JoinRequest {
             member_id: member_id.clone(),
             instance_id: instance(&request.group_instance_id),
-            client_id: client_id.map(text).unwrap_or_default(),
-            client_host: String::new(),
+            client_id: client_id.unwrap_or_default(),
+            client_host: context.client_host(),
             session_timeout: ms(request.session_timeout_ms),
             rebalance_timeout: ms(rebalance_timeout),
             protocol_type: text(&request.protocol_type),
@@ -86,15 +88,13 @@ pub async fn join(
             require_known_member_id: version >= 4,
             supports_skip_assignment: version >= 9,
         };
-        let request = GroupRequest::Join {
+        let request = JoinGroup {
             group: GroupId(group.clone()),
             request: join,
         };
-        match call(shard, &group, request).await {
-            Ok(GroupResponse::Join(result)) => result,
-            Ok(other) => unreachable!("JoinGroup answered with {other:?}"),
-            Err(error) => JoinResult::failed(member_id, error),
-        }
+        call(shard, &group, request)
+            .await
+            .unwrap_or_else(|error| JoinResult::failed(member_id, error))
     };
     // Protocol names are nullable from v7 only.
     let name = |value: Option<String>| match value {
@@ -141,15 +141,13 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
                 .map(|a| (MemberId(text(&a.member_id)), a.assignment.clone()))
                 .collect(),
         };
-        let request = GroupRequest::Sync {
+        let request = SyncGroup {
             group: GroupId(group.clone()),
             request: sync,
         };
-        match call(shard, &group, request).await {
-            Ok(GroupResponse::Sync(result)) => result,
-            Ok(other) => unreachable!("SyncGroup answered with {other:?}"),
-            Err(error) => SyncResult::failed(error),
-        }
+        call(shard, &group, request)
+            .await
+            .unwrap_or_else(SyncResult::failed)
     };
     SyncGroupResponse::default()
         .with_error_code(result.error.code())
@@ -163,17 +161,15 @@ pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> Heartbea
         ErrorCode::InvalidGroupId
     } else {
         let group = text(&request.group_id);
-        let heartbeat = GroupRequest::Heartbeat {
+        let heartbeat = GroupHeartbeat {
             group: GroupId(group.clone()),
             member: MemberId(text(&request.member_id)),
             instance: instance(&request.group_instance_id),
             generation: GenerationId(request.generation_id),
         };
-        match call(shard, &group, heartbeat).await {
-            Ok(GroupResponse::Heartbeat(error)) => error,
-            Ok(other) => unreachable!("Heartbeat answered with {other:?}"),
-            Err(error) => error,
-        }
+        call(shard, &group, heartbeat)
+            .await
+            .unwrap_or_else(|error| error)
     };
     HeartbeatResponse::default().with_error_code(error.code())
 }
@@ -197,15 +193,11 @@ pub async fn leave(
         Err(ErrorCode::InvalidGroupId)
     } else {
         let group = text(&request.group_id);
-        let leave = GroupRequest::Leave {
+        let leave = LeaveGroup {
             group: GroupId(group.clone()),
             members: members.clone(),
         };
-        match call(shard, &group, leave).await {
-            Ok(GroupResponse::Leave(outcome)) => outcome,
-            Ok(other) => unreachable!("LeaveGroup answered with {other:?}"),
-            Err(error) => Err(error),
-        }
+        call(shard, &group, leave).await.and_then(|outcome| outcome)
     };
     match outcome {
         Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),

@@ -4,45 +4,44 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use crate::cluster::controller::NewTopic;
+use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::{OFFSETS_TOPIC, partition_for};
-use crate::group::requests::{GroupRequest, GroupResponse};
 use crate::protocol::error_code::ErrorCode;
-use crate::shard::messages::{NewTopic, PartitionKey, ShardRequest, ShardResponse};
+use crate::shard::call::ShardCall;
+use crate::shard::calls::topics::CreateTopics;
 use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::types::ShardId;
 
 /// Partitions of `__consumer_offsets`, creating it (compacted, internal) through
 /// the controller if it does not exist yet.
 pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode> {
     let existing = |shard: &Shard| {
         shard
-            .topics
-            .borrow()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|meta| meta.partition_count())
+            .image()
+            .topic(OFFSETS_TOPIC)
+            .map(|topic| topic.partition_count())
     };
     if let Some(count) = existing(shard) {
         return Ok(count);
     }
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
-        partitions: shard.config.offsets_topic_num_partitions,
+        partitions: shard.config().offsets_topic_num_partitions,
         replication_factor: -1,
         configs: vec![("cleanup.policy".to_string(), Some("compact".to_string()))],
         validate_only: false,
     };
     // Another request may create it at the same time: TOPIC_ALREADY_EXISTS is
     // fine, the table says whether it is there.
-    if let ShardResponse::TopicsChanged(results) = shard
-        .call(CONTROLLER_SHARD, ShardRequest::CreateTopics(vec![topic]))
-        .await
+    let results = shard
+        .call(CONTROLLER_SHARD, CreateTopics(vec![topic]))
+        .await;
+    for result in results
+        .iter()
+        .filter(|r| !matches!(r.error, ErrorCode::None | ErrorCode::TopicAlreadyExists))
     {
-        for result in results
-            .iter()
-            .filter(|r| !matches!(r.error, ErrorCode::None | ErrorCode::TopicAlreadyExists))
-        {
-            tracing::error!(error = ?result.error, message = ?result.message, "cannot create {OFFSETS_TOPIC}");
-        }
+        tracing::error!(error = ?result.error, message = ?result.message, "cannot create {OFFSETS_TOPIC}");
     }
     existing(shard).ok_or(ErrorCode::CoordinatorNotAvailable)
 }
@@ -52,7 +51,7 @@ pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCod
 pub const MAX_NAME_BYTES: usize = 4096;
 
 /// The shard coordinating `group`.
-pub async fn coordinator_shard(shard: &Rc<Shard>, group: &str) -> Result<usize, ErrorCode> {
+pub async fn coordinator_shard(shard: &Rc<Shard>, group: &str) -> Result<ShardId, ErrorCode> {
     if group.len() > MAX_NAME_BYTES {
         return Err(ErrorCode::InvalidGroupId);
     }
@@ -66,16 +65,14 @@ pub async fn coordinator_shard(shard: &Rc<Shard>, group: &str) -> Result<usize, 
         .ok_or(ErrorCode::CoordinatorNotAvailable)
 }
 
-/// Runs `request` on the shard coordinating `group`.
-pub async fn call(
+/// Runs `call` on the shard coordinating `group`.
+pub async fn call<C: ShardCall>(
     shard: &Rc<Shard>,
     group: &str,
-    request: GroupRequest,
-) -> Result<GroupResponse, ErrorCode> {
+    call: C,
+) -> Result<C::Reply, ErrorCode> {
     let owner = coordinator_shard(shard, group).await?;
-    Ok(group_response(
-        shard.call(owner, ShardRequest::Group(request)).await,
-    ))
+    Ok(shard.call(owner, call).await)
 }
 
 /// Groups `items` by coordinating shard, keeping each item's index in the
@@ -83,8 +80,8 @@ pub async fn call(
 pub async fn split_by_coordinator<T>(
     shard: &Rc<Shard>,
     items: Vec<(String, T)>,
-) -> (BTreeMap<usize, Vec<(usize, T)>>, Vec<(usize, ErrorCode)>) {
-    let mut per_shard: BTreeMap<usize, Vec<(usize, T)>> = BTreeMap::new();
+) -> (BTreeMap<ShardId, Vec<(usize, T)>>, Vec<(usize, ErrorCode)>) {
+    let mut per_shard: BTreeMap<ShardId, Vec<(usize, T)>> = BTreeMap::new();
     let mut failed = Vec::new();
     for (index, (group, item)) in items.into_iter().enumerate() {
         match coordinator_shard(shard, &group).await {
@@ -93,11 +90,4 @@ pub async fn split_by_coordinator<T>(
         }
     }
     (per_shard, failed)
-}
-
-pub fn group_response(response: ShardResponse) -> GroupResponse {
-    match response {
-        ShardResponse::Group(response) => response,
-        other => unreachable!("a group request answered with {other:?}"),
-    }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::protocol::error_code::ErrorCode;
-use crate::shard::messages::{ShardRequest, ShardResponse};
+use crate::shard::calls::producer_id::AllocateProducerId;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 
 pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitProducerIdResponse {
@@ -19,16 +19,10 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
         );
         return response.with_error_code(ErrorCode::InvalidRequest.code());
     }
-    match shard
-        .call(CONTROLLER_SHARD, ShardRequest::AllocateProducerId)
-        .await
-    {
-        ShardResponse::ProducerId(Some(id)) => response
-            .with_producer_id(ProducerId(id))
+    match shard.call(CONTROLLER_SHARD, AllocateProducerId).await {
+        Some(id) => response
+            .with_producer_id(ProducerId(id.0))
             .with_producer_epoch(0),
-        ShardResponse::ProducerId(None) => {
-            response.with_error_code(ErrorCode::KafkaStorageError.code())
-        }
-        other => unreachable!("producer id allocation answered with {other:?}"),
+        None => response.with_error_code(ErrorCode::KafkaStorageError.code()),
     }
 }

@@ -8,9 +8,12 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::kafka::offsets_by_partition;
+use crate::cluster::image::PartitionKey;
+use crate::kafka::by_partition;
+use crate::partition::OffsetSpec;
+use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
-use crate::shard::messages::{PartitionKey, ShardRequest};
+use crate::shard::calls::offsets::ListOffsets;
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -31,13 +34,12 @@ pub async fn handle(
                         topic: topic.name.0.to_string(),
                         partition: partition.partition_index,
                     };
-                    ((topic_index, partition_index), key, partition.timestamp)
+                    let spec = OffsetSpec::from_wire(partition.timestamp);
+                    ((topic_index, partition_index), key, spec)
                 })
         });
-    let results = offsets_by_partition(shard, partitions, |items| ShardRequest::ListOffsets {
-        items,
-    })
-    .await;
+    let results = by_partition(shard, partitions, |items| ListOffsets { items }).await;
+    let image = shard.image();
     let topics = request
         .topics
         .iter()
@@ -51,17 +53,28 @@ pub async fn handle(
                         .iter()
                         .enumerate()
                         .map(|(partition_index, partition)| {
-                            let result = results[&(topic_index, partition_index)];
+                            let (error, offset, timestamp) =
+                                match results[&(topic_index, partition_index)] {
+                                    Ok(Some((offset, timestamp))) => {
+                                        (ErrorCode::None, offset.0, timestamp.0)
+                                    }
+                                    Ok(None) => (ErrorCode::None, -1, -1),
+                                    Err(error) => (error, -1, -1),
+                                };
+                            let key = PartitionKey {
+                                topic: topic.name.0.to_string(),
+                                partition: partition.partition_index,
+                            };
+                            let leader_epoch = image
+                                .partition(&key)
+                                .filter(|_| version >= 4 && error == ErrorCode::None)
+                                .map_or(-1, |p| p.leader_epoch.0);
                             ListOffsetsPartitionResponse::default()
                                 .with_partition_index(partition.partition_index)
-                                .with_error_code(result.error.code())
-                                .with_offset(result.offset)
-                                .with_timestamp(result.timestamp)
-                                .with_leader_epoch(if version >= 4 {
-                                    crate::shard::service::LEADER_EPOCH.0
-                                } else {
-                                    -1
-                                })
+                                .with_error_code(error.code())
+                                .with_offset(offset)
+                                .with_timestamp(timestamp)
+                                .with_leader_epoch(leader_epoch)
                         })
                         .collect(),
                 )

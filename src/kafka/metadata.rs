@@ -29,26 +29,26 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         && allow_auto_create
     {
         let missing: Vec<String> = {
-            let topics = shard.topics.borrow();
+            let image = shard.image();
             names
                 .iter()
-                .filter(|n| !topics.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+                .filter(|n| !image.contains(n) && validate_topic_name(n).is_ok())
                 .cloned()
                 .collect()
         };
         auto_create(shard, missing).await;
     }
-    let node = shard.config.node_id;
-    let topics = shard.topics.borrow();
+    let node = shard.config().node_id;
+    let image = shard.image();
     let names: Vec<String> = match requested {
         Some(names) => names,
-        None => topics.topics.keys().cloned().collect(),
+        None => image.topics().map(|(name, _)| name.clone()).collect(),
     };
     let topic_responses = names
         .into_iter()
         .map(|name| {
             let topic_name = TopicName(StrBytes::from_string(name.clone()));
-            match topics.topics.get(&name) {
+            match image.topic(&name) {
                 None => {
                     let error = if validate_topic_name(&name).is_err() {
                         ErrorCode::InvalidTopicException
@@ -59,17 +59,18 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                         .with_name(Some(topic_name))
                         .with_error_code(error.code())
                 }
-                Some(meta) => MetadataResponseTopic::default()
+                Some(topic) => MetadataResponseTopic::default()
                     .with_name(Some(topic_name))
                     .with_is_internal(name == crate::group::coordinator_key::OFFSETS_TOPIC)
-                    .with_topic_id(meta.uuid())
+                    .with_topic_id(topic.id)
                     .with_partitions(
-                        (0..meta.partition_count())
-                            .map(|index| {
+                        (0..)
+                            .zip(&topic.partitions)
+                            .map(|(index, partition)| {
                                 MetadataResponsePartition::default()
                                     .with_partition_index(index)
                                     .with_leader_id(BrokerId(node))
-                                    .with_leader_epoch(crate::shard::service::LEADER_EPOCH.0)
+                                    .with_leader_epoch(partition.leader_epoch.0)
                                     .with_replica_nodes(vec![BrokerId(node)])
                                     .with_isr_nodes(vec![BrokerId(node)])
                             })
@@ -82,8 +83,10 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         .with_brokers(vec![
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(shard.config.listen.ip().to_string()))
-                .with_port(i32::from(shard.config.listen.port())),
+                .with_host(StrBytes::from_string(
+                    shard.config().listen.ip().to_string(),
+                ))
+                .with_port(i32::from(shard.config().listen.port())),
         ])
         .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
         .with_controller_id(BrokerId(node))

@@ -18,14 +18,22 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::RequestKind;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
+use crate::cluster::controller::NewTopic;
+use crate::cluster::image::PartitionKey;
+use crate::net::context::ConnectionContext;
 use crate::protocol::codec::{Request, encode_response};
-use crate::shard::Shard;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::call::ShardCall;
+use crate::shard::calls::topics::CreateTopics;
+use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::types::ShardId;
 
 /// What the connection does after a request.
 pub enum Reply {
@@ -38,12 +46,15 @@ pub enum Reply {
     Close,
 }
 
-/// Handles one request.
-pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
+/// Handles one request that arrived on the connection `context`.
+pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Request) -> Reply {
     let correlation_id = request.header.correlation_id;
     let version = request.version;
     match request.body {
-        RequestKind::ApiVersions(_) => respond(correlation_id, version, &api_versions::handle()),
+        RequestKind::ApiVersions(body) => {
+            context.set_client_software(&body.client_software_name, &body.client_software_version);
+            respond(correlation_id, version, &api_versions::handle())
+        }
         RequestKind::Metadata(body) => respond(
             correlation_id,
             version,
@@ -127,8 +138,7 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Reply {
             &find_coordinator::handle(shard, body, version).await,
         ),
         RequestKind::JoinGroup(body) => {
-            let client_id = request.header.client_id.as_ref();
-            let response = group_membership::join(shard, body, version, client_id).await;
+            let response = group_membership::join(context, shard, body, version).await;
             respond(correlation_id, version, &response)
         }
         RequestKind::SyncGroup(body) => respond(
@@ -202,20 +212,20 @@ pub type Slot = (usize, usize);
 /// results land back in request order.
 #[derive(Clone)]
 pub struct Split<T> {
-    per_owner: std::collections::BTreeMap<usize, (Vec<Slot>, Vec<T>)>,
+    per_owner: BTreeMap<ShardId, (Vec<Slot>, Vec<T>)>,
 }
 
 impl<T> Default for Split<T> {
     fn default() -> Self {
         Split {
-            per_owner: std::collections::BTreeMap::new(),
+            per_owner: BTreeMap::new(),
         }
     }
 }
 
 impl<T: Clone> Split<T> {
     /// Each owner and its items, for requests that do not file results by slot.
-    pub fn per_owner(&self) -> impl Iterator<Item = (usize, Vec<T>)> + '_ {
+    pub fn per_owner(&self) -> impl Iterator<Item = (ShardId, Vec<T>)> + '_ {
         self.per_owner
             .iter()
             .map(|(&owner, (_, items))| (owner, items.clone()))
@@ -223,101 +233,87 @@ impl<T: Clone> Split<T> {
 }
 
 impl<T> Split<T> {
-    pub fn push(&mut self, owner: usize, slot: Slot, item: T) {
+    pub fn push(&mut self, owner: ShardId, slot: Slot, item: T) {
         let entry = self.per_owner.entry(owner).or_default();
         entry.0.push(slot);
         entry.1.push(item);
     }
 
-    /// Sends each owner one request for all its items (`request` builds it) and
-    /// files each result (`results` takes them out of the response) by slot.
-    pub async fn run<R>(
+    /// Sends each owner one call for all its items (`call` builds it), all at
+    /// once, and files each result by slot.
+    pub async fn run<C, R>(
         self,
         shard: &Rc<Shard>,
-        request: impl Fn(Vec<T>) -> crate::shard::messages::ShardRequest,
-        results: impl Fn(crate::shard::messages::ShardResponse) -> Vec<R>,
-        into: &mut std::collections::BTreeMap<Slot, R>,
-    ) {
-        let mut slots = std::collections::BTreeMap::new();
-        let requests = self
+        call: impl Fn(Vec<T>) -> C,
+        into: &mut BTreeMap<Slot, R>,
+    ) where
+        C: ShardCall<Reply = Vec<R>>,
+    {
+        let mut slots = BTreeMap::new();
+        let calls = self
             .per_owner
             .into_iter()
             .map(|(owner, (owner_slots, items))| {
                 slots.insert(owner, owner_slots);
-                (owner, request(items))
+                (owner, call(items))
             })
             .collect();
-        for (owner, response) in fan_out(shard, requests).await {
-            for (slot, result) in slots[&owner].iter().zip(results(response)) {
+        for (owner, results) in fan_out(shard, calls).await {
+            let owner_slots = &slots[&owner];
+            debug_assert_eq!(owner_slots.len(), results.len());
+            for (slot, result) in owner_slots.iter().zip(results) {
                 into.insert(*slot, result);
             }
         }
     }
 }
 
-/// Runs a per-partition offset operation (ListOffsets, DeleteRecords) on the
-/// owning shards; partitions nobody owns get UNKNOWN_TOPIC_OR_PARTITION.
-pub async fn offsets_by_partition(
+/// Runs a per-partition operation (ListOffsets, DeleteRecords) on the owning
+/// shards, one call per shard; partitions nobody owns get
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub async fn by_partition<T, C, V>(
     shard: &Rc<Shard>,
-    partitions: impl Iterator<Item = (Slot, crate::shard::messages::PartitionKey, i64)>,
-    request: impl Fn(
-        Vec<(crate::shard::messages::PartitionKey, i64)>,
-    ) -> crate::shard::messages::ShardRequest,
-) -> std::collections::BTreeMap<Slot, crate::shard::messages::OffsetResult> {
-    use crate::shard::messages::{OffsetResult, ShardResponse};
-    let mut results = std::collections::BTreeMap::new();
+    partitions: impl Iterator<Item = (Slot, PartitionKey, T)>,
+    call: impl Fn(Vec<(PartitionKey, T)>) -> C,
+) -> BTreeMap<Slot, Result<V, ErrorCode>>
+where
+    C: ShardCall<Reply = Vec<Result<V, ErrorCode>>>,
+{
+    let image = shard.image();
+    let mut results = BTreeMap::new();
     let mut split = Split::default();
     for (slot, key, value) in partitions {
-        match shard.owner_of(&key) {
+        match image.owner_of(&key) {
             Some(owner) => split.push(owner, slot, (key, value)),
             None => {
-                results.insert(
-                    slot,
-                    OffsetResult {
-                        error: crate::protocol::error_code::ErrorCode::UnknownTopicOrPartition,
-                        offset: -1,
-                        timestamp: -1,
-                    },
-                );
+                results.insert(slot, Err(ErrorCode::UnknownTopicOrPartition));
             }
         }
     }
-    split
-        .run(
-            shard,
-            request,
-            |response| match response {
-                ShardResponse::ListOffsets(results) | ShardResponse::DeleteRecords(results) => {
-                    results
-                }
-                other => unreachable!("an offsets request answered with {other:?}"),
-            },
-            &mut results,
-        )
-        .await;
+    split.run(shard, call, &mut results).await;
     results
 }
 
-/// Sends each shard its request, concurrently, and collects the responses.
-pub async fn fan_out(
+/// Runs each call on its shard, concurrently, and collects the replies.
+pub async fn fan_out<C: ShardCall>(
     shard: &Rc<Shard>,
-    requests: Vec<(usize, crate::shard::messages::ShardRequest)>,
-) -> Vec<(usize, crate::shard::messages::ShardResponse)> {
-    let tasks: Vec<_> = requests
+    calls: Vec<(ShardId, C)>,
+) -> Vec<(ShardId, C::Reply)> {
+    let tasks: Vec<_> = calls
         .into_iter()
-        .map(|(owner, request)| {
+        .map(|(owner, call)| {
             let shard = Rc::clone(shard);
             (
                 owner,
-                glommio::spawn_local(async move { shard.call(owner, request).await }),
+                glommio::spawn_local(async move { shard.call(owner, call).await }),
             )
         })
         .collect();
-    let mut responses = Vec::with_capacity(tasks.len());
+    let mut replies = Vec::with_capacity(tasks.len());
     for (owner, task) in tasks {
-        responses.push((owner, task.await));
+        replies.push((owner, task.await));
     }
-    responses
+    replies
 }
 
 /// Creates `names` with the broker's defaults if auto-creation is on; returns
@@ -325,12 +321,12 @@ pub async fn fan_out(
 /// the group coordinator creates it with its own settings.
 pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
     names.retain(|name| name != crate::group::coordinator_key::OFFSETS_TOPIC);
-    if names.is_empty() || !shard.config.auto_create_topics_enable {
+    if names.is_empty() || !shard.config().auto_create_topics_enable {
         return;
     }
     let topics = names
         .into_iter()
-        .map(|name| crate::shard::messages::NewTopic {
+        .map(|name| NewTopic {
             name,
             partitions: -1,
             replication_factor: -1,
@@ -338,15 +334,8 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
             validate_only: false,
         })
         .collect();
-    let request = crate::shard::messages::ShardRequest::CreateTopics(topics);
-    if let crate::shard::messages::ShardResponse::TopicsChanged(results) =
-        shard.call(crate::shard::CONTROLLER_SHARD, request).await
-    {
-        for result in results
-            .iter()
-            .filter(|r| r.error != crate::protocol::error_code::ErrorCode::None)
-        {
-            tracing::debug!(topic = %result.name, error = ?result.error, "auto-create refused");
-        }
+    let results = shard.call(CONTROLLER_SHARD, CreateTopics(topics)).await;
+    for result in results.iter().filter(|r| r.error != ErrorCode::None) {
+        tracing::debug!(topic = %result.name, error = ?result.error, "auto-create refused");
     }
 }

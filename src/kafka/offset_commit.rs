@@ -12,7 +12,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
 use crate::group::offsets::MAX_METADATA_BYTES;
 use crate::group::records::OffsetValue;
-use crate::group::requests::{GroupRequest, GroupResponse};
+use crate::group::requests::CommitOffsets;
 use crate::kafka::group_routing::call;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
@@ -24,13 +24,13 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
     let mut errors: Vec<Vec<Option<ErrorCode>>> = Vec::with_capacity(request.topics.len());
     let mut offsets = Vec::new();
     {
-        let table = shard.topics.borrow();
+        let image = shard.image();
         for topic in &request.topics {
-            let meta = table.topics.get(topic.name.as_str());
+            let known_topic = image.topic(topic.name.as_str());
             let mut topic_errors = Vec::with_capacity(topic.partitions.len());
             for partition in &topic.partitions {
-                let known = meta
-                    .is_some_and(|m| (0..m.partition_count()).contains(&partition.partition_index));
+                let known =
+                    known_topic.is_some_and(|t| t.partition(partition.partition_index).is_some());
                 let metadata = partition
                     .committed_metadata
                     .as_ref()
@@ -61,7 +61,7 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
         ErrorCode::None
     } else {
         let group = request.group_id.to_string();
-        let commit = GroupRequest::Commit {
+        let commit = CommitOffsets {
             group: GroupId(group.clone()),
             member: MemberId(request.member_id.to_string()),
             instance: request
@@ -71,11 +71,9 @@ pub async fn handle(shard: &Rc<Shard>, request: OffsetCommitRequest) -> OffsetCo
             generation: GenerationId(request.generation_id_or_member_epoch),
             offsets,
         };
-        match call(shard, &group, commit).await {
-            Ok(GroupResponse::Commit(error)) => error,
-            Ok(other) => unreachable!("OffsetCommit answered with {other:?}"),
-            Err(error) => error,
-        }
+        call(shard, &group, commit)
+            .await
+            .unwrap_or_else(|error| error)
     };
     let topics = request
         .topics

@@ -15,11 +15,10 @@ use kafka_protocol::protocol::StrBytes;
 use crate::group::ids::GroupId;
 use crate::group::offsets::TopicPartition;
 use crate::group::records::OffsetValue;
-use crate::group::requests::{FetchedOffsets, GroupRequest, GroupResponse};
+use crate::group::requests::{FetchOffsets, FetchedOffsets};
 use crate::kafka::fan_out;
-use crate::kafka::group_routing::{group_response, split_by_coordinator};
+use crate::kafka::group_routing::split_by_coordinator;
 use crate::shard::Shard;
-use crate::shard::messages::ShardRequest;
 
 /// One partition's answer: (partition, offset, leader epoch, metadata).
 type PartitionOffset = (i32, i64, i32, String);
@@ -147,13 +146,10 @@ async fn fetch_all(
                 .map(|(index, (group, partitions))| (index, (GroupId(group), partitions)))
                 .unzip();
             indexes.insert(owner, owner_indexes);
-            (owner, ShardRequest::Group(GroupRequest::Fetch(groups)))
+            (owner, FetchOffsets(groups))
         })
         .collect();
-    for (owner, response) in fan_out(shard, requests).await {
-        let GroupResponse::Fetch(fetched) = group_response(response) else {
-            unreachable!("OffsetFetch answered with something else");
-        };
+    for (owner, fetched) in fan_out(shard, requests).await {
         for (index, result) in indexes[&owner].iter().zip(fetched) {
             results[*index] = result;
         }

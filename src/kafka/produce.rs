@@ -4,32 +4,34 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::OFFSETS_TOPIC;
-use crate::kafka::{Split, auto_create};
+use crate::kafka::{Slot, Split, auto_create};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
-use crate::shard::messages::{
-    PartitionKey, ProduceItem, ProduceResult, ShardRequest, ShardResponse,
-};
+use crate::shard::calls::produce::{Produce, ProduceItem, ProduceResult};
 
 pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) -> ProduceResponse {
     let unknown: Vec<String> = {
-        let topics = shard.topics.borrow();
+        let image = shard.image();
         request
             .topic_data
             .iter()
             .map(|t| t.name.0.to_string())
-            .filter(|name| !topics.topics.contains_key(name))
+            .filter(|name| !image.contains(name))
             .collect()
     };
     auto_create(shard, unknown).await;
 
     let invalid_acks = !matches!(request.acks, -1..=1);
     // Results by (topic index, partition index); filled locally or by owners.
-    let mut results: BTreeMap<(usize, usize), ProduceResult> = BTreeMap::new();
+    let mut results: BTreeMap<Slot, ProduceResult> = BTreeMap::new();
     let mut split: Split<ProduceItem> = Split::default();
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         for (partition_index, data) in topic.partition_data.iter().enumerate() {
@@ -40,14 +42,14 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
             let at = (topic_index, partition_index);
             match shard.owner_of(&key) {
                 _ if invalid_acks => {
-                    results.insert(at, failed(ErrorCode::InvalidRequiredAcks));
+                    results.insert(at, Err(ErrorCode::InvalidRequiredAcks.into()));
                 }
                 // Only the group coordinator writes the internal topic, as in Kafka.
                 _ if key.topic == OFFSETS_TOPIC => {
-                    results.insert(at, failed(ErrorCode::InvalidTopicException));
+                    results.insert(at, Err(ErrorCode::InvalidTopicException.into()));
                 }
                 None => {
-                    results.insert(at, failed(ErrorCode::UnknownTopicOrPartition));
+                    results.insert(at, Err(ErrorCode::UnknownTopicOrPartition.into()));
                 }
                 Some(owner) => {
                     split.push(
@@ -65,13 +67,9 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
     split
         .run(
             shard,
-            |items| ShardRequest::Produce {
+            |items| Produce {
                 zstd_allowed: version >= 7,
                 items,
-            },
-            |response| match response {
-                ShardResponse::Produce(results) => results,
-                other => unreachable!("a produce request answered with {other:?}"),
             },
             &mut results,
         )
@@ -91,15 +89,9 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
                         .enumerate()
                         .map(|(partition_index, data)| {
                             let result = results
-                                .get(&(topic_index, partition_index))
-                                .copied()
-                                .unwrap_or_else(|| failed(ErrorCode::UnknownServerError));
-                            PartitionProduceResponse::default()
-                                .with_index(data.index)
-                                .with_error_code(result.error.code())
-                                .with_base_offset(result.base_offset)
-                                .with_log_append_time_ms(result.log_append_time)
-                                .with_log_start_offset(result.log_start_offset)
+                                .remove(&(topic_index, partition_index))
+                                .unwrap_or_else(|| Err(ErrorCode::UnknownServerError.into()));
+                            partition_response(data.index, result)
                         })
                         .collect(),
                 )
@@ -108,11 +100,36 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
     ProduceResponse::default().with_responses(responses)
 }
 
-fn failed(error: ErrorCode) -> ProduceResult {
-    ProduceResult {
-        error,
-        base_offset: -1,
-        log_append_time: -1,
-        log_start_offset: -1,
+/// One partition's answer; a refusal names the record to blame and why
+/// (KIP-467: Produce v8+ carries them, older versions ignore the fields).
+fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok(appended) => response
+            .with_error_code(ErrorCode::None.code())
+            .with_base_offset(appended.base_offset.0)
+            .with_log_append_time_ms(appended.log_append_time.map_or(-1, |t| t.0))
+            .with_log_start_offset(appended.log_start_offset.0),
+        Err(refusal) => {
+            let record_errors = refusal
+                .record_index
+                .map(|batch_index| {
+                    vec![
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(batch_index)
+                            .with_batch_index_error_message(
+                                refusal.message.clone().map(StrBytes::from_string),
+                            ),
+                    ]
+                })
+                .unwrap_or_default();
+            response
+                .with_error_code(refusal.error.code())
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_record_errors(record_errors)
+                .with_error_message(refusal.message.map(StrBytes::from_string))
+        }
     }
 }

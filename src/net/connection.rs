@@ -7,6 +7,7 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiVersionsResponse;
 
 use crate::kafka::{self, Reply};
+use crate::net::context::{ConnectionContext, Transport};
 use crate::net::outgoing::Pieces;
 use crate::net::sendfile::send_pieces;
 use crate::protocol::codec::{Decoded, decode_request, encode_response};
@@ -18,14 +19,18 @@ use crate::shard::Shard;
 /// Serves requests until the client closes the connection or sends something
 /// that cannot be answered; only this connection is affected.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::debug!(%error, "connection gone before it was served");
+            return;
+        }
+    };
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "TCP_NODELAY");
     }
-    let limit = shard.config.socket_request_max_bytes;
+    let context = ConnectionContext::new(peer, Transport::Plain);
+    let limit = shard.config().socket_request_max_bytes;
     loop {
         let frame = match read_frame(&mut stream, limit).await {
             Ok(frame) => frame,
@@ -36,7 +41,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             }
         };
         let response = match decode_request(frame) {
-            Ok(Decoded::Request(request)) => kafka::handle(&shard, *request).await,
+            Ok(Decoded::Request(request)) => {
+                context.set_client_id(request.header.client_id.as_ref());
+                kafka::handle(&context, &shard, *request).await
+            }
             Ok(Decoded::UnknownApiVersionsVersion { correlation_id }) => {
                 let body = ApiVersionsResponse::default()
                     .with_error_code(ErrorCode::UnsupportedVersion.code())
@@ -61,7 +69,10 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
             }
             Reply::SendPieces(frame) => {
-                if let Err(error) = send_from_files(&stream, frame).await {
+                let sent = match context.transport {
+                    Transport::Plain => send_from_files(&stream, frame).await,
+                };
+                if let Err(error) = sent {
                     tracing::debug!(%peer, %error, "zero-copy send failed; closing connection");
                     return;
                 }

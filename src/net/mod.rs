@@ -2,6 +2,7 @@
 //! in request order.
 
 pub mod connection;
+pub mod context;
 pub mod listen_check;
 pub mod outgoing;
 pub mod sendfile;

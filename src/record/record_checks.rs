@@ -34,10 +34,13 @@ pub enum RecordError {
     Malformed { count: i32 },
     #[error("record {index} has offset delta {delta}")]
     InnerOffset { index: i64, delta: i64 },
-    #[error("a compacted topic cannot accept a record without a key")]
-    MissingKey,
+    #[error("record {index} has no key, which a compacted topic requires")]
+    MissingKey { index: i32 },
     #[error("timestamp {timestamp} is outside the topic's bounds {min:?}..={max:?}")]
     TimestampOutOfRange {
+        /// The record, when the batch was walked (a compressed batch checked by
+        /// its header names none).
+        index: Option<i32>,
         timestamp: i64,
         min: Option<i64>,
         max: Option<i64>,
@@ -51,8 +54,18 @@ impl RecordError {
             RecordError::Decompress(_) => ErrorCode::CorruptMessage,
             RecordError::Malformed { .. }
             | RecordError::InnerOffset { .. }
-            | RecordError::MissingKey => ErrorCode::InvalidRecord,
+            | RecordError::MissingKey { .. } => ErrorCode::InvalidRecord,
             RecordError::TimestampOutOfRange { .. } => ErrorCode::InvalidTimestamp,
+        }
+    }
+
+    /// The record to blame, for Produce's per-record errors (KIP-467).
+    pub fn record_index(&self) -> Option<i32> {
+        match self {
+            RecordError::InnerOffset { index, .. } => i32::try_from(*index).ok(),
+            RecordError::MissingKey { index } => Some(*index),
+            RecordError::TimestampOutOfRange { index, .. } => *index,
+            RecordError::Decompress(_) | RecordError::Malformed { .. } => None,
         }
     }
 }
@@ -63,11 +76,12 @@ pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), 
     let attributes = header.attributes();
     let check_timestamps = attributes.timestamp_type() == TimestampType::CreateTime;
     let compressed = attributes.compression() != Some(Compression::None);
-    let in_bounds = |timestamp: TimestampMs| {
+    let in_bounds = |timestamp: TimestampMs, index: Option<i32>| {
         let below = rules.min_timestamp.is_some_and(|min| timestamp < min);
         let above = rules.max_timestamp.is_some_and(|max| timestamp > max);
         if check_timestamps && (below || above) {
             return Err(RecordError::TimestampOutOfRange {
+                index,
                 timestamp: timestamp.0,
                 min: rules.min_timestamp.map(|t| t.0),
                 max: rules.max_timestamp.map(|t| t.0),
@@ -78,7 +92,7 @@ pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), 
     let needs_every_record =
         rules.require_keys || (check_timestamps && rules.min_timestamp.is_some());
     if compressed && !needs_every_record {
-        return in_bounds(header.max_timestamp());
+        return in_bounds(header.max_timestamp(), None);
     }
     let inflated;
     let records = if compressed {
@@ -97,10 +111,14 @@ pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), 
                 delta: record.offset_delta,
             });
         }
+        // Bounded by the header's record count, an i32.
+        let record_index = i32::try_from(index).unwrap_or(i32::MAX);
         if rules.require_keys && !record.has_key {
-            return Err(RecordError::MissingKey);
+            return Err(RecordError::MissingKey {
+                index: record_index,
+            });
         }
-        in_bounds(record.timestamp)?;
+        in_bounds(record.timestamp, Some(record_index))?;
         index += 1;
     }
     if index != i64::from(count) || !iter.is_exhausted() {
@@ -175,7 +193,10 @@ mod tests {
             assert_eq!(check(&bytes, &compact), Ok(()));
         }
         for bytes in [keyless.clone(), lz4(&keyless)] {
-            assert_eq!(check(&bytes, &compact), Err(RecordError::MissingKey));
+            assert_eq!(
+                check(&bytes, &compact),
+                Err(RecordError::MissingKey { index: 1 })
+            );
             assert_eq!(check(&bytes, &rules()), Ok(()));
         }
     }

@@ -1,13 +1,13 @@
-//! Requests between shards over a glommio channel mesh: a request id and payload
-//! one way, the response with the same id back.
+//! Calls between shards over a glommio channel mesh: a request id and a boxed
+//! [`ShardCall`] one way, its reply with the same id back.
 
 use std::rc::Rc;
 
 use glommio::channels::channel_mesh::Receivers;
 use glommio::channels::local_channel;
 
-use crate::shard::Shard;
-use crate::shard::messages::{ShardRequest, ShardResponse};
+use crate::shard::call::{ErasedCall, ErasedReply, ShardCall, typed_reply};
+use crate::shard::{Shard, ShardId};
 
 /// Bound on messages queued between two shards.
 pub const CHANNEL_CAPACITY: usize = 1024;
@@ -15,20 +15,20 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 pub enum Envelope {
     Request {
         id: u64,
-        from: usize,
-        body: ShardRequest,
+        from: ShardId,
+        call: Box<dyn ErasedCall>,
     },
     Response {
         id: u64,
-        body: ShardResponse,
+        reply: ErasedReply,
     },
 }
 
 impl Shard {
-    /// Runs `request` on `shard`: directly when it is this one, else over the mesh.
-    pub async fn call(self: &Rc<Self>, shard: usize, request: ShardRequest) -> ShardResponse {
+    /// Runs `call` on `shard`: directly when it is this one, else over the mesh.
+    pub async fn call<C: ShardCall>(self: &Rc<Self>, shard: ShardId, call: C) -> C::Reply {
         if shard == self.id {
-            return Box::pin(self.serve(request)).await;
+            return Box::pin(call.run(Rc::clone(self))).await;
         }
         let id = self.next_request.get();
         self.next_request.set(id + 1);
@@ -37,16 +37,17 @@ impl Shard {
         let envelope = Envelope::Request {
             id,
             from: self.id,
-            body: request,
+            call: Box::new(call),
         };
-        if self.senders.send_to(shard, envelope).await.is_err() {
+        if self.senders.send_to(shard.0, envelope).await.is_err() {
             self.pending.borrow_mut().remove(&id);
             panic!("shard {shard} is gone: the mesh only closes at shutdown");
         }
-        receiver
+        let reply = receiver
             .recv()
             .await
-            .expect("every request gets a response")
+            .expect("every request gets a response");
+        typed_reply::<C>(reply)
     }
 
     /// Serves requests from, and delivers responses of, every peer shard.
@@ -56,21 +57,21 @@ impl Shard {
             glommio::spawn_local(async move {
                 while let Some(envelope) = stream.recv().await {
                     match envelope {
-                        Envelope::Request { id, from, body } => {
+                        Envelope::Request { id, from, call } => {
                             let shard = Rc::clone(&shard);
                             glommio::spawn_local(async move {
-                                let body = shard.serve(body).await;
-                                let reply = Envelope::Response { id, body };
-                                if shard.senders.send_to(from, reply).await.is_err() {
-                                    tracing::debug!(from, "peer shard gone before its response");
+                                let reply = call.run_erased(Rc::clone(&shard)).await;
+                                let reply = Envelope::Response { id, reply };
+                                if shard.senders.send_to(from.0, reply).await.is_err() {
+                                    tracing::debug!(%from, "peer shard gone before its response");
                                 }
                             })
                             .detach();
                         }
-                        Envelope::Response { id, body } => {
+                        Envelope::Response { id, reply } => {
                             let waiter = shard.pending.borrow_mut().remove(&id);
                             if let Some(waiter) = waiter {
-                                let _ = waiter.try_send(body);
+                                let _ = waiter.try_send(reply);
                             }
                         }
                     }

@@ -1,12 +1,13 @@
 //! Executors per core: each shard owns its partitions, its listener and its memory,
-//! and reaches the others only through the channel mesh.
+//! and reaches the others only through typed calls over the channel mesh.
 
+pub mod call;
+pub mod calls;
+pub mod group_host;
+pub mod image_updates;
 pub mod mesh;
-pub mod messages;
 pub mod reactor_heartbeat;
 pub mod runtime;
-pub mod service;
-pub mod table_updates;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,36 +16,33 @@ use std::rc::Rc;
 use glommio::channels::channel_mesh::Senders;
 use glommio::channels::local_channel::LocalSender;
 
-use crate::cluster::topic_table::TopicTable;
+use crate::cluster::image::{MetadataImage, PartitionKey};
 use crate::config::BrokerConfig;
+use crate::partition::Partition;
+use crate::partition::set::PartitionSet;
 use crate::protocol::error_code::ErrorCode;
+use crate::shard::call::ErasedReply;
+use crate::shard::image_updates::ImageUpdates;
 use crate::shard::mesh::Envelope;
-use crate::shard::messages::{PartitionKey, ShardResponse};
-use crate::storage::PartitionLog;
-use crate::storage::wake_list::WakeList;
+use crate::types::ShardId;
 
-/// The shard that owns the topic table and serializes topic changes.
-pub const CONTROLLER_SHARD: usize = 0;
+/// The shard that runs the controller: topic changes and producer ids.
+pub const CONTROLLER_SHARD: ShardId = ShardId(0);
 
 /// Everything one shard owns.
 pub struct Shard {
-    pub id: usize,
-    pub count: usize,
-    pub config: BrokerConfig,
-    pub topics: RefCell<TopicTable>,
-    pub partitions: RefCell<HashMap<PartitionKey, Rc<PartitionLog>>>,
-    /// Partitions this shard owns but could not open, with the reason: requests
-    /// for them get KAFKA_STORAGE_ERROR.
-    pub offline: RefCell<HashMap<PartitionKey, String>>,
-    /// Woken after every append on this shard: fetches waiting for data re-check.
-    pub appended: WakeList,
+    id: ShardId,
+    count: usize,
+    config: BrokerConfig,
+    image: RefCell<Rc<MetadataImage>>,
+    partitions: PartitionSet,
     senders: Senders<Envelope>,
-    pending: RefCell<HashMap<u64, LocalSender<ShardResponse>>>,
+    pending: RefCell<HashMap<u64, LocalSender<ErasedReply>>>,
     next_request: Cell<u64>,
     /// The consumer groups this shard coordinates.
-    pub groups: crate::group::coordinator::Coordinator,
-    /// Topic tables waiting to be applied, one at a time.
-    table_updates: table_updates::TableUpdates,
+    groups: crate::group::coordinator::Coordinator,
+    /// Metadata images waiting to be applied, one at a time.
+    image_updates: ImageUpdates,
     /// Controller shard only, loaded on first use.
     producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
 }
@@ -52,51 +50,62 @@ pub struct Shard {
 impl Shard {
     pub fn new(senders: Senders<Envelope>, config: BrokerConfig) -> Shard {
         Shard {
-            id: senders.peer_id(),
+            id: ShardId(senders.peer_id()),
             count: senders.nr_consumers(),
             config,
-            topics: RefCell::new(TopicTable::default()),
-            partitions: RefCell::new(HashMap::new()),
-            offline: RefCell::new(HashMap::new()),
-            appended: WakeList::default(),
+            image: RefCell::new(Rc::new(MetadataImage::default())),
+            partitions: PartitionSet::default(),
             senders,
             pending: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             groups: crate::group::coordinator::Coordinator::default(),
-            table_updates: table_updates::TableUpdates::default(),
+            image_updates: ImageUpdates::default(),
             producer_ids: RefCell::new(None),
         }
     }
 
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Every shard of the broker, this one included.
+    pub fn all_shards(&self) -> impl Iterator<Item = ShardId> + use<> {
+        (0..self.count).map(ShardId)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The current metadata image; hold the `Rc` for a consistent view.
+    pub fn image(&self) -> Rc<MetadataImage> {
+        Rc::clone(&self.image.borrow())
+    }
+
+    pub fn owner_of(&self, key: &PartitionKey) -> Option<ShardId> {
+        self.image.borrow().owner_of(key)
+    }
+
+    /// A partition this shard owns, or the error a request for it gets.
+    pub fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, ErrorCode> {
+        self.partitions.get_or_error(key)
+    }
+
+    pub fn groups(&self) -> &crate::group::coordinator::Coordinator {
+        &self.groups
+    }
+
+    /// Partitions this shard owns but could not open, with the reason.
+    pub fn offline_partitions(&self) -> Vec<(PartitionKey, String)> {
+        self.partitions.offline()
+    }
+
     /// Flushes and closes every partition (clean shutdown).
     pub async fn close_partitions(&self) {
-        let logs: Vec<_> = self.partitions.borrow_mut().drain().collect();
-        for (key, log) in logs {
-            if let Err(error) = log.close().await {
-                tracing::error!(topic = %key.topic, partition = key.partition, %error, "closing a partition failed");
+        for partition in self.partitions.drain() {
+            if let Err(error) = partition.close().await {
+                tracing::error!(partition = %partition.key(), %error, "closing a partition failed");
             }
-        }
-    }
-
-    pub fn owner_of(&self, key: &PartitionKey) -> Option<usize> {
-        let topics = self.topics.borrow();
-        let topic = topics.topics.get(&key.topic)?;
-        usize::try_from(key.partition)
-            .ok()
-            .and_then(|index| topic.shards.get(index).copied())
-    }
-
-    pub fn log(&self, key: &PartitionKey) -> Option<Rc<PartitionLog>> {
-        self.partitions.borrow().get(key).cloned()
-    }
-
-    /// The open log of `key`, or the error a request for it gets: the partition
-    /// is owned but offline, or unknown here.
-    pub fn log_or_error(&self, key: &PartitionKey) -> Result<Rc<PartitionLog>, ErrorCode> {
-        match self.log(key) {
-            Some(log) => Ok(log),
-            None if self.offline.borrow().contains_key(key) => Err(ErrorCode::KafkaStorageError),
-            None => Err(ErrorCode::UnknownTopicOrPartition),
         }
     }
 }

@@ -11,6 +11,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
+use crate::cluster::image::MetadataImage;
 use crate::cluster::topic_table::TopicTable;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
@@ -76,7 +77,8 @@ async fn shard_main(
     let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
-    shard.apply_topics(table).await;
+    let image = MetadataImage::build(table, shard.config());
+    crate::shard::calls::topics::apply_image(&shard, image).await;
     if let Err(error) = refuse_offline_partitions(&shard) {
         // The other shards see the flag and stop too.
         shutdown.store(true, Ordering::Relaxed);
@@ -118,23 +120,22 @@ async fn shard_main(
 /// otherwise (`allow_offline_partitions`): serving without some of them would
 /// answer their clients with errors until someone reads the log.
 fn refuse_offline_partitions(shard: &Shard) -> Result<(), String> {
-    let offline = shard.offline.borrow();
+    let offline = shard.offline_partitions();
     if offline.is_empty() {
         return Ok(());
     }
-    let mut names: Vec<String> = offline
+    let names: Vec<String> = offline
         .iter()
-        .map(|(key, reason)| format!("{}-{}: {reason}", key.topic, key.partition))
+        .map(|(key, reason)| format!("{key}: {reason}"))
         .collect();
-    names.sort();
-    if shard.config.allow_offline_partitions {
+    if shard.config().allow_offline_partitions {
         tracing::error!(partitions = ?names, "serving with offline partitions (allow_offline_partitions)");
         return Ok(());
     }
     Err(format!(
         "cannot open {} partition(s) on shard {}: {}; start with --allow-offline-partitions to serve the others",
         names.len(),
-        shard.id,
+        shard.id(),
         names.join("; ")
     ))
 }

@@ -1,0 +1,240 @@
+//! One [`Partition`] per replica a shard owns: the log, the leader epoch, the high
+//! watermark, the last stable offset, and the fetches waiting on it. Handlers and
+//! coordinators reach the log only through it; its methods name what Kafka does.
+
+pub mod append_rules;
+pub mod set;
+pub mod waiters;
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::cluster::image::{PartitionImage, PartitionKey};
+use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
+use crate::partition::append_rules::Refusal;
+use crate::partition::waiters::{DataWaiter, Waiters};
+use crate::storage::read::ReadOutcome;
+use crate::storage::recovery::RecoveryReport;
+use crate::storage::{AppendOptions, LogError, PartitionLog};
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
+
+/// Where a produced batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: Offset,
+    /// The broker's timestamp, on LogAppendTime topics.
+    pub log_append_time: Option<TimestampMs>,
+    pub log_start_offset: Offset,
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    /// The first offset whose timestamp is at or after this one.
+    Timestamp(TimestampMs),
+}
+
+impl OffsetSpec {
+    /// From ListOffsets' timestamp field (-2, -1, -3 or a time).
+    pub fn from_wire(timestamp: i64) -> OffsetSpec {
+        match timestamp {
+            -2 => OffsetSpec::Earliest,
+            -1 => OffsetSpec::Latest,
+            -3 => OffsetSpec::MaxTimestamp,
+            ts => OffsetSpec::Timestamp(TimestampMs(ts)),
+        }
+    }
+}
+
+/// Which records a fetch may see (Fetch's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset.
+    ReadCommitted,
+}
+
+pub struct Partition {
+    key: PartitionKey,
+    log: Rc<PartitionLog>,
+    leader_epoch: Cell<LeaderEpoch>,
+    configs: RefCell<Rc<TopicConfigs>>,
+    waiters: Waiters,
+}
+
+impl Partition {
+    /// Opens (recovering) the replica's log in `dir` and starts its background work.
+    pub async fn open(
+        dir: &Path,
+        key: PartitionKey,
+        image: &PartitionImage,
+        configs: Rc<TopicConfigs>,
+    ) -> Result<(Partition, RecoveryReport), LogError> {
+        let (log, report) = PartitionLog::open(dir, configs.log.clone()).await?;
+        let log = Rc::new(log);
+        crate::storage::background::spawn(&log, None);
+        let partition = Partition {
+            key,
+            log,
+            leader_epoch: Cell::new(image.leader_epoch),
+            configs: RefCell::new(configs),
+            waiters: Waiters::default(),
+        };
+        Ok((partition, report))
+    }
+
+    pub fn key(&self) -> &PartitionKey {
+        &self.key
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.log.dir()
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch.get()
+    }
+
+    /// The offset below which records are committed: today the log's durable end
+    /// (a single replica); replication will advance it by the followers.
+    pub fn high_watermark(&self) -> Offset {
+        self.log.high_watermark()
+    }
+
+    /// The offset below which no transaction is open: the high watermark until
+    /// transactions exist.
+    pub fn last_stable_offset(&self) -> Offset {
+        self.high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.log.log_end_offset()
+    }
+
+    /// Takes a new metadata image's view of this partition.
+    pub fn update(
+        &self,
+        image: &PartitionImage,
+        configs: Rc<TopicConfigs>,
+    ) -> Result<(), LogError> {
+        debug_assert!(image.leader_epoch >= self.leader_epoch.get());
+        self.leader_epoch.set(image.leader_epoch);
+        self.log.update_config(configs.log.clone())?;
+        *self.configs.borrow_mut() = configs;
+        Ok(())
+    }
+
+    /// Validates a producer's batch as Kafka's LogValidator does, assigns its
+    /// offsets, epoch and (LogAppendTime) timestamps, appends it, and returns once
+    /// the durability policy acknowledges it.
+    pub async fn append_from_producer(
+        &self,
+        records: &[u8],
+        zstd_allowed: bool,
+        inflate_limit: usize,
+    ) -> Result<Appended, Refusal> {
+        let configs = Rc::clone(&self.configs.borrow());
+        let now = TimestampMs::now();
+        append_rules::check(records, &configs, zstd_allowed, inflate_limit, now).inspect_err(
+            |refusal| tracing::debug!(partition = %self.key, ?refusal, "refused batch"),
+        )?;
+        let log_append_time =
+            (configs.timestamp_type == MessageTimestampType::LogAppendTime).then_some(now);
+        let mut batch = records.to_vec();
+        let info = self
+            .append(&mut batch, log_append_time)
+            .await
+            .map_err(|error| {
+                tracing::warn!(partition = %self.key, %error, "append failed");
+                Refusal::from(error.error_code())
+            })?;
+        Ok(Appended {
+            base_offset: info.base_offset,
+            log_append_time,
+            log_start_offset: info.log_start_offset,
+        })
+    }
+
+    /// Appends a batch the broker built itself (coordinator records).
+    pub async fn append_internal(&self, batch: &mut [u8]) -> Result<Offset, LogError> {
+        self.append(batch, None).await.map(|info| info.base_offset)
+    }
+
+    async fn append(
+        &self,
+        batch: &mut [u8],
+        log_append_time: Option<TimestampMs>,
+    ) -> Result<crate::storage::log::AppendInfo, LogError> {
+        let options = AppendOptions {
+            leader_epoch: self.leader_epoch.get(),
+            log_append_time,
+        };
+        let info = self.log.append(batch, options).await?;
+        debug_assert!(self.log_start_offset() <= self.high_watermark());
+        debug_assert!(self.high_watermark() <= self.log_end_offset());
+        self.waiters.wake_all();
+        Ok(info)
+    }
+
+    /// Whole batches from `offset`, at most `max_bytes` unless `first` (the first
+    /// partition of a response with data gets at least one batch), up to what
+    /// `isolation` may see.
+    pub async fn read(
+        &self,
+        offset: Offset,
+        max_bytes: u64,
+        isolation: Isolation,
+        first: bool,
+    ) -> Result<ReadOutcome, LogError> {
+        let visible = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        };
+        // The log reads up to its own high watermark, which is the visible end at
+        // both levels until replication and transactions move them apart.
+        debug_assert_eq!(visible, self.log.high_watermark());
+        self.log.read(offset, max_bytes, first).await
+    }
+
+    /// Wakes `waiter` at the next append here.
+    pub fn wait_for_data(&self, waiter: &Rc<DataWaiter>) {
+        self.waiters.register(waiter);
+    }
+
+    /// ListOffsets: an offset and its timestamp, `None` when no record matches.
+    pub async fn offset_for(
+        &self,
+        spec: OffsetSpec,
+    ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+        match spec {
+            OffsetSpec::Earliest => Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
+            OffsetSpec::Latest => Ok(Some((self.high_watermark(), TimestampMs::NONE))),
+            OffsetSpec::MaxTimestamp => {
+                Ok(self.log.max_timestamp().map(|(ts, offset)| (offset, ts)))
+            }
+            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await,
+        }
+    }
+
+    /// DeleteRecords: moves the log start offset to `before` (`None`: the high
+    /// watermark); returns the new log start offset.
+    pub async fn delete_records(&self, before: Option<Offset>) -> Result<Offset, LogError> {
+        let target = before.unwrap_or_else(|| self.high_watermark());
+        self.log.delete_records(target).await
+    }
+
+    /// Flushes and closes the log (shutdown, or the topic was deleted).
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.waiters.wake_all();
+        self.log.close().await
+    }
+}

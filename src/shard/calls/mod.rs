@@ -1,0 +1,10 @@
+//! The typed calls shards make of each other, one module per family of
+//! operations: each request type carries all of one API request's work for the
+//! receiving shard and names its own reply type.
+
+pub mod fetch;
+pub mod group;
+pub mod offsets;
+pub mod produce;
+pub mod producer_id;
+pub mod topics;

@@ -1,0 +1,58 @@
+//! Produce on the owning shard: each partition's batch validated and appended
+//! through its [`crate::partition::Partition`], concurrently, answered in order.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::cluster::image::PartitionKey;
+use crate::partition::Appended;
+use crate::partition::append_rules::Refusal;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::Shard;
+use crate::shard::call::ShardCall;
+
+#[derive(Debug)]
+pub struct ProduceItem {
+    pub key: PartitionKey,
+    pub records: Option<Bytes>,
+}
+
+pub type ProduceResult = Result<Appended, Refusal>;
+
+#[derive(Debug)]
+pub struct Produce {
+    /// zstd batches need Produce v7+ (older clients cannot read them back).
+    pub zstd_allowed: bool,
+    pub items: Vec<ProduceItem>,
+}
+
+impl ShardCall for Produce {
+    type Reply = Vec<ProduceResult>;
+
+    async fn run(self, shard: Rc<Shard>) -> Vec<ProduceResult> {
+        let zstd_allowed = self.zstd_allowed;
+        let tasks: Vec<_> = self
+            .items
+            .into_iter()
+            .map(|item| {
+                let shard = Rc::clone(&shard);
+                glommio::spawn_local(async move { produce_one(&shard, item, zstd_allowed).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await);
+        }
+        results
+    }
+}
+
+async fn produce_one(shard: &Shard, item: ProduceItem, zstd_allowed: bool) -> ProduceResult {
+    let partition = shard.partition(&item.key)?;
+    let records = item.records.ok_or(ErrorCode::InvalidRecord)?;
+    let inflate_limit = shard.config().socket_request_max_bytes;
+    partition
+        .append_from_producer(&records, zstd_allowed, inflate_limit)
+        .await
+}

@@ -1,0 +1,212 @@
+//! Topic changes: the controller shard decides them ([`crate::cluster::controller`]),
+//! persists the topic table and has every shard apply the new metadata image
+//! before it answers; each shard then opens the partitions it now owns and closes
+//! and deletes those that are gone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use crate::cluster::controller::{self, Limits, NewTopic, Proposal, TopicChangeResult};
+use crate::cluster::image::{MetadataImage, PartitionKey};
+use crate::cluster::topic_table::TopicTable;
+use crate::partition::Partition;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::call::ShardCall;
+use crate::shard::image_updates::Turn;
+use crate::shard::{CONTROLLER_SHARD, Shard};
+
+#[derive(Debug)]
+pub struct CreateTopics(pub Vec<NewTopic>);
+
+#[derive(Debug)]
+pub struct CreatePartitions {
+    pub topics: Vec<(String, i32)>,
+    pub validate_only: bool,
+}
+
+/// Replaces a topic's config overrides.
+#[derive(Debug)]
+pub struct SetTopicConfigs {
+    pub topic: String,
+    pub configs: BTreeMap<String, String>,
+    pub validate_only: bool,
+}
+
+#[derive(Debug)]
+pub struct DeleteTopics(pub Vec<String>);
+
+/// From the controller to every shard: the new topic table, to build an image of.
+#[derive(Debug)]
+pub struct ApplyTopics(pub TopicTable);
+
+impl ShardCall for CreateTopics {
+    type Reply = Vec<TopicChangeResult>;
+
+    async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let proposal = controller::create_topics(&current_table(&shard), self.0, limits(&shard));
+        publish(&shard, proposal).await
+    }
+}
+
+impl ShardCall for CreatePartitions {
+    type Reply = Vec<TopicChangeResult>;
+
+    async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let proposal = controller::create_partitions(
+            &current_table(&shard),
+            self.topics,
+            self.validate_only,
+            limits(&shard),
+        );
+        publish(&shard, proposal).await
+    }
+}
+
+impl ShardCall for SetTopicConfigs {
+    type Reply = TopicChangeResult;
+
+    async fn run(self, shard: Rc<Shard>) -> TopicChangeResult {
+        let proposal = controller::set_topic_configs(
+            &current_table(&shard),
+            self.topic,
+            self.configs,
+            self.validate_only,
+        );
+        let mut results = publish(&shard, proposal).await;
+        assert_eq!(results.len(), 1, "one topic, one result");
+        results.remove(0)
+    }
+}
+
+impl ShardCall for DeleteTopics {
+    type Reply = Vec<TopicChangeResult>;
+
+    async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let proposal = controller::delete_topics(&current_table(&shard), self.0);
+        publish(&shard, proposal).await
+    }
+}
+
+impl ShardCall for ApplyTopics {
+    type Reply = ();
+
+    async fn run(self, shard: Rc<Shard>) {
+        let image = MetadataImage::build(self.0, shard.config());
+        apply_image(&shard, image).await;
+    }
+}
+
+fn current_table(shard: &Shard) -> TopicTable {
+    assert_eq!(
+        shard.id(),
+        CONTROLLER_SHARD,
+        "topic changes go through the controller shard"
+    );
+    shard.image().table().clone()
+}
+
+fn limits(shard: &Shard) -> Limits {
+    Limits {
+        default_partitions: shard.config().num_partitions,
+        shard_count: shard.all_shards().count(),
+    }
+}
+
+/// Persists and publishes the proposal's table if it changed anything; if that
+/// fails, the changes that had succeeded report a storage error instead.
+async fn publish(shard: &Rc<Shard>, proposal: Proposal) -> Vec<TopicChangeResult> {
+    let Proposal {
+        table,
+        mut results,
+        changed,
+    } = proposal;
+    if !changed {
+        return results;
+    }
+    if let Err(error) = table.save(&shard.config().data_dir) {
+        let message = format!("saving the topic table: {error}");
+        for result in results.iter_mut().filter(|r| r.error == ErrorCode::None) {
+            result.error = ErrorCode::KafkaStorageError;
+            result.message = Some(message.clone());
+        }
+        return results;
+    }
+    for target in shard.all_shards() {
+        shard.call(target, ApplyTopics(table.clone())).await;
+    }
+    results
+}
+
+/// Makes `image` this shard's metadata image, opening and closing partitions;
+/// returns once it (or a newer image) is applied.
+pub async fn apply_image(shard: &Rc<Shard>, image: MetadataImage) {
+    match shard.image_updates.submit(image) {
+        Turn::Wait(generation) => shard.image_updates.applied(generation).await,
+        Turn::Apply => {
+            while let Some((generation, image)) = shard.image_updates.next() {
+                apply_one(shard, Rc::new(image)).await;
+                shard.image_updates.finished(generation);
+            }
+        }
+    }
+}
+
+async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
+    *shard.image.borrow_mut() = Rc::clone(&image);
+    let owned: HashSet<PartitionKey> = image.owned_by(shard.id()).collect();
+    let gone: Vec<PartitionKey> = shard
+        .partitions
+        .keys()
+        .into_iter()
+        .filter(|key| !owned.contains(key))
+        .collect();
+    for key in gone {
+        if let Some(partition) = shard.partitions.remove(&key) {
+            if let Err(error) = partition.close().await {
+                tracing::warn!(partition = %key, %error, "closing a deleted partition");
+            }
+            if let Err(error) = std::fs::remove_dir_all(partition.dir()) {
+                tracing::warn!(dir = %partition.dir().display(), %error, "removing a deleted partition");
+            }
+        }
+    }
+    let mut owned: Vec<PartitionKey> = owned.into_iter().collect();
+    owned.sort();
+    for key in owned {
+        let topic = image
+            .topic(&key.topic)
+            .expect("owned partitions are in the image");
+        let placement = topic
+            .partition(key.partition)
+            .expect("owned partitions are in the image");
+        if let Ok(partition) = shard.partitions.get_or_error(&key) {
+            if let Err(error) = partition.update(placement, Rc::clone(&topic.configs)) {
+                tracing::warn!(partition = %key, %error, "topic config not applied");
+            }
+            continue;
+        }
+        let dir = shard.config().data_dir.join(key.to_string());
+        match Partition::open(&dir, key.clone(), placement, Rc::clone(&topic.configs)).await {
+            Ok((partition, report)) => {
+                if !report.events.is_empty() {
+                    tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
+                }
+                let partition = Rc::new(partition);
+                shard.partitions.insert(Rc::clone(&partition));
+                if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
+                    crate::group::load::load_partition(shard.as_ref(), key.partition, &partition)
+                        .await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    partition = %key,
+                    dir = %dir.display(),
+                    %error,
+                    "cannot open partition; it stays offline and its requests get KAFKA_STORAGE_ERROR"
+                );
+                shard.partitions.set_offline(key, error.to_string());
+            }
+        }
+    }
+}
