@@ -465,6 +465,7 @@ async fn groups_are_listed_described_and_deleted_through_the_admin_apis() {
         ("Stable", "consumer", "range")
     );
     assert_eq!(info.members().len(), 1);
+    assert_eq!(info.members()[0].client_host(), "/127.0.0.1");
     assert_eq!(
         decode_assignment(info.members()[0].assignment().unwrap()),
         BTreeSet::from([0, 1])

@@ -18,7 +18,7 @@ use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::placeholder;
 use crate::shard::Shard;
 use crate::shard::calls::fetch::{Fetch, FetchItem, FetchOffsets, FetchResult};
-use crate::types::{Offset, ShardId};
+use crate::types::{LeaderEpoch, Offset, ShardId};
 
 /// Reads every partition on its owner without waiting.
 async fn read_now(
@@ -160,6 +160,7 @@ pub async fn handle(
                         FetchItem {
                             key,
                             offset: Offset(partition.fetch_offset),
+                            current_leader_epoch: Some(LeaderEpoch(partition.current_leader_epoch)),
                             max_bytes: partition.partition_max_bytes,
                         },
                     );

@@ -14,6 +14,7 @@ use crate::partition::OffsetSpec;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::offsets::ListOffsets;
+use crate::types::LeaderEpoch;
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -35,7 +36,9 @@ pub async fn handle(
                         partition: partition.partition_index,
                     };
                     let spec = OffsetSpec::from_wire(partition.timestamp);
-                    ((topic_index, partition_index), key, spec)
+                    let epoch =
+                        (version >= 4).then_some(LeaderEpoch(partition.current_leader_epoch));
+                    ((topic_index, partition_index), key, (spec, epoch))
                 })
         });
     let results = by_partition(shard, partitions, |items| ListOffsets { items }).await;

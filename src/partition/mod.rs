@@ -14,6 +14,7 @@ use crate::cluster::image::{PartitionImage, PartitionKey};
 use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
 use crate::partition::append_rules::Refusal;
 use crate::partition::waiters::{DataWaiter, Waiters};
+use crate::protocol::error_code::ErrorCode;
 use crate::storage::read::ReadOutcome;
 use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
@@ -98,6 +99,13 @@ impl Partition {
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch.get()
+    }
+
+    /// Checks the leader epoch a client believes current (Fetch and ListOffsets
+    /// v4+ send it; -1 or absent means no check): an older one is fenced, a newer
+    /// one is not known here yet.
+    pub fn check_leader_epoch(&self, believed: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+        check_epoch(self.leader_epoch(), believed)
     }
 
     /// The offset below which records are committed: today the log's durable end
@@ -236,5 +244,41 @@ impl Partition {
     pub async fn close(&self) -> Result<(), LogError> {
         self.waiters.wake_all();
         self.log.close().await
+    }
+}
+
+fn check_epoch(current: LeaderEpoch, believed: Option<LeaderEpoch>) -> Result<(), ErrorCode> {
+    match believed {
+        Some(epoch) if epoch != LeaderEpoch::NONE && epoch < current => {
+            Err(ErrorCode::FencedLeaderEpoch)
+        }
+        Some(epoch) if epoch > current => Err(ErrorCode::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_with_an_old_epoch_are_fenced_and_a_newer_one_is_unknown() {
+        let current = LeaderEpoch(3);
+        assert_eq!(check_epoch(current, None), Ok(()));
+        assert_eq!(check_epoch(current, Some(LeaderEpoch::NONE)), Ok(()));
+        assert_eq!(check_epoch(current, Some(LeaderEpoch(3))), Ok(()));
+        assert_eq!(
+            check_epoch(current, Some(LeaderEpoch(2))),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_epoch(current, Some(LeaderEpoch(4))),
+            Err(ErrorCode::UnknownLeaderEpoch)
+        );
+        assert_eq!(OffsetSpec::from_wire(-2), OffsetSpec::Earliest);
+        assert_eq!(
+            OffsetSpec::from_wire(1_700_000_000_000),
+            OffsetSpec::Timestamp(TimestampMs(1_700_000_000_000))
+        );
     }
 }

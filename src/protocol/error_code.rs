@@ -31,6 +31,8 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     UnknownProducerId = 59,
     FetchSessionIdNotFound = 70,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
     InvalidFetchSessionEpoch = 71,
     OffsetMetadataTooLarge = 12,
     CoordinatorLoadInProgress = 14,

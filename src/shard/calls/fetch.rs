@@ -17,13 +17,15 @@ use crate::shard::Shard;
 use crate::shard::call::ShardCall;
 use crate::storage::LogError;
 use crate::storage::read::{ReadChunk, ReadOutcome};
-use crate::types::Offset;
+use crate::types::{LeaderEpoch, Offset};
 
 #[derive(Debug, Clone)]
 pub struct FetchItem {
     pub key: PartitionKey,
     pub offset: Offset,
     pub max_bytes: i32,
+    /// The leader epoch the client believes current, if it sent one.
+    pub current_leader_epoch: Option<LeaderEpoch>,
 }
 
 /// A partition's offsets as a fetch reports them.
@@ -114,6 +116,14 @@ impl Fetch {
                     continue;
                 }
             };
+            if let Err(error) = partition.check_leader_epoch(item.current_leader_epoch) {
+                results.push(FetchResult {
+                    error,
+                    offsets: Some(FetchOffsets::of(&partition)),
+                    records: Pieces::default(),
+                });
+                continue;
+            }
             partition.wait_for_data(waiter);
             let limit = (item.max_bytes.max(0) as usize).min(budget);
             let first = results.iter().all(|r: &FetchResult| r.records.is_empty());

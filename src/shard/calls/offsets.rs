@@ -7,14 +7,16 @@ use crate::partition::OffsetSpec;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::call::ShardCall;
-use crate::types::{Offset, TimestampMs};
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 /// An offset and its timestamp (`None`: no record matches).
 pub type ListedOffset = Result<Option<(Offset, TimestampMs)>, ErrorCode>;
 
 #[derive(Debug)]
 pub struct ListOffsets {
-    pub items: Vec<(PartitionKey, OffsetSpec)>,
+    /// Each partition, the offset asked for, and the leader epoch the client
+    /// believes current (v4+).
+    pub items: Vec<(PartitionKey, (OffsetSpec, Option<LeaderEpoch>))>,
 }
 
 impl ShardCall for ListOffsets {
@@ -22,9 +24,12 @@ impl ShardCall for ListOffsets {
 
     async fn run(self, shard: Rc<Shard>) -> Vec<ListedOffset> {
         let mut results = Vec::with_capacity(self.items.len());
-        for (key, spec) in self.items {
+        for (key, (spec, epoch)) in self.items {
             let result = match shard.partition(&key) {
-                Ok(partition) => partition.offset_for(spec).await.map_err(|e| e.error_code()),
+                Ok(partition) => match partition.check_leader_epoch(epoch) {
+                    Ok(()) => partition.offset_for(spec).await.map_err(|e| e.error_code()),
+                    Err(error) => Err(error),
+                },
                 Err(error) => Err(error),
             };
             results.push(result);
