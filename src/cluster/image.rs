@@ -55,6 +55,9 @@ impl TopicImage {
 
 #[derive(Debug, Default)]
 pub struct MetadataImage {
+    /// Grows with each publication by the controller (0: the image loaded at
+    /// start-up), so a shard can tell whether it has caught up with a caller.
+    version: u64,
     topics: BTreeMap<String, TopicImage>,
     names_by_id: HashMap<uuid::Uuid, String>,
     /// The persisted form this image was built from: the controller's starting
@@ -63,7 +66,7 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
-    pub fn build(table: TopicTable, broker: &BrokerConfig) -> MetadataImage {
+    pub fn build(version: u64, table: TopicTable, broker: &BrokerConfig) -> MetadataImage {
         let mut topics = BTreeMap::new();
         let mut names_by_id = HashMap::with_capacity(table.topics.len());
         for (name, meta) in &table.topics {
@@ -89,10 +92,15 @@ impl MetadataImage {
             );
         }
         MetadataImage {
+            version,
             topics,
             names_by_id,
             table,
         }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
@@ -156,7 +164,8 @@ mod tests {
         };
         let id = meta.uuid();
         table.topics.insert("t".into(), meta);
-        let image = MetadataImage::build(table, &BrokerConfig::default());
+        let image = MetadataImage::build(7, table, &BrokerConfig::default());
+        assert_eq!(image.version(), 7);
         assert_eq!(image.name_of(id), Some("t"));
         let key = |partition| PartitionKey {
             topic: "t".into(),

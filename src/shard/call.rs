@@ -13,6 +13,12 @@ use crate::shard::Shard;
 pub trait ShardCall: Send + 'static {
     type Reply: Send + 'static;
 
+    /// Whether the receiving shard first catches up with the metadata image the
+    /// caller routed by: the caller may already know a topic or placement the
+    /// receiver is still applying, and would otherwise get an answer for an
+    /// older image (UNKNOWN_TOPIC_OR_PARTITION, COORDINATOR_NOT_AVAILABLE).
+    const WAITS_FOR_CALLERS_IMAGE: bool = true;
+
     /// Does the work on the receiving shard.
     fn run(self, shard: Rc<Shard>) -> impl Future<Output = Self::Reply>;
 }
@@ -22,10 +28,16 @@ pub type ErasedReply = Box<dyn Any + Send>;
 
 /// A boxed [`ShardCall`] crossing the mesh.
 pub trait ErasedCall: Send {
+    fn waits_for_callers_image(&self) -> bool;
+
     fn run_erased(self: Box<Self>, shard: Rc<Shard>) -> Pin<Box<dyn Future<Output = ErasedReply>>>;
 }
 
 impl<C: ShardCall> ErasedCall for C {
+    fn waits_for_callers_image(&self) -> bool {
+        C::WAITS_FOR_CALLERS_IMAGE
+    }
+
     fn run_erased(self: Box<Self>, shard: Rc<Shard>) -> Pin<Box<dyn Future<Output = ErasedReply>>> {
         Box::pin(async move { Box::new((*self).run(shard).await) as ErasedReply })
     }

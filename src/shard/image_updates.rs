@@ -15,6 +15,8 @@ pub struct ImageUpdates {
     newest: RefCell<Option<(u64, MetadataImage)>>,
     requested: Cell<u64>,
     applied: Cell<u64>,
+    /// The metadata version of the newest image applied.
+    applied_version: Cell<u64>,
     running: Cell<bool>,
     done: WakeList,
 }
@@ -49,10 +51,20 @@ impl ImageUpdates {
         next
     }
 
-    pub fn finished(&self, generation: u64) {
+    pub fn finished(&self, generation: u64, version: u64) {
         debug_assert!(generation > self.applied.get());
         self.applied.set(generation);
+        self.applied_version
+            .set(self.applied_version.get().max(version));
         self.done.wake_all();
+    }
+
+    /// Resolves once an image of metadata `version` or newer has been applied.
+    pub async fn version_applied(&self, version: u64) {
+        // Bounded by the number of images applied meanwhile, one wake-up each.
+        while self.applied_version.get() < version {
+            self.done.wait().await;
+        }
     }
 
     /// Resolves once `generation` or a newer image has been applied.
@@ -84,10 +96,11 @@ mod tests {
             updates.submit(MetadataImage::default()),
             Turn::Wait(3)
         ));
-        updates.finished(1);
+        updates.finished(1, 1);
         assert_eq!(updates.next().map(|(g, _)| g), Some(3), "2 is superseded");
-        updates.finished(3);
+        updates.finished(3, 3);
         futures_lite::future::block_on(updates.applied(2));
+        futures_lite::future::block_on(updates.version_applied(3));
         assert!(updates.next().is_none());
         assert!(matches!(
             updates.submit(MetadataImage::default()),

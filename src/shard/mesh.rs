@@ -11,11 +11,16 @@ use crate::shard::{Shard, ShardId};
 
 /// Bound on messages queued between two shards.
 pub const CHANNEL_CAPACITY: usize = 1024;
+/// Longest a call waits for its receiver to apply the caller's metadata image:
+/// an image that opens thousands of partitions takes seconds.
+const IMAGE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub enum Envelope {
     Request {
         id: u64,
         from: ShardId,
+        /// The metadata version of the caller's image when it sent the call.
+        image_version: u64,
         call: Box<dyn ErasedCall>,
     },
     Response {
@@ -37,6 +42,7 @@ impl Shard {
         let envelope = Envelope::Request {
             id,
             from: self.id,
+            image_version: self.image().version(),
             call: Box::new(call),
         };
         if self.senders.send_to(shard.0, envelope).await.is_err() {
@@ -50,6 +56,22 @@ impl Shard {
         typed_reply::<C>(reply)
     }
 
+    /// Waits (bounded) until this shard applied the metadata image `version`.
+    async fn catch_up_with(&self, version: u64) {
+        let caught_up = glommio::timer::timeout(IMAGE_CATCH_UP, async {
+            self.image_updates.version_applied(version).await;
+            Ok(())
+        })
+        .await;
+        if caught_up.is_err() {
+            tracing::warn!(
+                version,
+                have = self.image().version(),
+                "serving a call before catching up with its caller's metadata image"
+            );
+        }
+    }
+
     /// Serves requests from, and delivers responses of, every peer shard.
     pub fn spawn_mesh_receivers(self: &Rc<Self>, mut receivers: Receivers<Envelope>) {
         for (_, stream) in receivers.streams() {
@@ -57,9 +79,17 @@ impl Shard {
             glommio::spawn_local(async move {
                 while let Some(envelope) = stream.recv().await {
                     match envelope {
-                        Envelope::Request { id, from, call } => {
+                        Envelope::Request {
+                            id,
+                            from,
+                            image_version,
+                            call,
+                        } => {
                             let shard = Rc::clone(&shard);
                             glommio::spawn_local(async move {
+                                if call.waits_for_callers_image() {
+                                    shard.catch_up_with(image_version).await;
+                                }
                                 let reply = call.run_erased(Rc::clone(&shard)).await;
                                 let reply = Envelope::Response { id, reply };
                                 if shard.senders.send_to(from.0, reply).await.is_err() {

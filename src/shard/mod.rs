@@ -43,6 +43,9 @@ pub struct Shard {
     groups: crate::group::coordinator::Coordinator,
     /// Metadata images waiting to be applied, one at a time.
     image_updates: ImageUpdates,
+    /// Controller shard only: one topic change at a time, each answered only
+    /// after every shard applied it (Kafka's controller is one event queue).
+    controller_turn: glommio::sync::Semaphore,
     /// Controller shard only, loaded on first use.
     producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
 }
@@ -60,6 +63,7 @@ impl Shard {
             next_request: Cell::new(0),
             groups: crate::group::coordinator::Coordinator::default(),
             image_updates: ImageUpdates::default(),
+            controller_turn: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new(None),
         }
     }

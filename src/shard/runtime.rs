@@ -77,7 +77,7 @@ async fn shard_main(
     let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
-    let image = MetadataImage::build(table, shard.config());
+    let image = MetadataImage::build(0, table, shard.config());
     crate::shard::calls::topics::apply_image(&shard, image).await;
     if let Err(error) = refuse_offline_partitions(&shard) {
         // The other shards see the flag and stop too.

@@ -35,14 +35,19 @@ pub struct SetTopicConfigs {
 #[derive(Debug)]
 pub struct DeleteTopics(pub Vec<String>);
 
-/// From the controller to every shard: the new topic table, to build an image of.
+/// From the controller to every shard: the new topic table, to build the image
+/// of this metadata version from.
 #[derive(Debug)]
-pub struct ApplyTopics(pub TopicTable);
+pub struct ApplyTopics {
+    pub version: u64,
+    pub table: TopicTable,
+}
 
 impl ShardCall for CreateTopics {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let _turn = controller_turn(&shard).await;
         let proposal = controller::create_topics(&current_table(&shard), self.0, limits(&shard));
         publish(&shard, proposal).await
     }
@@ -52,6 +57,7 @@ impl ShardCall for CreatePartitions {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let _turn = controller_turn(&shard).await;
         let proposal = controller::create_partitions(
             &current_table(&shard),
             self.topics,
@@ -66,6 +72,7 @@ impl ShardCall for SetTopicConfigs {
     type Reply = TopicChangeResult;
 
     async fn run(self, shard: Rc<Shard>) -> TopicChangeResult {
+        let _turn = controller_turn(&shard).await;
         let proposal = controller::set_topic_configs(
             &current_table(&shard),
             self.topic,
@@ -82,6 +89,7 @@ impl ShardCall for DeleteTopics {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
+        let _turn = controller_turn(&shard).await;
         let proposal = controller::delete_topics(&current_table(&shard), self.0);
         publish(&shard, proposal).await
     }
@@ -89,11 +97,32 @@ impl ShardCall for DeleteTopics {
 
 impl ShardCall for ApplyTopics {
     type Reply = ();
+    /// It is what the others wait for.
+    const WAITS_FOR_CALLERS_IMAGE: bool = false;
 
     async fn run(self, shard: Rc<Shard>) {
-        let image = MetadataImage::build(self.0, shard.config());
+        let image = MetadataImage::build(self.version, self.table, shard.config());
         apply_image(&shard, image).await;
     }
+}
+
+/// Waits for the controller's turn: a change is decided on the table every shard
+/// already applied, and is answered (even as TOPIC_ALREADY_EXISTS or a no-op)
+/// only once every shard applied the changes before it. Without it, a second
+/// request saw the topic in the controller's table while other shards still had
+/// the old image, and answered a caller whose own shard did not know the topic
+/// yet (COORDINATOR_NOT_AVAILABLE to a consumer's first OffsetFetch).
+async fn controller_turn(shard: &Shard) -> glommio::sync::Permit<'_> {
+    assert_eq!(
+        shard.id(),
+        CONTROLLER_SHARD,
+        "topic changes go through the controller shard"
+    );
+    shard
+        .controller_turn
+        .acquire_permit(1)
+        .await
+        .expect("the controller's semaphore is never closed")
 }
 
 fn current_table(shard: &Shard) -> TopicTable {
@@ -131,8 +160,13 @@ async fn publish(shard: &Rc<Shard>, proposal: Proposal) -> Vec<TopicChangeResult
         }
         return results;
     }
+    let version = shard.image().version() + 1;
     for target in shard.all_shards() {
-        shard.call(target, ApplyTopics(table.clone())).await;
+        let call = ApplyTopics {
+            version,
+            table: table.clone(),
+        };
+        shard.call(target, call).await;
     }
     results
 }
@@ -144,8 +178,9 @@ pub async fn apply_image(shard: &Rc<Shard>, image: MetadataImage) {
         Turn::Wait(generation) => shard.image_updates.applied(generation).await,
         Turn::Apply => {
             while let Some((generation, image)) = shard.image_updates.next() {
+                let version = image.version();
                 apply_one(shard, Rc::new(image)).await;
-                shard.image_updates.finished(generation);
+                shard.image_updates.finished(generation, version);
             }
         }
     }
