@@ -56,7 +56,6 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
-    tracing::info!(listen = %config.listen, shards = count, data_dir = %config.data_dir.display(), "sluice is serving");
     let mut failure = None;
     for handle in handles {
         match handle.join() {
@@ -104,6 +103,9 @@ async fn shard_main(
         glommio::timer::sleep(STARTUP_POLL).await;
     }
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
+    if shard.id == 0 {
+        tracing::info!(%listen, shards, data_dir = %shard.config.data_dir.display(), "sluice is serving");
+    }
     // Accepting runs in its own task: an accept is never raced against a timer,
     // because a timed-out accept can drop a connection the kernel already made.
     let acceptor = {
