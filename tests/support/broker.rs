@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a listener may go on accepting after its broker exited. The kernel
+/// tears down a process's io_uring, and with it the files that its requests still
+/// hold, after the process has been reaped: a restart right after SIGTERM has
+/// found the old listener accepting, under heavy disk I/O from other processes.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Broker {
     port: u16,
@@ -163,6 +168,11 @@ impl Broker {
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the broker is already running");
+        let addr = self.addr();
+        assert!(
+            released(addr),
+            "a listener on {addr} (a previous start's) still accepts {RELEASE_TIMEOUT:?} after it exited"
+        );
         self.starts += 1;
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
@@ -202,12 +212,14 @@ pub struct UserBroker {
 
 impl UserBroker {
     /// Spawns the broker, its stderr appended to `stderr_path`, and waits until it
-    /// answers ApiVersions on `addr`. Panics first if something already listens on
-    /// `addr`: its answers would be taken for this broker's.
+    /// answers ApiVersions on `addr`. Panics first if something listens on `addr`
+    /// and goes on doing so for [`RELEASE_TIMEOUT`]: its answers would be taken for
+    /// this broker's.
     pub fn start(cwd: &Path, args: &[String], addr: SocketAddr, stderr_path: &Path) -> UserBroker {
         assert!(
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
-            "something already listens on {addr}: stop it, this test needs that address"
+            released(addr),
+            "something listens on {addr} (still, {RELEASE_TIMEOUT:?} later): stop it, this test \
+             needs that address"
         );
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command.args(args).current_dir(cwd);
@@ -238,6 +250,18 @@ impl Drop for UserBroker {
             eprintln!("{}", stderr_report(&self.stderr_path));
         }
     }
+}
+
+/// Whether `addr` stops accepting connections within [`RELEASE_TIMEOUT`].
+fn released(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 fn start_marker(start: u32) -> String {
