@@ -321,3 +321,51 @@ async fn a_second_broker_on_the_same_port_or_data_dir_refuses_to_start() {
         .expect("the first broker still serves");
     assert_eq!(metadata.brokers().len(), 1);
 }
+
+/// A broker accepts connections only once every shard has opened its partitions.
+/// One shard rebuilds a large partition's offset index at start-up while the other
+/// has nothing to open: a request that reaches the broker as soon as it answers
+/// ApiVersions must find the partition (issue 9's restart, where kcat was told
+/// UNKNOWN_TOPIC_OR_PARTITION).
+#[tokio::test]
+async fn a_restarted_broker_answers_for_every_partition_as_soon_as_it_accepts() {
+    let mut broker = Broker::start_with_args(&["--shards", "2"]);
+    let topic = "basics-slow-to-open";
+    kafka::create_topic(&broker, topic, 1, &[]).await;
+    let records = 500;
+    {
+        let producer = producer(&broker);
+        let payload = vec![b'x'; 100_000];
+        let mut deliveries = Vec::with_capacity(records);
+        for i in 0..records {
+            let record = FutureRecord::<(), _>::to(topic)
+                .payload(&payload)
+                .partition(0);
+            let delivery = producer
+                .send_result(record)
+                .unwrap_or_else(|(err, _)| panic!("enqueue record {i}: {err}"));
+            deliveries.push(delivery);
+        }
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            tokio::time::timeout(OP_TIMEOUT, delivery)
+                .await
+                .unwrap_or_else(|_| panic!("no delivery report for record {i}"))
+                .expect("delivery future cancelled")
+                .unwrap_or_else(|(err, _)| panic!("record {i} not delivered: {err}"));
+        }
+    }
+    broker.stop_gracefully();
+    let index = broker
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.index");
+    std::fs::remove_file(&index)
+        .unwrap_or_else(|error| panic!("remove {}: {error}", index.display()));
+
+    broker.start_again();
+    let watermarks = consumer(&broker).fetch_watermarks(topic, 0, OP_TIMEOUT);
+    assert_eq!(
+        watermarks.expect("ListOffsets for the partition right after the restart"),
+        (0, records as i64)
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -22,6 +22,8 @@ use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+/// How often a recovered shard looks whether its peers have recovered too.
+const STARTUP_POLL: Duration = Duration::from_millis(5);
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -36,6 +38,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     let count = config.shard_count();
     let shutdown = Arc::new(AtomicBool::new(false));
     watch_signals(Arc::clone(&shutdown))?;
+    let recovered = Arc::new(AtomicUsize::new(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mesh = MeshBuilder::<Envelope, _>::full(count, CHANNEL_CAPACITY);
     let mut handles = Vec::with_capacity(count);
@@ -44,14 +47,16 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         let table = table.clone();
         let mesh = mesh.clone();
         let shutdown = Arc::clone(&shutdown);
+        let recovered = Arc::clone(&recovered);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cores))
             .name(&format!("shard-{index}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(SEND_THREADS))
-            .spawn(move || async move { shard_main(config, table, mesh, shutdown).await })
+            .spawn(move || async move {
+                shard_main(config, table, mesh, shutdown, recovered, count).await
+            })
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
-    tracing::info!(listen = %config.listen, shards = count, data_dir = %config.data_dir.display(), "sluice is serving");
     let mut failure = None;
     for handle in handles {
         match handle.join() {
@@ -68,6 +73,8 @@ async fn shard_main(
     table: TopicTable,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     shutdown: Arc<AtomicBool>,
+    recovered: Arc<AtomicUsize>,
+    shards: usize,
 ) -> Result<(), String> {
     reactor_heartbeat::spawn();
     let (senders, receivers) = mesh
@@ -85,9 +92,22 @@ async fn shard_main(
         shard.close_partitions().await;
         return Err(error);
     }
-    // Bound only once this shard's partitions are recovered: a client connecting
-    // earlier would be reset.
+    // Bound only once every shard's partitions are recovered: a client connecting
+    // earlier would be reset, or routed to a partition a peer is still opening and
+    // told it does not exist (UNKNOWN_TOPIC_OR_PARTITION).
+    recovered.fetch_add(1, Ordering::AcqRel);
+    while recovered.load(Ordering::Acquire) < shards {
+        if shutdown.load(Ordering::Relaxed) {
+            // A peer refused to start, or a signal came first.
+            shard.close_partitions().await;
+            return Ok(());
+        }
+        glommio::timer::sleep(STARTUP_POLL).await;
+    }
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
+    if shard.id == 0 {
+        tracing::info!(%listen, shards, data_dir = %shard.config.data_dir.display(), "sluice is serving");
+    }
     // Accepting runs in its own task: an accept is never raced against a timer,
     // because a timed-out accept can drop a connection the kernel already made.
     let acceptor = {

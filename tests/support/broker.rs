@@ -8,12 +8,15 @@
 //! broker's stderr. The child is killed when the `Broker` is dropped; if the test
 //! is panicking at that moment (a failed assertion, or a harness panic such as a
 //! broker that did not start), the broker's stderr is printed.
+//!
+//! [`UserBroker`] runs the binary the way a user would: exactly the given
+//! arguments, in a given working directory, on the address those arguments choose.
 #![allow(dead_code)]
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,6 +25,11 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a broker may take to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a listener may go on accepting after its broker exited. The kernel
+/// tears down a process's io_uring, and with it the files that its requests still
+/// hold, after the process has been reaped: a restart right after SIGTERM has
+/// found the old listener accepting, under heavy disk I/O from other processes.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Broker {
     port: u16,
@@ -82,9 +90,7 @@ impl Broker {
 
     /// Everything the broker has written to stderr so far.
     pub fn stderr(&self) -> String {
-        fs::read(self.stderr_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        read_log(&self.stderr_path())
     }
 
     /// The running child's pid.
@@ -102,87 +108,86 @@ impl Broker {
     /// Sends SIGTERM and waits (bounded) for the broker to exit; panics unless it
     /// exits with status 0.
     pub fn stop_gracefully(&mut self) {
-        let mut child = self.child.take().expect("the broker is running");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
-        let status = match wait_timeout(&mut child, STOP_TIMEOUT) {
-            Some(status) => status,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-        };
-        assert!(
-            status.success(),
-            "broker exited with {status} after SIGTERM"
-        );
+        terminate(self.child.take().expect("the broker is running"));
     }
 
     /// Spawns the broker (again) on this port and data directory and waits until
     /// it answers ApiVersions. Panics if it is already running.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the broker is already running");
-        self.starts += 1;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.stderr_path())
-            .expect("open the broker's stderr log");
-        writeln!(log, "==== sluice test harness: start #{} ====", self.starts)
-            .expect("write the broker's stderr log");
-        let listen = self.bootstrap();
-        let data_dir = self.data_dir();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("serve")
-            .arg("--listen")
-            .arg(&listen)
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&self.extra_args)
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn the sluice binary");
-        self.child = Some(child);
-        self.wait_until_serving();
+        self.spawn();
+        let addr = self.addr();
+        wait_until_serving(&mut self.child, addr);
     }
 
-    fn wait_until_serving(&mut self) {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+    /// Like [`Broker::start_again`], with `extra_args` replacing the ones given so
+    /// far, for this start and every later one.
+    pub fn start_again_with_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        self.start_again();
+    }
+
+    /// Spawns the broker (again) and waits (bounded) for it to exit, as a broker
+    /// that refuses to start does; returns its exit status. Panics (after killing
+    /// it) if it answers ApiVersions instead, or neither serves nor exits in time.
+    pub fn start_again_expecting_exit(&mut self) -> ExitStatus {
+        self.spawn();
+        let addr = self.addr();
+        let mut child = self.child.take().expect("just spawned");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                self.child = None;
-                panic!("broker exited with {status} before answering ApiVersions on {addr}");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
             }
-            if answers_api_versions(addr) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!("broker did not answer ApiVersions on {addr} within {START_TIMEOUT:?}");
+            let serving = answers_api_versions(addr);
+            if serving || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                assert!(
+                    !serving,
+                    "broker answered ApiVersions on {addr}; expected it to refuse to start"
+                );
+                panic!("broker neither served nor exited within {START_TIMEOUT:?}");
             }
             thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
+    /// What the broker wrote to stderr since it was last started.
+    pub fn stderr_of_last_start(&self) -> String {
+        let all = self.stderr();
+        let marker = start_marker(self.starts);
+        match all.rfind(&marker) {
+            Some(at) => all[at + marker.len()..].to_string(),
+            None => all,
         }
     }
 
-    fn stderr_report(&self) -> String {
-        format!(
-            "---- broker stderr ----\n{}---- end of broker stderr ----",
-            self.stderr()
-        )
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let addr = self.addr();
+        assert!(
+            released(addr),
+            "a listener on {addr} (a previous start's) still accepts {RELEASE_TIMEOUT:?} after it exited"
+        );
+        self.starts += 1;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.bootstrap())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(&self.extra_args);
+        let child = spawn_logged(command, &self.stderr_path(), &start_marker(self.starts));
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        kill(&mut self.child);
     }
 }
 
@@ -190,9 +195,160 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
         if thread::panicking() {
-            eprintln!("{}", self.stderr_report());
+            eprintln!("{}", stderr_report(&self.stderr_path()));
         }
     }
+}
+
+/// A `sluice` started the way a user starts it: exactly `args` after the binary,
+/// in the working directory `cwd`, serving on `addr`, the address `args` choose
+/// (the default listen address if they name none). Unlike [`Broker`] it gets no
+/// port reservation and no data directory of its own. The child is killed when
+/// this is dropped, and its stderr printed if the test is panicking.
+pub struct UserBroker {
+    stderr_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl UserBroker {
+    /// Spawns the broker, its stderr appended to `stderr_path`, and waits until it
+    /// answers ApiVersions on `addr`. Panics first if something listens on `addr`
+    /// and goes on doing so for [`RELEASE_TIMEOUT`]: its answers would be taken for
+    /// this broker's.
+    pub fn start(cwd: &Path, args: &[String], addr: SocketAddr, stderr_path: &Path) -> UserBroker {
+        assert!(
+            released(addr),
+            "something listens on {addr} (still, {RELEASE_TIMEOUT:?} later): stop it, this test \
+             needs that address"
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args).current_dir(cwd);
+        let marker = format!(
+            "==== sluice test harness: `sluice {}` in {} ====",
+            args.join(" "),
+            cwd.display()
+        );
+        let mut broker = UserBroker {
+            stderr_path: stderr_path.to_path_buf(),
+            child: Some(spawn_logged(command, stderr_path, &marker)),
+        };
+        wait_until_serving(&mut broker.child, addr);
+        broker
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the broker to exit; panics unless it
+    /// exits with status 0.
+    pub fn stop_gracefully(&mut self) {
+        terminate(self.child.take().expect("the broker is running"));
+    }
+}
+
+impl Drop for UserBroker {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        if thread::panicking() {
+            eprintln!("{}", stderr_report(&self.stderr_path));
+        }
+    }
+}
+
+/// Whether `addr` stops accepting connections within [`RELEASE_TIMEOUT`].
+fn released(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+fn start_marker(start: u32) -> String {
+    format!("==== sluice test harness: start #{start} ====")
+}
+
+/// Spawns `command` with RUST_BACKTRACE=1, no stdin or stdout, and stderr
+/// appended to `stderr_path` after a line `marker`.
+fn spawn_logged(mut command: Command, stderr_path: &Path, marker: &str) -> Child {
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr_path)
+        .expect("open the broker's stderr log");
+    writeln!(log, "{marker}").expect("write the broker's stderr log");
+    command
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn the sluice binary")
+}
+
+/// Waits (bounded) until `addr` answers ApiVersions. Panics if the broker in
+/// `child` exits first (leaving `child` empty) or does not answer in time (after
+/// killing it).
+fn wait_until_serving(child: &mut Option<Child>, addr: SocketAddr) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let running = child.as_mut().expect("the broker was spawned");
+        if let Some(status) = running.try_wait().expect("try_wait") {
+            *child = None;
+            panic!("broker exited with {status} before answering ApiVersions on {addr}");
+        }
+        if answers_api_versions(addr) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            kill(child);
+            panic!("broker did not answer ApiVersions on {addr} within {START_TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM to `child` and waits (bounded) for it to exit; panics unless it
+/// exits with status 0.
+fn terminate(mut child: Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill(SIGTERM): {}", std::io::Error::last_os_error());
+    let status = match wait_timeout(&mut child, STOP_TIMEOUT) {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("broker did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+        }
+    };
+    assert!(
+        status.success(),
+        "broker exited with {status} after SIGTERM"
+    );
+}
+
+/// Kills the broker in `child`, if any, with SIGKILL and reaps it.
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The text of a broker's stderr log; empty if there is none yet.
+fn read_log(stderr_path: &Path) -> String {
+    fs::read(stderr_path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+fn stderr_report(stderr_path: &Path) -> String {
+    format!(
+        "---- broker stderr ----\n{}---- end of broker stderr ----",
+        read_log(stderr_path)
+    )
 }
 
 /// Whether a Kafka ApiVersions v0 request to `addr` gets a well-formed answer
@@ -233,7 +389,7 @@ fn answers_api_versions(addr: SocketAddr) -> bool {
 /// The reservation is bound with SO_REUSEPORT but never listens: it takes no
 /// connections, the broker (same user) can still bind the port, and no other
 /// probe (`bind` to port 0) can get it.
-fn reserve_port() -> (u16, std::os::fd::OwnedFd) {
+pub fn reserve_port() -> (u16, std::os::fd::OwnedFd) {
     use std::os::fd::{FromRawFd, OwnedFd};
     let last_error = || std::io::Error::last_os_error();
     // SAFETY: plain socket calls on a descriptor we own, with correctly sized

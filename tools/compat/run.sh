@@ -8,6 +8,8 @@
 #       # starts `sluice serve` on $BOOTSTRAP with a temp data dir, and at the end
 #       # stops it with SIGTERM and checks it exits 0
 #
+# `cargo test` runs it the second way, on a free port (tests/compat.rs).
+#
 # Needs:  apt-get install -y kcat
 #         python3 -m pip install 'kafka-python>=3,<4'
 # Exits non-zero if any check fails. Topic names are unique per run.
