@@ -17,7 +17,7 @@ use crate::config::BrokerConfig;
 use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
-use crate::shard::{Shard, reactor_heartbeat};
+use crate::shard::{CONTROLLER_SHARD, Shard, reactor_heartbeat};
 use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
@@ -105,8 +105,8 @@ async fn shard_main(
         glommio::timer::sleep(STARTUP_POLL).await;
     }
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
-    if shard.id == 0 {
-        tracing::info!(%listen, shards, data_dir = %shard.config.data_dir.display(), "sluice is serving");
+    if shard.id() == CONTROLLER_SHARD {
+        tracing::info!(%listen, shards, data_dir = %shard.config().data_dir.display(), "sluice is serving");
     }
     // Accepting runs in its own task: an accept is never raced against a timer,
     // because a timed-out accept can drop a connection the kernel already made.
