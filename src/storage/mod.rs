@@ -21,6 +21,8 @@ pub mod scan;
 pub mod segment;
 pub mod segment_reader;
 pub mod tail_cache;
+#[cfg(test)]
+mod test_support;
 pub mod time_index;
 pub mod wake_list;
 pub mod write_buffer;
