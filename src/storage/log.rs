@@ -27,8 +27,9 @@ use crate::storage::producer_state::{ProducerState, SNAPSHOT_FILE, SequenceCheck
 use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::recovery::{self, RecoveryReport};
 use crate::storage::retention::{SegmentStats, segments_to_delete};
-use crate::storage::scan::{BatchSummary, HeaderScanner, ProducerBatch, SegmentSource};
+use crate::storage::scan::{HeaderScanner, SegmentSource};
 use crate::storage::segment::{Segment, SegmentSettings};
+use crate::storage::summary::{BatchSummary, ProducerBatch};
 use crate::storage::wake_list::{Wait, WakeList};
 use crate::storage::write_buffer::align_up;
 use crate::storage::zero_fill::ZeroFiller;

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod scan;
 pub mod segment;
 pub mod segment_reader;
+pub mod summary;
 pub mod tail_cache;
 #[cfg(test)]
 mod test_support;
