@@ -505,3 +505,31 @@ fn idempotent_retries_get_their_original_offsets_and_survive_restarts() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_thousand_idle_partitions_keep_one_small_step_ahead_of_their_data() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let params = sluice::bench::log::IdleParams {
+            dir: dir.path().to_path_buf(),
+            partitions: 1_000,
+            batch_bytes: 1024,
+            config: LogConfig::default(),
+        };
+        let report = sluice::bench::log::idle_partitions(&params).await.unwrap();
+        println!("{}", report.render());
+        // One data block and at most one minimum zero-fill step ahead of it.
+        let step = sluice::storage::zero_fill::MIN_STEP;
+        assert!(
+            report.allocated_ahead_per_partition() <= step + 4096,
+            "{}",
+            report.render()
+        );
+        assert!(report.apparent_bytes <= 1_000 * (step + 4096));
+        assert_eq!(
+            sluice::storage::zero_fill::FillBudget::shard().in_flight(),
+            0,
+            "every fill synced and gave its budget back"
+        );
+    });
+}

@@ -127,3 +127,142 @@ pub async fn run(params: &LogBenchParams) -> Result<LogBenchReport, crate::stora
         stats,
     })
 }
+
+/// What to run for the per-partition cost measurement.
+#[derive(Debug, Clone)]
+pub struct IdleParams {
+    /// Parent directory; each log gets `p-<n>` under it.
+    pub dir: PathBuf,
+    pub partitions: usize,
+    pub batch_bytes: usize,
+    pub config: LogConfig,
+}
+
+/// The cost of many open logs that each took one batch and then went idle.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleReport {
+    pub partitions: usize,
+    /// Bytes of batches in all logs.
+    pub data_bytes: u64,
+    /// Sum of the `.log` files' lengths (`du --apparent-size`).
+    pub apparent_bytes: u64,
+    /// Sum of the blocks the `.log` files hold (`du`).
+    pub allocated_bytes: u64,
+    /// Resident memory of the process before opening the logs and with all of them
+    /// open, after the appends and any background zero-fill settled.
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// Time to open the logs and append their batches, one log after the other.
+    pub append_elapsed: Duration,
+    /// Time from the last append until the files stopped growing.
+    pub settle_elapsed: Duration,
+}
+
+impl IdleReport {
+    /// Disk bytes allocated past the data, per partition.
+    pub fn allocated_ahead_per_partition(&self) -> u64 {
+        self.allocated_bytes.saturating_sub(self.data_bytes) / self.partitions as u64
+    }
+
+    pub fn rss_per_partition(&self) -> u64 {
+        self.rss_after.saturating_sub(self.rss_before) / self.partitions as u64
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "{} partitions, one batch each, opened and appended in {:.2} s, settled {:.1} s later: \
+             data {} B, .log files {} B apparent, {} B allocated ({} B ahead per partition); \
+             resident memory {} -> {} B ({} B per partition)",
+            self.partitions,
+            self.append_elapsed.as_secs_f64(),
+            self.settle_elapsed.as_secs_f64(),
+            self.data_bytes,
+            self.apparent_bytes,
+            self.allocated_bytes,
+            self.allocated_ahead_per_partition(),
+            self.rss_before,
+            self.rss_after,
+            self.rss_per_partition(),
+        )
+    }
+}
+
+/// Opens `partitions` logs, appends one batch to each, waits until their files stop
+/// growing (the background zero-fill), measures disk and memory, and closes them.
+pub async fn idle_partitions(params: &IdleParams) -> Result<IdleReport, crate::storage::LogError> {
+    let rss_before = resident_bytes()?;
+    let mut logs = Vec::with_capacity(params.partitions);
+    let mut batch = build_filler_batch(params.batch_bytes, 1, 0);
+    let options = AppendOptions {
+        leader_epoch: LeaderEpoch(0),
+        log_append_time: None,
+    };
+    let mut data_bytes = 0;
+    let started = Instant::now();
+    for n in 0..params.partitions {
+        let dir = params.dir.join(format!("p-{n}"));
+        let (log, _) = PartitionLog::open(&dir, params.config.clone()).await?;
+        log.append(&mut batch, options).await?;
+        data_bytes += log.size_bytes();
+        logs.push(log);
+    }
+    let append_elapsed = started.elapsed();
+    let appended = Instant::now();
+    const SETTLE_POLLS: usize = 600;
+    let mut last = None;
+    let mut usage = (0, 0);
+    let mut settle_elapsed = Duration::ZERO;
+    for _ in 0..SETTLE_POLLS {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        usage = log_file_usage(&params.dir, params.partitions)?;
+        if last == Some(usage) {
+            break;
+        }
+        last = Some(usage);
+        settle_elapsed = appended.elapsed();
+    }
+    let rss_after = resident_bytes()?;
+    for log in &logs {
+        log.close().await?;
+    }
+    Ok(IdleReport {
+        partitions: params.partitions,
+        data_bytes,
+        apparent_bytes: usage.0,
+        allocated_bytes: usage.1,
+        rss_before,
+        rss_after,
+        append_elapsed,
+        settle_elapsed,
+    })
+}
+
+/// (apparent, allocated) bytes of the `.log` files of the `p-<n>` directories.
+fn log_file_usage(dir: &std::path::Path, partitions: usize) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut usage = (0, 0);
+    for n in 0..partitions {
+        for entry in std::fs::read_dir(dir.join(format!("p-{n}")))? {
+            let entry = entry?;
+            if entry.path().extension().is_some_and(|ext| ext == "log") {
+                let metadata = entry.metadata()?;
+                usage.0 += metadata.len();
+                usage.1 += metadata.blocks() * 512;
+            }
+        }
+    }
+    Ok(usage)
+}
+
+/// The process's resident set, from `/proc/self/statm`.
+fn resident_bytes() -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| std::io::Error::other("unexpected /proc/self/statm"))?;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(pages * u64::try_from(page_size).unwrap_or(4096))
+}

@@ -26,8 +26,9 @@ pub struct LogConfig {
     /// `retention.bytes`: delete oldest segments past this total; `None` keeps all.
     pub retention_bytes: Option<u64>,
     pub durability: Durability,
-    /// Zero-fill segments ahead of the write position in steps of this many bytes,
-    /// so an fdatasync only flushes data, not an ext4 journal commit. 0 turns it off.
+    /// Zero-fill segments ahead of the write position, so an fdatasync only flushes
+    /// data, not an ext4 journal commit, in steps that grow with the partition's
+    /// write rate up to this many bytes (`storage::zero_fill`). 0 turns it off.
     pub zero_fill_step_bytes: u64,
     /// Recently written bytes kept in memory per partition to serve tail reads.
     pub tail_cache_bytes: usize,

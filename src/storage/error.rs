@@ -11,7 +11,7 @@ pub enum LogError {
     #[error("invalid batch: {0}")]
     Batch(#[from] BatchError),
     #[error("{0}")]
-    Producer(#[from] crate::storage::producer_state::ProducerError),
+    Producer(#[from] ProducerError),
     #[error("offset {requested} is outside the log [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         requested: Offset,
@@ -39,6 +39,32 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             LogError::Config(_) => ErrorCode::InvalidConfig,
+        }
+    }
+}
+
+/// Why a producer's batch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProducerError {
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id}: sequence {got} does not follow {expected_after:?}")]
+    OutOfOrder {
+        producer_id: i64,
+        got: i32,
+        expected_after: Option<i32>,
+    },
+}
+
+impl ProducerError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            ProducerError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            ProducerError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
         }
     }
 }

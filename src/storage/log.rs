@@ -27,8 +27,9 @@ use crate::storage::producer_state::{ProducerState, SNAPSHOT_FILE, SequenceCheck
 use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::recovery::{self, RecoveryReport};
 use crate::storage::retention::{SegmentStats, segments_to_delete};
-use crate::storage::scan::{BatchSummary, HeaderScanner, ProducerBatch, SegmentSource};
+use crate::storage::scan::{HeaderScanner, SegmentSource};
 use crate::storage::segment::{Segment, SegmentSettings};
+use crate::storage::summary::{BatchSummary, ProducerBatch};
 use crate::storage::wake_list::{Wait, WakeList};
 use crate::storage::write_buffer::align_up;
 use crate::storage::zero_fill::ZeroFiller;
@@ -161,7 +162,7 @@ impl SealJob {
     async fn run(self) -> Result<(), LogError> {
         let started = Instant::now();
         if let Some(filler) = &self.filler {
-            filler.wait_idle().await;
+            filler.stop().await;
         }
         self.file.truncate(self.size).await.map_err(io)?;
         tracing::debug!(elapsed = ?started.elapsed(), "seal: truncated");
@@ -615,7 +616,7 @@ impl PartitionLog {
         };
         if let Some((file, filler, write, next_offset)) = taken {
             let data_end = align_up(write.end);
-            filler.wait_clear_of(data_end).await;
+            filler.before_write(data_end).await;
             let written = file
                 .write_rc_at(Rc::clone(&write.buf), write.start)
                 .await
@@ -697,8 +698,15 @@ impl PartitionLog {
         self.write_and_sync(true).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "roll: flushed");
         let new_base = self.log_end_offset();
-        let segment =
-            Segment::create(&self.dir, new_base, &SegmentSettings::of(&self.config())).await?;
+        let step = self
+            .state
+            .borrow()
+            .active()
+            .writer
+            .as_ref()
+            .map_or(0, |writer| writer.zero_filler.pace().step());
+        let settings = SegmentSettings::of(&self.config()).with_fill_step(step);
+        let segment = Segment::create(&self.dir, new_base, &settings).await?;
         tracing::debug!(elapsed = ?started.elapsed(), "roll: created the new segment");
         let job = {
             let mut state = self.state.borrow_mut();
@@ -965,7 +973,7 @@ impl PartitionLog {
             .as_ref()
             .map(|writer| writer.zero_filler.clone());
         if let Some(filler) = filler {
-            filler.wait_idle().await;
+            filler.stop().await;
         }
         let (file, size, index_path, time_path, index_bytes, time_bytes, end, log_start) = {
             let state = self.state.borrow();

@@ -20,7 +20,10 @@ pub mod retention;
 pub mod scan;
 pub mod segment;
 pub mod segment_reader;
+pub mod summary;
 pub mod tail_cache;
+#[cfg(test)]
+mod test_support;
 pub mod time_index;
 pub mod wake_list;
 pub mod write_buffer;

@@ -9,8 +9,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::protocol::error_code::ErrorCode;
-use crate::storage::scan::ProducerBatch;
+use crate::storage::error::ProducerError;
+use crate::storage::summary::ProducerBatch;
 use crate::types::Offset;
 
 pub const SNAPSHOT_FILE: &str = "producer-state.snapshot";
@@ -33,32 +33,6 @@ struct ProducerEntry {
     batches: VecDeque<BatchEntry>,
     /// Appends seen on this partition when the producer last wrote (for eviction).
     last_used: u64,
-}
-
-/// Why a producer's batch is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProducerError {
-    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
-    InvalidEpoch {
-        producer_id: i64,
-        epoch: i16,
-        current: i16,
-    },
-    #[error("producer {producer_id}: sequence {got} does not follow {expected_after:?}")]
-    OutOfOrder {
-        producer_id: i64,
-        got: i32,
-        expected_after: Option<i32>,
-    },
-}
-
-impl ProducerError {
-    pub fn error_code(&self) -> ErrorCode {
-        match self {
-            ProducerError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
-            ProducerError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
-        }
-    }
 }
 
 /// What to do with a producer's batch.
@@ -230,6 +204,7 @@ impl ProducerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::error_code::ErrorCode;
 
     fn batch(epoch: i16, first: i32, last: i32) -> ProducerBatch {
         ProducerBatch {

@@ -11,12 +11,12 @@ use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2, compute_crc}
 use crate::storage::checkpoint::{self, RECOVERY_POINT_FILE};
 use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
-use crate::storage::scan::BatchSummary;
 use crate::storage::segment::{
     INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentIndexes, SegmentSettings, TIME_INDEX_SUFFIX,
     open_segment_file, parse_segment_name, segment_file,
 };
 use crate::storage::segment_reader::SegmentReader;
+use crate::storage::summary::BatchSummary;
 use crate::storage::time_index::TimeIndex;
 use crate::types::Offset;
 

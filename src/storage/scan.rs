@@ -9,68 +9,11 @@ use glommio::io::{DmaFile, ReadResult};
 use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2};
 use crate::storage::error::{LogError, io};
 use crate::storage::segment_reader::SegmentReader;
+use crate::storage::summary::BatchSummary;
 use crate::storage::tail_cache::TailSnapshot;
-use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 /// Bytes read at once while walking headers.
 const WINDOW: usize = 64 << 10;
-
-/// What the read path needs of one batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchSummary {
-    pub position: u64,
-    pub len: u64,
-    pub base_offset: Offset,
-    pub last_offset: Offset,
-    pub max_timestamp: TimestampMs,
-    pub leader_epoch: LeaderEpoch,
-    pub producer: Option<ProducerBatch>,
-}
-
-/// The idempotence fields of a batch written by a producer with an id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProducerBatch {
-    pub producer_id: i64,
-    pub epoch: i16,
-    pub first_sequence: i32,
-    pub last_sequence: i32,
-}
-
-impl ProducerBatch {
-    pub fn of(header: &BatchHeader) -> Option<ProducerBatch> {
-        if !header.has_producer_id() {
-            return None;
-        }
-        let first_sequence = header.base_sequence.get();
-        let count = header.last_offset_delta.get();
-        Some(ProducerBatch {
-            producer_id: header.producer_id.get(),
-            epoch: header.producer_epoch.get(),
-            first_sequence,
-            // Sequences wrap from i32::MAX to 0, as in Kafka's DefaultRecordBatch.
-            last_sequence: ((i64::from(first_sequence) + i64::from(count))
-                % (i64::from(i32::MAX) + 1)) as i32,
-        })
-    }
-}
-
-impl BatchSummary {
-    pub fn of(header: &BatchHeader, position: u64, len: u64) -> BatchSummary {
-        BatchSummary {
-            position,
-            len,
-            base_offset: header.base_offset(),
-            last_offset: header.last_offset(),
-            max_timestamp: header.max_timestamp(),
-            leader_epoch: header.leader_epoch(),
-            producer: ProducerBatch::of(header),
-        }
-    }
-
-    pub fn end(&self) -> u64 {
-        self.position + self.len
-    }
-}
 
 /// Bytes read from disk or copied from the tail cache.
 pub enum Bytes {

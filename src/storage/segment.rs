@@ -13,12 +13,13 @@ use glommio::io::{DmaFile, OpenOptions};
 use crate::record::batch::BatchHeader;
 use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
-use crate::storage::scan::{BatchSummary, SegmentSource};
+use crate::storage::scan::SegmentSource;
 use crate::storage::segment_reader::SegmentReader;
+use crate::storage::summary::BatchSummary;
 use crate::storage::tail_cache::TailCache;
 use crate::storage::time_index::TimeIndex;
 use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_up};
-use crate::storage::zero_fill::ZeroFiller;
+use crate::storage::zero_fill::{FillBudget, FillPace, ZeroFiller};
 use crate::types::{Offset, TimestampMs};
 
 pub const LOG_SUFFIX: &str = "log";
@@ -115,22 +116,36 @@ impl SegmentIndexes {
 }
 
 /// What segments need of the log's config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SegmentSettings {
     pub index_interval: u64,
     pub tail_cache_bytes: usize,
-    pub zero_fill_step: u64,
+    /// How far ahead of its data the active segment zero-fills, to start with.
+    pub zero_fill_pace: FillPace,
     /// Never zero-fill past this (the segment size, block-aligned).
     pub zero_fill_limit: u64,
+    /// The shard's budget of zero bytes in flight.
+    pub zero_fill_budget: Rc<FillBudget>,
 }
 
 impl SegmentSettings {
+    /// Settings for a log that has no pace yet: zero-fill starts at the minimum step.
     pub fn of(config: &crate::storage::config::LogConfig) -> SegmentSettings {
         SegmentSettings {
             index_interval: config.index_interval_bytes,
             tail_cache_bytes: config.tail_cache_bytes,
-            zero_fill_step: config.zero_fill_step_bytes,
+            zero_fill_pace: FillPace::new(0, config.zero_fill_step_bytes),
             zero_fill_limit: align_up(config.segment_bytes),
+            zero_fill_budget: FillBudget::shard(),
+        }
+    }
+
+    /// The same settings, zero-filling in steps of `step` to start with (a rolled
+    /// segment's successor keeps the partition's write rate).
+    pub fn with_fill_step(self, step: u64) -> SegmentSettings {
+        SegmentSettings {
+            zero_fill_pace: FillPace::new(step, self.zero_fill_pace.max()),
+            ..self
         }
     }
 }
@@ -188,8 +203,9 @@ impl Segment {
             zero_filler: ZeroFiller::new(
                 Rc::clone(&self.file),
                 align_up(self.size),
-                settings.zero_fill_step,
+                settings.zero_fill_pace,
                 settings.zero_fill_limit,
+                Rc::clone(&settings.zero_fill_budget),
             ),
             first_append_at: None,
         });
