@@ -48,13 +48,24 @@ fn produce(
     wire.call(ApiKey::Produce, version, &request).0
 }
 
-/// KIP-467: a refused batch names the record to blame (Produce v8+), as
-/// librdkafka's 0011-produce_batch expects for keyless records on a compacted topic.
+/// KIP-467: a refused batch names every record to blame (Produce v8+), as
+/// librdkafka's 0011-produce_batch expects for keyless records on a compacted
+/// topic (it marks those INVALID_RECORD and the rest _INVALID_DIFFERENT_RECORD).
 #[tokio::test]
-async fn produce_v8_names_the_keyless_record_of_a_compacted_topic() {
+async fn produce_v8_names_every_keyless_record_of_a_compacted_topic() {
     let broker = Broker::start();
     create_topic(&broker, "compacted", 1, &[("cleanup.policy", "compact")]).await;
     let batch = build_batch(&[
+        NewRecord {
+            key: Some(b"k"),
+            value: Some(b"v"),
+            timestamp_ms: 1,
+        },
+        NewRecord {
+            key: None,
+            value: Some(b"v"),
+            timestamp_ms: 1,
+        },
         NewRecord {
             key: Some(b"k"),
             value: Some(b"v"),
@@ -70,8 +81,16 @@ async fn produce_v8_names_the_keyless_record_of_a_compacted_topic() {
     let response = produce(&mut wire, 8, "compacted", 0, batch);
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!(partition.error_code, 87, "INVALID_RECORD");
-    assert_eq!(partition.record_errors.len(), 1);
-    assert_eq!(partition.record_errors[0].batch_index, 1);
+    let blamed: Vec<i32> = partition
+        .record_errors
+        .iter()
+        .map(|e| e.batch_index)
+        .collect();
+    assert_eq!(
+        blamed,
+        vec![1, 3],
+        "every keyless record, as Kafka lists them"
+    );
     let message = partition.record_errors[0]
         .batch_index_error_message
         .as_ref()

@@ -112,17 +112,14 @@ fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResp
             .with_log_start_offset(appended.log_start_offset.0),
         Err(refusal) => {
             let record_errors = refusal
-                .record_index
-                .map(|batch_index| {
-                    vec![
-                        BatchIndexAndErrorMessage::default()
-                            .with_batch_index(batch_index)
-                            .with_batch_index_error_message(
-                                refusal.message.clone().map(StrBytes::from_string),
-                            ),
-                    ]
+                .record_errors
+                .into_iter()
+                .map(|(batch_index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(batch_index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(message)))
                 })
-                .unwrap_or_default();
+                .collect();
             response
                 .with_error_code(refusal.error.code())
                 .with_base_offset(-1)

@@ -75,7 +75,10 @@ mod tests {
         });
         let started = Instant::now();
         assert!(ensure_free(addr).is_err());
-        assert!(started.elapsed() < GRACE, "refused without waiting for the grace");
+        assert!(
+            started.elapsed() < GRACE,
+            "refused without waiting for the grace"
+        );
         server.join().unwrap();
         assert!(ensure_free(addr).is_ok(), "the listener is gone");
     }

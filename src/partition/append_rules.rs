@@ -5,18 +5,19 @@
 
 use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
 use crate::protocol::error_code::ErrorCode;
-use crate::record::record_checks::{RecordError, RecordRules, check_records};
+use crate::record::record_checks::{RecordError, RecordFaults, RecordRules, check_records};
 use crate::record::{BatchHeader, Compression, validate_batch};
 use crate::types::TimestampMs;
 
-/// Why a batch was refused: the partition's error code, and for record-level
-/// faults the record and a message (Produce v8+ reports them, KIP-467).
+/// Why a batch was refused: the partition's error code and message, and for
+/// record-level faults each record to blame with why (Produce v8+ reports them,
+/// KIP-467).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub error: ErrorCode,
     pub message: Option<String>,
-    /// The index of the offending record inside the batch, if one is to blame.
-    pub record_index: Option<i32>,
+    /// (index of the record in the batch, why), in record order.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl From<ErrorCode> for Refusal {
@@ -24,17 +25,21 @@ impl From<ErrorCode> for Refusal {
         Refusal {
             error,
             message: None,
-            record_index: None,
+            record_errors: Vec::new(),
         }
     }
 }
 
-impl From<RecordError> for Refusal {
-    fn from(error: RecordError) -> Refusal {
+impl From<RecordFaults> for Refusal {
+    fn from(faults: RecordFaults) -> Refusal {
+        let errors = faults.errors();
         Refusal {
-            error: error.error_code(),
-            message: Some(error.to_string()),
-            record_index: error.record_index(),
+            error: faults.error_code(),
+            message: errors.first().map(RecordError::to_string),
+            record_errors: errors
+                .iter()
+                .filter_map(|e| e.record_index().map(|index| (index, e.to_string())))
+                .collect(),
         }
     }
 }
@@ -60,7 +65,7 @@ pub fn check(
     let batch = validate_batch(records).map_err(|e| Refusal {
         error: e.error_code(),
         message: Some(e.to_string()),
-        record_index: None,
+        record_errors: Vec::new(),
     })?;
     if !zstd_allowed && batch.header().attributes().compression() == Some(Compression::Zstd) {
         return Err(ErrorCode::UnsupportedCompressionType.into());
@@ -134,7 +139,8 @@ mod tests {
         let compacted = configs(&[("cleanup.policy", "compact")]);
         let refusal = check(&batch(None, now.0), &compacted, true, 1 << 20, now).unwrap_err();
         assert_eq!(refusal.error, ErrorCode::InvalidRecord);
-        assert_eq!(refusal.record_index, Some(0));
+        assert_eq!(refusal.record_errors.len(), 1);
+        assert_eq!(refusal.record_errors[0].0, 0);
         assert!(refusal.message.is_some());
         let future = now.0 + 2 * 3_600_000;
         assert_eq!(

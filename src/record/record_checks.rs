@@ -70,8 +70,50 @@ impl RecordError {
     }
 }
 
+/// Most per-record faults reported for one batch; the batch fails either way.
+pub const MAX_RECORD_FAULTS: usize = 1024;
+
+/// Why a batch's records were refused: a fault of the whole batch, or every record
+/// that broke a rule (missing key, timestamp out of bounds), in record order, as
+/// Kafka's LogValidator collects them for Produce's `record_errors` (KIP-467).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFaults(Vec<RecordError>);
+
+impl RecordFaults {
+    fn one(error: RecordError) -> RecordFaults {
+        RecordFaults(vec![error])
+    }
+
+    /// Every fault found, at least one.
+    pub fn errors(&self) -> &[RecordError] {
+        debug_assert!(!self.0.is_empty());
+        &self.0
+    }
+
+    /// The partition's error code: INVALID_TIMESTAMP if any timestamp was out of
+    /// bounds, as Kafka decides, else the first fault's.
+    pub fn error_code(&self) -> ErrorCode {
+        if self
+            .0
+            .iter()
+            .any(|e| matches!(e, RecordError::TimestampOutOfRange { .. }))
+        {
+            return ErrorCode::InvalidTimestamp;
+        }
+        self.0
+            .first()
+            .map_or(ErrorCode::InvalidRecord, RecordError::error_code)
+    }
+}
+
+impl From<RecordError> for RecordFaults {
+    fn from(error: RecordError) -> RecordFaults {
+        RecordFaults::one(error)
+    }
+}
+
 /// Checks `batch` (already frame- and CRC-validated) against `rules`.
-pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), RecordError> {
+pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), RecordFaults> {
     let header = batch.header();
     let attributes = header.attributes();
     let check_timestamps = attributes.timestamp_type() == TimestampType::CreateTime;
@@ -92,11 +134,11 @@ pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), 
     let needs_every_record =
         rules.require_keys || (check_timestamps && rules.min_timestamp.is_some());
     if compressed && !needs_every_record {
-        return in_bounds(header.max_timestamp(), None);
+        return in_bounds(header.max_timestamp(), None).map_err(RecordFaults::one);
     }
     let inflated;
     let records = if compressed {
-        inflated = records_section(batch, rules.inflate_limit)?;
+        inflated = records_section(batch, rules.inflate_limit).map_err(RecordError::from)?;
         &inflated[..]
     } else {
         batch.records()
@@ -104,25 +146,33 @@ pub fn check_records(batch: RecordBatch<'_>, rules: &RecordRules) -> Result<(), 
     let count = header.records_count.get();
     let mut iter = RecordIter::over(header, records);
     let mut index = 0i64;
+    let mut faults = Vec::new();
     for record in iter.by_ref() {
         if record.offset_delta != index {
-            return Err(RecordError::InnerOffset {
+            return Err(RecordFaults::one(RecordError::InnerOffset {
                 index,
                 delta: record.offset_delta,
-            });
+            }));
         }
         // Bounded by the header's record count, an i32.
         let record_index = i32::try_from(index).unwrap_or(i32::MAX);
         if rules.require_keys && !record.has_key {
-            return Err(RecordError::MissingKey {
+            faults.push(RecordError::MissingKey {
                 index: record_index,
             });
+        } else if let Err(fault) = in_bounds(record.timestamp, Some(record_index)) {
+            faults.push(fault);
         }
-        in_bounds(record.timestamp, Some(record_index))?;
+        if faults.len() >= MAX_RECORD_FAULTS {
+            return Err(RecordFaults(faults));
+        }
         index += 1;
     }
     if index != i64::from(count) || !iter.is_exhausted() {
-        return Err(RecordError::Malformed { count });
+        return Err(RecordFaults::one(RecordError::Malformed { count }));
+    }
+    if !faults.is_empty() {
+        return Err(RecordFaults(faults));
     }
     Ok(())
 }
@@ -177,8 +227,34 @@ mod tests {
         out
     }
 
+    /// The first fault, as the checks below expect one.
     fn check(bytes: &[u8], rules: &RecordRules) -> Result<(), RecordError> {
-        check_records(RecordBatch::new_unchecked(bytes), rules)
+        check_records(RecordBatch::new_unchecked(bytes), rules).map_err(|f| f.errors()[0].clone())
+    }
+
+    #[test]
+    fn every_keyless_record_is_reported_and_timestamps_decide_the_code() {
+        let compact = RecordRules {
+            require_keys: true,
+            ..rules()
+        };
+        let keys: Vec<Option<&[u8]>> = (0..10)
+            .map(|i| if i % 3 == 0 { None } else { Some(&b"k"[..]) })
+            .collect();
+        let bytes = batch(&keys, &[1; 10]);
+        let faults = check_records(RecordBatch::new_unchecked(&bytes), &compact).unwrap_err();
+        let indexes: Vec<Option<i32>> = faults.errors().iter().map(|e| e.record_index()).collect();
+        assert_eq!(indexes, vec![Some(0), Some(3), Some(6), Some(9)]);
+        assert_eq!(faults.error_code(), ErrorCode::InvalidRecord);
+        let bounded = RecordRules {
+            require_keys: true,
+            min_timestamp: Some(TimestampMs(5)),
+            ..rules()
+        };
+        let mixed = batch(&[None, Some(b"k")], &[10, 1]);
+        let faults = check_records(RecordBatch::new_unchecked(&mixed), &bounded).unwrap_err();
+        assert_eq!(faults.errors().len(), 2);
+        assert_eq!(faults.error_code(), ErrorCode::InvalidTimestamp);
     }
 
     #[test]
