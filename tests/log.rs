@@ -551,8 +551,11 @@ fn truncate_to_drops_the_tail_across_segments_and_appends_go_on_after_a_reopen()
         assert_eq!(log.segment_bases(), bases[..2]);
         let kept = stored[..end.0 as usize / 5].concat();
         assert_eq!(read_all(&log, Offset(0)).await, kept);
-        let more = fill(&log, 20, 300, 0).await;
-        assert_eq!(log.log_end_offset(), end.plus(100));
+        // Few enough not to roll: a seal would still run in the background when
+        // the log is reopened below, on the same executor.
+        let more = fill(&log, 5, 300, 0).await;
+        assert_eq!(log.segment_bases(), bases[..2]);
+        assert_eq!(log.log_end_offset(), end.plus(25));
         drop(log);
 
         let (log, report) = open(dir.path(), small_config()).await;
@@ -562,7 +565,7 @@ fn truncate_to_drops_the_tail_across_segments_and_appends_go_on_after_a_reopen()
         log.close().await.unwrap();
         let (log, report) = open(dir.path(), small_config()).await;
         assert!(report.events.is_empty(), "{:?}", report.events);
-        assert_eq!(log.log_end_offset(), end.plus(100));
+        assert_eq!(log.log_end_offset(), end.plus(25));
         log.close().await.unwrap();
     });
 }

@@ -399,6 +399,9 @@ mod tests {
             // Appends go on in the reactivated segment, which rolls again when full.
             let more = fill(&log, 2, 0).await;
             assert_eq!(log.segment_bases()[0], bases[0]);
+            // The rolled segment is sealed in the background, on this executor: let
+            // it finish before the log is reopened here.
+            drop(log.lock_all().await.unwrap());
             drop(log);
             let (log, report) = PartitionLog::open(dir.path(), small_config())
                 .await
