@@ -34,7 +34,7 @@ use glommio::sync::{Permit, Semaphore};
 use crate::storage::checkpoint::{
     self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
 };
-use crate::storage::config::LogConfig;
+use crate::storage::config::{Durability, LogConfig};
 use crate::storage::error::{LogError, io};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::recovery::{self, RecoveryReport};
@@ -298,7 +298,7 @@ impl PartitionLog {
             .map(|at: Instant| at.elapsed())
     }
 
-    fn durability(&self) -> crate::storage::config::Durability {
+    fn durability(&self) -> Durability {
         self.config.borrow().durability
     }
 
