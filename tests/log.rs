@@ -533,3 +533,39 @@ fn a_thousand_idle_partitions_keep_one_small_step_ahead_of_their_data() {
         );
     });
 }
+
+#[test]
+fn truncate_to_drops_the_tail_across_segments_and_appends_go_on_after_a_reopen() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), small_config()).await;
+        let stored = fill(&log, 200, 300, 0).await;
+        let bases = log.segment_bases();
+        assert!(bases.len() >= 4, "{bases:?}");
+        // Inside a batch of the second segment: the whole batch goes.
+        let target = bases[1].plus(7);
+        let end = log.truncate_to(target).await.unwrap();
+        assert_eq!(end, bases[1].plus(5));
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.high_watermark(), end);
+        assert_eq!(log.segment_bases(), bases[..2]);
+        let kept = stored[..end.0 as usize / 5].concat();
+        assert_eq!(read_all(&log, Offset(0)).await, kept);
+        // Few enough not to roll: a seal would still run in the background when
+        // the log is reopened below, on the same executor.
+        let more = fill(&log, 5, 300, 0).await;
+        assert_eq!(log.segment_bases(), bases[..2]);
+        assert_eq!(log.log_end_offset(), end.plus(25));
+        drop(log);
+
+        let (log, report) = open(dir.path(), small_config()).await;
+        assert_eq!(report.truncations(), 0, "{:?}", report.events);
+        let all = [kept, more.concat()].concat();
+        assert_eq!(read_all(&log, Offset(0)).await, all);
+        log.close().await.unwrap();
+        let (log, report) = open(dir.path(), small_config()).await;
+        assert!(report.events.is_empty(), "{:?}", report.events);
+        assert_eq!(log.log_end_offset(), end.plus(25));
+        log.close().await.unwrap();
+    });
+}

@@ -61,6 +61,7 @@ pub async fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
 }
 
 pub fn encode_offset(offset: Offset) -> Vec<u8> {
+    assert!(offset.0 >= 0, "checkpointed offsets are never negative");
     format!("{VERSION}\n{}\n", offset.0).into_bytes()
 }
 
@@ -80,6 +81,12 @@ pub fn decode_offset(bytes: &[u8]) -> Result<Offset, String> {
 }
 
 pub fn encode_epochs(entries: &[(LeaderEpoch, Offset)]) -> Vec<u8> {
+    assert!(
+        entries
+            .windows(2)
+            .all(|pair| pair[0].0 < pair[1].0 && pair[0].1 <= pair[1].1),
+        "leader epochs and their start offsets must increase"
+    );
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for (epoch, offset) in entries {
         text.push_str(&format!("{} {}\n", epoch.0, offset.0));

@@ -1,5 +1,11 @@
 //! The per-partition log storage engine: segments on O_DIRECT files, sparse
-//! indexes, group commit, checkpoints, recovery and retention.
+//! indexes, group commit, checkpoints, recovery, retention and truncation.
+//!
+//! Modules depend on each other one way (a test keeps it so): `error`,
+//! `config`, `summary`, the indexes, the write buffer and `checkpoint` at the
+//! bottom; the tail cache, `scan`, `zero_fill` and `segment` above them; then
+//! `recovery`; then `log`, the facade the rest of the broker uses; then
+//! `background`.
 //!
 //! Everything here belongs to exactly one shard: types are `!Send`, shared with
 //! `Rc`, and never hold a `RefCell` borrow across an `.await`.
@@ -7,6 +13,8 @@
 pub mod background;
 pub mod checkpoint;
 pub mod config;
+#[cfg(test)]
+mod dependencies;
 pub mod device;
 pub mod dir_lock;
 pub mod error;
@@ -31,6 +39,6 @@ pub mod zero_fill;
 
 pub use config::{Durability, LogConfig};
 pub use error::LogError;
-pub use log::{AppendInfo, AppendOptions, LogStats, PartitionLog};
+pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog};
 pub use read::{ReadChunk, ReadOutcome};
 pub use recovery::{RecoveryEvent, RecoveryReport};

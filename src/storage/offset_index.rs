@@ -56,7 +56,11 @@ impl OffsetIndex {
     pub fn append(&mut self, offset: Offset, position: u32) {
         let relative = self.relative_offset(offset);
         if let Some(&(last_offset, last_position)) = self.relative.last() {
-            debug_assert!(relative > last_offset && position > last_position);
+            // The file format requires it; a broken one would be rebuilt on open.
+            assert!(
+                relative > last_offset && position > last_position,
+                "offset index entries must increase"
+            );
         }
         self.relative.push((relative, position));
     }

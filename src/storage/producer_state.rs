@@ -141,6 +141,18 @@ impl ProducerState {
         }
     }
 
+    /// Whether any remembered batch holds an offset at or after `offset`: if none
+    /// does, cutting the log at `offset` leaves this state as it is (a producer's
+    /// newest batches are the ones remembered).
+    pub fn remembers_from(&self, offset: Offset) -> bool {
+        self.producers.values().any(|entry| {
+            entry
+                .batches
+                .back()
+                .is_some_and(|b| b.last_offset >= offset)
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }
@@ -266,6 +278,15 @@ mod tests {
             decoded.check(&batch(1, 0, 0)),
             Ok(SequenceCheck::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn remembers_batches_up_to_their_last_offset() {
+        let mut state = ProducerState::default();
+        assert!(!state.remembers_from(Offset(0)));
+        state.record(&batch(0, 0, 4), Offset(100), Offset(104));
+        assert!(state.remembers_from(Offset(104)));
+        assert!(!state.remembers_from(Offset(105)));
     }
 
     #[test]

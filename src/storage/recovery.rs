@@ -129,12 +129,22 @@ pub async fn recover(
             &mut report,
         )
         .await?;
+        if let Some(previous) = segments.last()
+            && segment.base < previous.next_offset
+        {
+            return Err(LogError::Corrupt(format!(
+                "{}: segment {} starts below the end {} of the segment before it",
+                dir.display(),
+                segment.base,
+                previous.next_offset
+            )));
+        }
         segments.push(segment);
         let is_last = position + 1 == bases.len() || matches!(stop, Stop::Invalid(_));
         if index_stale && !is_last {
             let sealed = segments.last_mut().expect("just pushed");
             sealed.indexes.finish();
-            write_indexes(dir, sealed).await?;
+            sealed.index_files().write(dir).await?;
         }
         if let Stop::Invalid(reason) = stop {
             for &later in &bases[position + 1..] {
@@ -165,25 +175,22 @@ pub async fn recover(
             },
         );
     }
-    let tail_start = crate::storage::write_buffer::align_down(last.size);
-    let tail_len = (last.size - tail_start) as usize;
-    let tail = if tail_len == 0 {
-        Vec::new()
-    } else {
-        last.file
-            .read_at(tail_start, tail_len)
-            .await
-            .map_err(io)?
-            .to_vec()
-    };
-    assert_eq!(
-        tail.len(),
-        tail_len,
-        "tail block of the active segment must be readable"
-    );
+    let tail = last.read_tail_block().await?;
     last.activate(&tail, settings);
-    write_indexes(dir, last).await?;
+    last.index_files().write(dir).await?;
     checkpoint::sync_dir(dir).await?;
+    for segment in &segments {
+        assert!(
+            segment.next_offset >= segment.base,
+            "a segment ends before its base"
+        );
+    }
+    for pair in segments.windows(2) {
+        assert!(
+            pair[0].base < pair[1].base && pair[0].next_offset <= pair[1].base,
+            "recovered segments overlap"
+        );
+    }
     report.segments = segments.len();
     Ok(RecoveredLog { segments, report })
 }
@@ -333,21 +340,6 @@ async fn load_indexes(
         Err(error) => return Ok(Err(format!("time index corrupt: {error}"))),
     };
     Ok(Ok((offsets, times)))
-}
-
-/// Writes a segment's indexes atomically.
-pub async fn write_indexes(dir: &Path, segment: &Segment) -> Result<(), LogError> {
-    let index_name = file_name(&segment.index_path());
-    let time_name = file_name(&segment.time_index_path());
-    checkpoint::write_atomically(dir, &index_name, segment.indexes.offsets.encode()).await?;
-    checkpoint::write_atomically(dir, &time_name, segment.indexes.times.encode()).await
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .expect("segment paths have a file name")
-        .to_string_lossy()
-        .into_owned()
 }
 
 pub async fn remove_segment_files(dir: &Path, base: Offset) -> Result<(), LogError> {

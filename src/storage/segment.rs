@@ -11,14 +11,15 @@ use std::time::Instant;
 use glommio::io::{DmaFile, OpenOptions};
 
 use crate::record::batch::BatchHeader;
+use crate::storage::checkpoint;
 use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
-use crate::storage::scan::SegmentSource;
+use crate::storage::scan::{HeaderScanner, SegmentSource};
 use crate::storage::segment_reader::SegmentReader;
 use crate::storage::summary::BatchSummary;
 use crate::storage::tail_cache::TailCache;
 use crate::storage::time_index::TimeIndex;
-use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_up};
+use crate::storage::write_buffer::{PendingWrite, WriteBuffer, align_down, align_up};
 use crate::storage::zero_fill::{FillBudget, FillPace, ZeroFiller};
 use crate::types::{Offset, TimestampMs};
 
@@ -28,7 +29,7 @@ pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's file naming.
 pub fn segment_file(dir: &Path, base: Offset, suffix: &str) -> PathBuf {
-    dir.join(format!("{:020}.{suffix}", base.0))
+    dir.join(file_name(base, suffix))
 }
 
 /// Parses a segment base offset out of a file name like `00000000000000000042.log`.
@@ -112,6 +113,23 @@ impl SegmentIndexes {
         if let Some((ts, offset)) = self.max_timestamp {
             self.times.maybe_append(ts, offset);
         }
+    }
+}
+
+/// A segment's two index files, encoded and detached from the segment so they
+/// can be written while the log goes on.
+pub struct IndexFiles {
+    index_name: String,
+    index: Vec<u8>,
+    time_index_name: String,
+    time_index: Vec<u8>,
+}
+
+impl IndexFiles {
+    /// Replaces both files atomically, one after the other.
+    pub async fn write(self, dir: &Path) -> Result<(), LogError> {
+        checkpoint::write_atomically(dir, &self.index_name, self.index).await?;
+        checkpoint::write_atomically(dir, &self.time_index_name, self.time_index).await
     }
 }
 
@@ -260,13 +278,116 @@ impl Segment {
         writer.buffer.take(&file).map(|write| (write, next_offset))
     }
 
-    pub fn index_path(&self) -> PathBuf {
-        self.path.with_extension(INDEX_SUFFIX)
+    /// The indexes as they are now, to write.
+    pub fn index_files(&self) -> IndexFiles {
+        IndexFiles {
+            index_name: file_name(self.base, INDEX_SUFFIX),
+            index: self.indexes.offsets.encode(),
+            time_index_name: file_name(self.base, TIME_INDEX_SUFFIX),
+            time_index: self.indexes.times.encode(),
+        }
     }
 
-    pub fn time_index_path(&self) -> PathBuf {
-        self.path.with_extension(TIME_INDEX_SUFFIX)
+    /// The bytes from the last block boundary to the end of the data: an
+    /// activated segment rewrites them with its next write.
+    pub async fn read_tail_block(&self) -> Result<Vec<u8>, LogError> {
+        read_tail_block(&self.file, self.size).await
     }
+
+    /// Prepares cutting the segment at `position`, a batch boundary: the file work
+    /// and re-indexing run on detached handles, so the log's state stays readable
+    /// meanwhile; [`Segment::finish_cut`] then installs the result.
+    pub fn prepare_cut(&self, position: u64) -> CutJob {
+        assert!(position <= self.size, "a cut never grows a segment");
+        let mut offsets = self.indexes.offsets.clone();
+        offsets.truncate_to_position(position);
+        let last_entry = offsets.last();
+        let mut times = self.indexes.times.clone();
+        times.truncate_from_offset(last_entry.map_or(self.base, |entry| entry.offset.plus(1)));
+        CutJob {
+            source: SegmentSource {
+                file: Rc::clone(&self.file),
+                reader: Rc::clone(&self.reader),
+                tail: Default::default(),
+            },
+            base: self.base,
+            position,
+            scan_from: last_entry.map_or(0, |entry| u64::from(entry.position)),
+            indexes: SegmentIndexes::from_parts(offsets, times, self.indexes.interval),
+        }
+    }
+
+    /// Installs a finished cut and makes the segment active, with nothing pending.
+    pub fn finish_cut(&mut self, cut: CutSegment, settings: &SegmentSettings) {
+        assert!(
+            cut.next_offset >= self.base && cut.position <= self.size,
+            "a cut stays inside its segment"
+        );
+        self.size = cut.position;
+        self.next_offset = cut.next_offset;
+        self.indexes = cut.indexes;
+        self.activate(&cut.tail, settings);
+    }
+}
+
+/// The work of cutting a segment (see [`Segment::prepare_cut`]).
+pub struct CutJob {
+    source: SegmentSource,
+    base: Offset,
+    position: u64,
+    /// The position of the last index entry kept: batches after it are indexed
+    /// again, as recovery does, so the maximum timestamp is exact.
+    scan_from: u64,
+    indexes: SegmentIndexes,
+}
+
+/// A segment cut on disk, to install with [`Segment::finish_cut`].
+pub struct CutSegment {
+    position: u64,
+    next_offset: Offset,
+    indexes: SegmentIndexes,
+    tail: Vec<u8>,
+}
+
+impl CutJob {
+    /// Truncates and syncs the file, then indexes the batches after the last
+    /// entry kept.
+    pub async fn run(mut self) -> Result<CutSegment, LogError> {
+        let file = &self.source.file;
+        file.truncate(self.position).await.map_err(io)?;
+        file.fdatasync().await.map_err(io)?;
+        let mut scanner = HeaderScanner::new(&self.source, self.scan_from, self.position);
+        let mut next_offset = self.base;
+        while let Some(summary) = scanner.next().await? {
+            self.indexes.on_batch(&summary);
+            next_offset = summary.last_offset.plus(1);
+        }
+        Ok(CutSegment {
+            position: self.position,
+            next_offset,
+            indexes: self.indexes,
+            tail: read_tail_block(file, self.position).await?,
+        })
+    }
+}
+
+async fn read_tail_block(file: &DmaFile, size: u64) -> Result<Vec<u8>, LogError> {
+    let start = align_down(size);
+    let len = (size - start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let tail = file.read_at(start, len).await.map_err(io)?.to_vec();
+    assert_eq!(
+        tail.len(),
+        len,
+        "the tail block of a segment must be readable"
+    );
+    Ok(tail)
+}
+
+fn file_name(base: Offset, suffix: &str) -> String {
+    format!("{:020}.{suffix}", base.0)
 }
 
 #[cfg(test)]

@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use glommio::io::{DmaFile, OpenOptions};
 
+use zerocopy::FromBytes;
+
+use crate::record::batch::{BatchHeader, compute_crc};
+use crate::record::builder::{NewRecord, build_batch};
+use crate::storage::config::LogConfig;
+use crate::storage::log::{AppendOptions, PartitionLog};
+use crate::types::LeaderEpoch;
+
 /// Runs `make()` to completion on a fresh glommio executor. A 1 ms timer keeps the
 /// reactor from sleeping through a completion it was not woken for (glommio 0.9;
 /// see `shard::reactor_heartbeat`).
@@ -42,4 +50,65 @@ pub async fn new_file(dir: &Path) -> DmaFile {
         .dma_open(dir.join("f"))
         .await
         .expect("file created")
+}
+
+pub const EPOCH0: AppendOptions = AppendOptions {
+    leader_epoch: LeaderEpoch(0),
+    log_append_time: None,
+};
+
+/// Small segments and indexes, so a few hundred batches roll several times.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 << 10,
+        index_interval_bytes: 1024,
+        zero_fill_step_bytes: 64 << 10,
+        tail_cache_bytes: 16 << 10,
+        ..LogConfig::default()
+    }
+}
+
+pub async fn open_log(dir: &Path, config: LogConfig) -> PartitionLog {
+    PartitionLog::open(dir, config).await.expect("log opens").0
+}
+
+/// A batch of `count` records of `value_len` bytes, timestamps from `timestamp_ms`
+/// one millisecond apart.
+pub fn batch(count: usize, value_len: usize, timestamp_ms: i64) -> Vec<u8> {
+    let value = vec![b'v'; value_len];
+    let records: Vec<NewRecord<'_>> = (0..count)
+        .map(|n| NewRecord {
+            key: Some(b"key"),
+            value: Some(&value),
+            timestamp_ms: timestamp_ms + n as i64,
+        })
+        .collect();
+    build_batch(&records)
+}
+
+/// A batch of `count` records from producer 42 (epoch 0) with sequences from
+/// `first_sequence`.
+pub fn producer_batch(first_sequence: i32, count: usize) -> Vec<u8> {
+    let mut bytes = batch(count, 20, 0);
+    let (header, _) = BatchHeader::mut_from_prefix(&mut bytes).expect("a whole header");
+    header.producer_id.set(42);
+    header.producer_epoch.set(0);
+    header.base_sequence.set(first_sequence);
+    let crc = compute_crc(&bytes);
+    let (header, _) = BatchHeader::mut_from_prefix(&mut bytes).expect("a whole header");
+    header.crc.set(crc);
+    bytes
+}
+
+/// The `.log` files in `dir`, by name.
+pub fn log_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir readable")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+            name.ends_with(".log").then_some(name)
+        })
+        .collect();
+    names.sort();
+    names
 }
