@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::BrokerConfig;
 use crate::storage::LogConfig;
 
-/// Topic configs accepted on CreateTopics (Kafka names).
+/// Topic configs that change what the broker does (Kafka names).
 pub const KNOWN: &[&str] = &[
     "cleanup.policy",
     "index.interval.bytes",
@@ -20,6 +20,71 @@ pub const KNOWN: &[&str] = &[
     "segment.bytes",
     "segment.ms",
 ];
+
+/// What a value of a recorded config must look like.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// An integer at least this.
+    Integer(i64),
+    Boolean,
+    /// A number in 0..=1.
+    Ratio,
+    Codec,
+    /// A message format version such as `3.0-IV1` or `0.10.0.0`.
+    Version,
+    /// A list of replicas, free text here.
+    Text,
+}
+
+/// Kafka topic configs Sluice accepts, validates, stores and reports (with
+/// Kafka's defaults) but does not act on yet: clients and tools set them
+/// (librdkafka's admin tests, Connect, stream processors), and refusing them
+/// would fail a topic creation that Kafka accepts. docs/configuration.md lists
+/// them.
+const RECORDED: &[(&str, &str, Kind)] = &[
+    ("compression.type", "producer", Kind::Codec),
+    ("delete.retention.ms", "86400000", Kind::Integer(0)),
+    ("file.delete.delay.ms", "60000", Kind::Integer(0)),
+    ("flush.messages", "9223372036854775807", Kind::Integer(1)),
+    ("flush.ms", "9223372036854775807", Kind::Integer(0)),
+    ("follower.replication.throttled.replicas", "", Kind::Text),
+    ("leader.replication.throttled.replicas", "", Kind::Text),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        Kind::Integer(1),
+    ),
+    ("message.format.version", "3.0-IV1", Kind::Version),
+    ("min.cleanable.dirty.ratio", "0.5", Kind::Ratio),
+    ("min.compaction.lag.ms", "0", Kind::Integer(0)),
+    ("min.insync.replicas", "1", Kind::Integer(1)),
+    ("preallocate", "false", Kind::Boolean),
+    ("segment.index.bytes", "10485760", Kind::Integer(4)),
+    ("segment.jitter.ms", "0", Kind::Integer(0)),
+    ("unclean.leader.election.enable", "false", Kind::Boolean),
+];
+
+fn check_recorded(name: &str, value: &str, kind: Kind) -> Result<(), String> {
+    let valid = match kind {
+        Kind::Integer(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
+        Kind::Boolean => matches!(value, "true" | "false"),
+        Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+        Kind::Codec => matches!(
+            value,
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+        ),
+        Kind::Version => value
+            .split(['.', '-'])
+            .next()
+            .is_some_and(|major| major.parse::<u32>().is_ok()),
+        Kind::Text => true,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("invalid value {value:?} for {name}"))
+    }
+}
 
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let number = |min: i64| {
@@ -56,7 +121,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
         }),
         "segment.ms" | "max.message.bytes" | "index.interval.bytes" => number(1),
-        _ => Err(format!("unknown topic config {name}")),
+        _ => match RECORDED.iter().find(|(known, _, _)| *known == name) {
+            Some(&(_, _, kind)) => check_recorded(name, value, kind),
+            None => Err(format!("unknown topic config {name}")),
+        },
     }
 }
 
@@ -72,8 +140,26 @@ pub enum ConfigSource {
     Default = 5,
 }
 
-/// Every known topic config of `topic` with its effective value and source.
+/// Every topic config of a topic with `overrides`, with its effective value and
+/// source.
 pub fn describe(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<(&'static str, String, ConfigSource)> {
+    let recorded = RECORDED
+        .iter()
+        .map(|&(name, default, _)| match overrides.get(name) {
+            Some(value) => (name, value.clone(), ConfigSource::TopicOverride),
+            None => (name, default.to_string(), ConfigSource::Default),
+        });
+    let mut all = acting(broker, overrides);
+    all.extend(recorded);
+    all.sort_by_key(|(name, _, _)| *name);
+    all
+}
+
+/// The configs of [`KNOWN`], effective values and sources.
+fn acting(
     broker: &BrokerConfig,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<(&'static str, String, ConfigSource)> {
@@ -207,6 +293,21 @@ mod tests {
         for name in KNOWN {
             assert!(validate(name, "junk").is_err(), "{name}");
         }
+        // Recorded without effect yet, but validated as Kafka does.
+        assert!(validate("compression.type", "lz4").is_ok());
+        assert!(validate("compression.type", "brotli").is_err());
+        assert!(validate("delete.retention.ms", "900").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "0.1").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("message.format.version", "0.10.0.0").is_ok());
+        assert!(validate("preallocate", "yes").is_err());
+        assert!(validate("dummy.doesntexist", "1").is_err());
+        let described = describe(&BrokerConfig::default(), &BTreeMap::new());
+        assert_eq!(described.len(), KNOWN.len() + RECORDED.len());
+        assert!(
+            described.windows(2).all(|w| w[0].0 < w[1].0),
+            "sorted by name"
+        );
     }
 
     #[test]

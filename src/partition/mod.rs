@@ -240,6 +240,14 @@ impl Partition {
         self.log.delete_records(target).await
     }
 
+    /// Drops the records at and after `offset`, as a follower does to a log that
+    /// diverged from its leader (Kafka's `truncateTo`); returns the new log end.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, LogError> {
+        let end = self.log.truncate_to(offset).await?;
+        debug_assert!(end <= offset.max(self.log_start_offset()));
+        Ok(end)
+    }
+
     /// Flushes and closes the log (shutdown, or the topic was deleted).
     pub async fn close(&self) -> Result<(), LogError> {
         self.waiters.wake_all();
