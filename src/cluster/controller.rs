@@ -18,6 +18,9 @@ pub struct NewTopic {
     /// -1: the broker's `num.partitions`.
     pub partitions: i32,
     pub replication_factor: i16,
+    /// Manual replica assignment: (partition, broker ids); when given, it sets
+    /// the partition count and replication factor, which must then be -1.
+    pub assignments: Vec<(i32, Vec<i32>)>,
     pub configs: Vec<(String, Option<String>)>,
     pub validate_only: bool,
 }
@@ -51,6 +54,8 @@ impl TopicChangeResult {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub default_partitions: i32,
+    /// This broker: the only one a replica can be assigned to.
+    pub node_id: i32,
     pub shard_count: usize,
 }
 
@@ -96,7 +101,9 @@ fn check_new_topic(
             format!("topic '{}' already exists", topic.name),
         ));
     }
-    let partitions = if topic.partitions == -1 {
+    let partitions = if !topic.assignments.is_empty() {
+        check_assignments(topic, limits)?
+    } else if topic.partitions == -1 {
         limits.default_partitions
     } else {
         topic.partitions
@@ -132,6 +139,38 @@ fn check_new_topic(
         configs,
         leader_epochs: Vec::new(),
     })
+}
+
+/// A manual assignment as Kafka checks it: partitions 0..n each exactly once,
+/// every replica list non-empty and on this broker; returns the partition count.
+fn check_assignments(topic: &NewTopic, limits: Limits) -> Result<i32, (ErrorCode, String)> {
+    if topic.partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "both a replica assignment and a partition count or replication factor".into(),
+        ));
+    }
+    let mut indexes: Vec<i32> = topic.assignments.iter().map(|(p, _)| *p).collect();
+    indexes.sort_unstable();
+    let count = i32::try_from(indexes.len()).unwrap_or(i32::MAX);
+    if !indexes.iter().copied().eq(0..count) {
+        return Err((
+            ErrorCode::InvalidReplicaAssignment,
+            "partitions must be assigned 0..n, each once".into(),
+        ));
+    }
+    for (partition, brokers) in &topic.assignments {
+        if brokers.is_empty() || brokers.iter().any(|&b| b != limits.node_id) || brokers.len() > 1 {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "partition {partition} assigned to {brokers:?}; the only broker is {}",
+                    limits.node_id
+                ),
+            ));
+        }
+    }
+    Ok(count)
 }
 
 /// Grows topics to the given partition counts (never shrinks them).
@@ -240,6 +279,7 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         default_partitions: 3,
+        node_id: 0,
         shard_count: 2,
     };
 
@@ -248,9 +288,42 @@ mod tests {
             name: name.into(),
             partitions,
             replication_factor: -1,
+            assignments: Vec::new(),
             configs: Vec::new(),
             validate_only: false,
         }
+    }
+
+    #[test]
+    fn a_manual_assignment_sets_the_partition_count_on_this_broker_only() {
+        let assigned = |assignments: Vec<(i32, Vec<i32>)>| NewTopic {
+            assignments,
+            ..new_topic("m", -1)
+        };
+        let created = create_topics(
+            &TopicTable::default(),
+            vec![assigned(vec![(1, vec![0]), (0, vec![0])])],
+            LIMITS,
+        );
+        assert_eq!(created.results[0].error, ErrorCode::None);
+        assert_eq!(created.table.topics["m"].shards.len(), 2);
+        for bad in [
+            vec![(0, vec![1])],
+            vec![(0, vec![0]), (2, vec![0])],
+            vec![(0, vec![])],
+        ] {
+            let refused = create_topics(&TopicTable::default(), vec![assigned(bad)], LIMITS);
+            assert_eq!(
+                refused.results[0].error,
+                ErrorCode::InvalidReplicaAssignment
+            );
+        }
+        let both = NewTopic {
+            partitions: 2,
+            ..assigned(vec![(0, vec![0])])
+        };
+        let refused = create_topics(&TopicTable::default(), vec![both], LIMITS);
+        assert_eq!(refused.results[0].error, ErrorCode::InvalidRequest);
     }
 
     #[test]

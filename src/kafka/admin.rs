@@ -27,6 +27,16 @@ pub async fn create_topics(
             name: topic.name.0.to_string(),
             partitions: topic.num_partitions,
             replication_factor: topic.replication_factor,
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
             configs: topic
                 .configs
                 .iter()

@@ -29,6 +29,7 @@ pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCod
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config().offsets_topic_num_partitions,
         replication_factor: -1,
+        assignments: Vec::new(),
         configs: vec![("cleanup.policy".to_string(), Some("compact".to_string()))],
         validate_only: false,
     };

@@ -330,6 +330,7 @@ pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
             name,
             partitions: -1,
             replication_factor: -1,
+            assignments: Vec::new(),
             configs: Vec::new(),
             validate_only: false,
         })

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
     InvalidRequest = 42,
     InvalidTopicException = 17,
     RecordListTooLarge = 18,

@@ -137,6 +137,7 @@ fn current_table(shard: &Shard) -> TopicTable {
 fn limits(shard: &Shard) -> Limits {
     Limits {
         default_partitions: shard.config().num_partitions,
+        node_id: shard.config().node_id,
         shard_count: shard.all_shards().count(),
     }
 }
