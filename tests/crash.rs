@@ -64,12 +64,12 @@ fn crash_child() {
                 glommio::spawn_local(async move {
                     for counter in 0u64.. {
                         let tag = (round << 32) | (counter * APPENDERS + appender);
-                        let mut bytes = batch_for(tag);
+                        let bytes = batch_for(tag);
                         let options = AppendOptions {
                             leader_epoch: epoch_of(tag),
                             log_append_time: None,
                         };
-                        let info = log.append(&mut bytes, options).await.unwrap();
+                        let info = log.append(&bytes, options).await.unwrap();
                         let mut out = std::io::stdout().lock();
                         writeln!(out, "ACK {tag} {}", info.base_offset.0).unwrap();
                         out.flush().unwrap();

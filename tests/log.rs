@@ -6,7 +6,7 @@ mod common;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{EPOCH0, batch, open, run, small_config};
+use common::{EPOCH0, as_stored, batch, open, run, small_config};
 use sluice::record::BatchHeader;
 use sluice::storage::{AppendOptions, Durability, LogConfig, LogError, PartitionLog};
 use sluice::types::{LeaderEpoch, Offset, TimestampMs};
@@ -16,10 +16,10 @@ use zerocopy::FromBytes;
 async fn fill(log: &PartitionLog, count: u64, value_len: usize, first_ts: i64) -> Vec<Vec<u8>> {
     let mut stored = Vec::new();
     for n in 0..count {
-        let mut bytes = batch(n, 5, value_len, first_ts + n as i64 * 10);
-        let info = log.append(&mut bytes, EPOCH0).await.unwrap();
+        let bytes = batch(n, 5, value_len, first_ts + n as i64 * 10);
+        let info = log.append(&bytes, EPOCH0).await.unwrap();
         assert_eq!(info.last_offset.0 - info.base_offset.0, 4);
-        stored.push(bytes);
+        stored.push(as_stored(bytes, info.base_offset, EPOCH0));
     }
     stored
 }
@@ -183,12 +183,12 @@ fn log_append_time_is_stamped_on_the_batch() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), small_config()).await;
-        let mut bytes = batch(0, 3, 10, 5);
+        let bytes = batch(0, 3, 10, 5);
         let options = AppendOptions {
             leader_epoch: LeaderEpoch(2),
             log_append_time: Some(TimestampMs(77_000)),
         };
-        log.append(&mut bytes, options).await.unwrap();
+        log.append(&bytes, options).await.unwrap();
         let read = log
             .read(Offset(0), 1 << 20, true)
             .await
@@ -288,8 +288,8 @@ fn concurrent_appends_share_writes_and_syncs() {
             .map(|n| {
                 let log = Rc::clone(&log);
                 glommio::spawn_local(async move {
-                    let mut bytes = batch(n, 2, 500, 0);
-                    log.append(&mut bytes, EPOCH0).await.unwrap()
+                    let bytes = batch(n, 2, 500, 0);
+                    log.append(&bytes, EPOCH0).await.unwrap()
                 })
             })
             .collect();
@@ -341,15 +341,15 @@ fn close_and_reopen_finds_everything_without_recovery_work() {
         let (log, _) = open(dir.path(), small_config()).await;
         let stored = fill(&log, 150, 300, 0).await;
         let epochs = [(LeaderEpoch(0), Offset(0)), (LeaderEpoch(4), Offset(750))];
-        let mut extra = batch(999, 5, 10, 0);
+        let extra = batch(999, 5, 10, 0);
         let four = AppendOptions {
             leader_epoch: LeaderEpoch(4),
             log_append_time: None,
         };
-        log.append(&mut extra, four).await.unwrap();
+        log.append(&extra, four).await.unwrap();
         let segments = log.segment_bases();
         log.close().await.unwrap();
-        assert!(log.append(&mut batch(0, 1, 1, 0), EPOCH0).await.is_err());
+        assert!(log.append(&batch(0, 1, 1, 0), EPOCH0).await.is_err());
 
         let (log, report) = open(dir.path(), small_config()).await;
         assert!(
@@ -365,7 +365,7 @@ fn close_and_reopen_finds_everything_without_recovery_work() {
         assert_eq!(log.log_end_offset(), Offset(755));
         assert_eq!(log.leader_epochs(), epochs.to_vec());
         let mut all = stored.concat();
-        all.extend_from_slice(&extra);
+        all.extend_from_slice(&as_stored(extra, Offset(750), four));
         assert_eq!(read_all(&log, Offset(0)).await, all);
         fill(&log, 3, 10, 0).await;
         assert_eq!(log.log_end_offset(), Offset(770));
@@ -420,7 +420,7 @@ fn background_tasks_sync_on_the_interval_and_apply_retention() {
         sluice::storage::background::spawn(&log, None);
         fill(&log, 300, 300, 0).await;
         let synced = log.stats().syncs;
-        log.append(&mut batch(1, 1, 10, 0), EPOCH0).await.unwrap();
+        log.append(&batch(1, 1, 10, 0), EPOCH0).await.unwrap();
         glommio::timer::sleep(Duration::from_millis(150)).await;
         assert!(log.stats().syncs > synced, "{:?}", log.stats());
         assert!(
@@ -458,23 +458,20 @@ fn idempotent_retries_get_their_original_offsets_and_survive_restarts() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), small_config()).await;
-        let first = log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap();
-        let second = log.append(&mut producer_batch(3, 2), EPOCH0).await.unwrap();
+        let first = log.append(&producer_batch(0, 3), EPOCH0).await.unwrap();
+        let second = log.append(&producer_batch(3, 2), EPOCH0).await.unwrap();
         assert_eq!(
             (second.base_offset, second.last_offset),
             (Offset(3), Offset(4))
         );
-        let retry = log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap();
+        let retry = log.append(&producer_batch(0, 3), EPOCH0).await.unwrap();
         assert_eq!(retry, first);
         assert_eq!(
             log.log_end_offset(),
             Offset(5),
             "a retry is not written twice"
         );
-        let gap = log
-            .append(&mut producer_batch(9, 1), EPOCH0)
-            .await
-            .unwrap_err();
+        let gap = log.append(&producer_batch(9, 1), EPOCH0).await.unwrap_err();
         assert_eq!(
             gap.error_code(),
             sluice::protocol::error_code::ErrorCode::OutOfOrderSequenceNumber
@@ -484,22 +481,22 @@ fn idempotent_retries_get_their_original_offsets_and_survive_restarts() {
         // Clean restart: from the snapshot.
         let (log, _) = open(dir.path(), small_config()).await;
         assert_eq!(
-            log.append(&mut producer_batch(3, 2), EPOCH0).await.unwrap(),
+            log.append(&producer_batch(3, 2), EPOCH0).await.unwrap(),
             second
         );
-        log.append(&mut producer_batch(5, 1), EPOCH0).await.unwrap();
+        log.append(&producer_batch(5, 1), EPOCH0).await.unwrap();
         drop(log);
 
         // Crash: the snapshot is stale, the batch after it is replayed from the log.
         let (log, _) = open(dir.path(), small_config()).await;
-        let replayed = log.append(&mut producer_batch(5, 1), EPOCH0).await.unwrap();
+        let replayed = log.append(&producer_batch(5, 1), EPOCH0).await.unwrap();
         assert_eq!(replayed.base_offset, Offset(5));
         std::fs::remove_file(dir.path().join("producer-state.snapshot")).unwrap();
         log.close().await.unwrap();
         std::fs::remove_file(dir.path().join("producer-state.snapshot")).unwrap();
         let (log, _) = open(dir.path(), small_config()).await;
         assert_eq!(
-            log.append(&mut producer_batch(0, 3), EPOCH0).await.unwrap(),
+            log.append(&producer_batch(0, 3), EPOCH0).await.unwrap(),
             first
         );
         log.close().await.unwrap();

@@ -7,16 +7,16 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use common::{EPOCH0, batch, open, run, small_config};
+use common::{EPOCH0, as_stored, batch, open, run, small_config};
 use sluice::storage::{PartitionLog, RecoveryEvent};
 use sluice::types::Offset;
 
 async fn fill(log: &PartitionLog, count: u64) -> Vec<Vec<u8>> {
     let mut stored = Vec::new();
     for n in 0..count {
-        let mut bytes = batch(n, 5, 300, 1_000 + n as i64);
-        log.append(&mut bytes, EPOCH0).await.unwrap();
-        stored.push(bytes);
+        let bytes = batch(n, 5, 300, 1_000 + n as i64);
+        let info = log.append(&bytes, EPOCH0).await.unwrap();
+        stored.push(as_stored(bytes, info.base_offset, EPOCH0));
     }
     stored
 }
@@ -126,9 +126,9 @@ fn a_flipped_byte_in_the_tail_batch_is_truncated_after_a_crash() {
         assert!(cut[0].1.contains("CRC32C"), "{}", cut[0].1);
         assert_eq!(log.log_end_offset(), Offset(49 * 5));
         assert_eq!(read_all(&log).await, stored[..49].concat());
-        let mut again = batch(7, 5, 10, 0);
+        let again = batch(7, 5, 10, 0);
         assert_eq!(
-            log.append(&mut again, EPOCH0).await.unwrap().base_offset,
+            log.append(&again, EPOCH0).await.unwrap().base_offset,
             Offset(245)
         );
         log.close().await.unwrap();

@@ -92,16 +92,14 @@ pub async fn run(params: &LogBenchParams) -> Result<LogBenchReport, crate::stora
             glommio::spawn_local(async move {
                 let mut latency =
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-                let mut batch = template.to_vec();
                 let options = AppendOptions {
                     leader_epoch: LeaderEpoch(0),
                     log_append_time: None,
                 };
                 let mut count = 0u64;
                 while Instant::now() < deadline {
-                    batch.copy_from_slice(&template);
                     let sent = Instant::now();
-                    log.append(&mut batch, options).await?;
+                    log.append(&template, options).await?;
                     latency.saturating_record(sent.elapsed().as_micros() as u64);
                     count += 1;
                 }
@@ -192,7 +190,7 @@ impl IdleReport {
 pub async fn idle_partitions(params: &IdleParams) -> Result<IdleReport, crate::storage::LogError> {
     let rss_before = resident_bytes()?;
     let mut logs = Vec::with_capacity(params.partitions);
-    let mut batch = build_filler_batch(params.batch_bytes, 1, 0);
+    let batch = build_filler_batch(params.batch_bytes, 1, 0);
     let options = AppendOptions {
         leader_epoch: LeaderEpoch(0),
         log_append_time: None,
@@ -202,7 +200,7 @@ pub async fn idle_partitions(params: &IdleParams) -> Result<IdleReport, crate::s
     for n in 0..params.partitions {
         let dir = params.dir.join(format!("p-{n}"));
         let (log, _) = PartitionLog::open(&dir, params.config.clone()).await?;
-        log.append(&mut batch, options).await?;
+        log.append(&batch, options).await?;
         data_bytes += log.size_bytes();
         logs.push(log);
     }

@@ -135,8 +135,8 @@ pub async fn append(
             timestamp_ms: now,
         })
         .collect();
-    let mut batch = build_batch(&new_records);
-    match offsets.append_internal(&mut batch).await {
+    let batch = build_batch(&new_records);
+    match offsets.append_internal(&batch).await {
         Ok(_) => Ok(()),
         Err(error) => {
             tracing::warn!(partition, %error, "appending to __consumer_offsets failed");

@@ -141,9 +141,10 @@ impl Partition {
         Ok(())
     }
 
-    /// Validates a producer's batch as Kafka's LogValidator does, assigns its
-    /// offsets, epoch and (LogAppendTime) timestamps, appends it, and returns once
-    /// the durability policy acknowledges it.
+    /// Validates a producer's batch as Kafka's LogValidator does, appends it (one
+    /// copy, from the request into the write buffer, where its offsets, epoch and
+    /// LogAppendTime timestamps are assigned), and returns once the durability
+    /// policy acknowledges it.
     pub async fn append_from_producer(
         &self,
         records: &[u8],
@@ -157,9 +158,8 @@ impl Partition {
         )?;
         let log_append_time =
             (configs.timestamp_type == MessageTimestampType::LogAppendTime).then_some(now);
-        let mut batch = records.to_vec();
         let info = self
-            .append(&mut batch, log_append_time)
+            .append(records, log_append_time)
             .await
             .map_err(|error| {
                 tracing::warn!(partition = %self.key, %error, "append failed");
@@ -173,13 +173,13 @@ impl Partition {
     }
 
     /// Appends a batch the broker built itself (coordinator records).
-    pub async fn append_internal(&self, batch: &mut [u8]) -> Result<Offset, LogError> {
+    pub async fn append_internal(&self, batch: &[u8]) -> Result<Offset, LogError> {
         self.append(batch, None).await.map(|info| info.base_offset)
     }
 
     async fn append(
         &self,
-        batch: &mut [u8],
+        batch: &[u8],
         log_append_time: Option<TimestampMs>,
     ) -> Result<crate::storage::log::AppendInfo, LogError> {
         let options = AppendOptions {

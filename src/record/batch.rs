@@ -167,9 +167,65 @@ impl<'a> RecordBatchMut<'a> {
         self.header_mut().crc.set(crc);
     }
 
+    /// Writes every field the log assigns on append.
+    pub fn assign(&mut self, assigned: &Assigned) {
+        self.assign_offset_and_epoch(assigned.base_offset, assigned.leader_epoch);
+        if let Some(now) = assigned.log_append_time {
+            self.assign_log_append_time(now);
+        }
+    }
+
     pub fn as_batch(&self) -> RecordBatch<'_> {
         RecordBatch::new_unchecked(self.bytes)
     }
+}
+
+/// The fields the log assigns to a batch on append, patched where the batch is
+/// stored (see [`RecordBatchMut::assign`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assigned {
+    pub base_offset: Offset,
+    pub leader_epoch: LeaderEpoch,
+    /// `Some(now)` on LogAppendTime topics: also sets the max timestamp, the
+    /// timestamp type bit and the CRC.
+    pub log_append_time: Option<TimestampMs>,
+}
+
+/// Whether `patched` is `original` with nothing changed but what
+/// [`RecordBatchMut::assign`] writes for `assigned`.
+pub fn only_assigned_fields_differ(original: &[u8], patched: &[u8], assigned: &Assigned) -> bool {
+    use std::mem::offset_of;
+    let (Some(before), Some(after)) = (BatchHeader::parse(original), BatchHeader::parse(patched))
+    else {
+        return false;
+    };
+    let same = |from: usize, to: usize| original.get(from..to) == patched.get(from..to);
+    let batch_length = offset_of!(BatchHeader, batch_length);
+    let epoch = offset_of!(BatchHeader, partition_leader_epoch);
+    let magic = offset_of!(BatchHeader, magic);
+    let crc = offset_of!(BatchHeader, crc);
+    let last_offset_delta = offset_of!(BatchHeader, last_offset_delta);
+    let max_timestamp = offset_of!(BatchHeader, max_timestamp);
+    let producer_id = offset_of!(BatchHeader, producer_id);
+    let untouched = original.len() == patched.len()
+        && same(batch_length, epoch)
+        && same(magic, crc)
+        && same(last_offset_delta, max_timestamp)
+        && same(producer_id, original.len());
+    let assigned_here = after.base_offset() == assigned.base_offset
+        && after.leader_epoch() == assigned.leader_epoch;
+    let timestamps = match assigned.log_append_time {
+        None => same(crc, last_offset_delta) && same(max_timestamp, producer_id),
+        Some(now) => {
+            let stamped = before
+                .attributes()
+                .with_timestamp_type(crate::record::TimestampType::LogAppendTime);
+            after.max_timestamp() == now
+                && after.attributes() == stamped
+                && RecordBatch::new_unchecked(patched).crc_is_valid()
+        }
+    };
+    untouched && assigned_here && timestamps
 }
 
 #[cfg(test)]
@@ -238,6 +294,43 @@ mod tests {
             crate::record::TimestampType::LogAppendTime
         );
         assert!(batch.as_batch().crc_is_valid());
+    }
+
+    #[test]
+    fn assigning_changes_only_the_assigned_fields() {
+        let original = sample();
+        let plain = Assigned {
+            base_offset: Offset(1_000),
+            leader_epoch: LeaderEpoch(7),
+            log_append_time: None,
+        };
+        let mut patched = original.clone();
+        RecordBatchMut::new_unchecked(&mut patched).assign(&plain);
+        assert!(only_assigned_fields_differ(&original, &patched, &plain));
+        assert_eq!(
+            patched[21..],
+            original[21..],
+            "the CRC-covered part is untouched"
+        );
+
+        let stamped = Assigned {
+            log_append_time: Some(TimestampMs(9_999)),
+            ..plain
+        };
+        let mut patched = original.clone();
+        RecordBatchMut::new_unchecked(&mut patched).assign(&stamped);
+        assert!(only_assigned_fields_differ(&original, &patched, &stamped));
+        assert!(RecordBatch::new_unchecked(&patched).crc_is_valid());
+        assert_eq!(patched[BATCH_HEADER_LEN..], original[BATCH_HEADER_LEN..]);
+        assert!(
+            !only_assigned_fields_differ(&original, &patched, &plain),
+            "a LogAppendTime patch is not a plain one"
+        );
+
+        let mut tampered = patched.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(!only_assigned_fields_differ(&original, &tampered, &stamped));
+        assert!(!only_assigned_fields_differ(&original, &original, &plain));
     }
 
     #[test]

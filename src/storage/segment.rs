@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::record::batch::BatchHeader;
+use crate::record::batch::{Assigned, RecordBatchMut, only_assigned_fields_differ};
 use crate::storage::checkpoint;
 use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
@@ -239,16 +239,24 @@ impl Segment {
             .expect("only the active segment is written")
     }
 
-    /// Copies an offset-assigned batch into the write buffer and indexes it.
-    pub fn append(&mut self, batch: &[u8]) -> BatchSummary {
-        let header = BatchHeader::parse(batch).expect("appended batches were validated");
-        debug_assert!(header.base_offset() >= self.next_offset);
+    /// Copies a validated batch into the write buffer, the only copy the log
+    /// makes, assigns its offsets (and epoch, and LogAppendTime) in the buffer, and
+    /// indexes it.
+    pub fn append(&mut self, batch: &[u8], assigned: &Assigned) -> BatchSummary {
+        debug_assert!(assigned.base_offset >= self.next_offset);
         let file = Rc::clone(&self.file);
         let writer = self.writer();
-        let position = writer.buffer.push(&file, batch);
+        let (position, copy) = writer.buffer.push(&file, batch);
+        let mut stored = RecordBatchMut::new_unchecked(copy);
+        stored.assign(assigned);
+        debug_assert!(only_assigned_fields_differ(
+            batch,
+            stored.as_batch().bytes(),
+            assigned
+        ));
+        let summary = BatchSummary::of(stored.header(), position, batch.len() as u64);
         writer.first_append_at.get_or_insert_with(Instant::now);
         debug_assert_eq!(position, self.size);
-        let summary = BatchSummary::of(header, position, batch.len() as u64);
         self.indexes.on_batch(&summary);
         self.size += summary.len;
         self.next_offset = summary.last_offset.plus(1);

@@ -75,8 +75,9 @@ impl WriteBuffer {
         self.len - self.on_disk
     }
 
-    /// Copies `bytes` in at the end; returns the file position they will land at.
-    pub fn push(&mut self, file: &DmaFile, bytes: &[u8]) -> u64 {
+    /// Copies `bytes` in at the end; returns the file position they will land at
+    /// and the copy, which the caller may patch until the buffer is taken.
+    pub fn push(&mut self, file: &DmaFile, bytes: &[u8]) -> (u64, &mut [u8]) {
         let position = self.end();
         let needed = self.len + bytes.len();
         if needed > self.buf.len() {
@@ -85,9 +86,11 @@ impl WriteBuffer {
             grown.as_bytes_mut()[..self.len].copy_from_slice(&self.buf.as_bytes()[..self.len]);
             self.buf = grown;
         }
-        self.buf.as_bytes_mut()[self.len..needed].copy_from_slice(bytes);
+        let at = self.len;
         self.len = needed;
-        position
+        let copy = &mut self.buf.as_bytes_mut()[at..needed];
+        copy.copy_from_slice(bytes);
+        (position, copy)
     }
 
     /// The bytes in `[from, end())`, for reading back what is pending.
@@ -147,8 +150,8 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let file = DmaFile::create(dir.path().join("f")).await.unwrap();
                 let mut buffer = WriteBuffer::new(&file, 0, &[]);
-                assert_eq!(buffer.push(&file, &[1u8; 5000]), 0);
-                assert_eq!(buffer.push(&file, &[2u8; 100]), 5000);
+                assert_eq!(buffer.push(&file, &[1u8; 5000]).0, 0);
+                assert_eq!(buffer.push(&file, &[2u8; 100]).0, 5000);
                 let write = buffer.take(&file).unwrap();
                 assert_eq!((write.start, write.new_from, write.end), (0, 0, 5100));
                 assert_eq!(write.buf.len(), 8192);

@@ -4,9 +4,10 @@
 use std::future::Future;
 use std::path::Path;
 
+use sluice::record::batch::{Assigned, RecordBatchMut};
 use sluice::record::builder::{NewRecord, build_batch};
 use sluice::storage::{AppendOptions, LogConfig, PartitionLog, RecoveryReport};
-use sluice::types::LeaderEpoch;
+use sluice::types::{LeaderEpoch, Offset};
 
 /// Runs `make()` to completion on a fresh glommio executor.
 pub fn run<F, Fut>(make: F) -> Fut::Output
@@ -29,6 +30,16 @@ pub const EPOCH0: AppendOptions = AppendOptions {
     leader_epoch: LeaderEpoch(0),
     log_append_time: None,
 };
+
+/// `bytes` as the log stores them when appended at `base_offset` with `options`.
+pub fn as_stored(mut bytes: Vec<u8>, base_offset: Offset, options: AppendOptions) -> Vec<u8> {
+    RecordBatchMut::new_unchecked(&mut bytes).assign(&Assigned {
+        base_offset,
+        leader_epoch: options.leader_epoch,
+        log_append_time: options.log_append_time,
+    });
+    bytes
+}
 
 /// A batch of `count` records tagged with `tag`, each with its own timestamp.
 pub fn batch(tag: u64, count: usize, value_len: usize, timestamp_ms: i64) -> Vec<u8> {

@@ -1,13 +1,13 @@
 //! Appends and group commit.
 //!
-//! An append assigns its batch's offsets in place and copies it into the active
-//! segment's write buffer, then waits until the durability policy acknowledges
+//! An append copies its batch into the active segment's write buffer (the one copy
+//! of a produced batch) and assigns its offsets in that copy, then waits until the durability policy acknowledges
 //! it. Whoever takes the flush lock writes and syncs everything pending at that
 //! moment, so one write and one fdatasync acknowledge every append waiting on it.
 
 use std::rc::Rc;
 
-use crate::record::batch::{BatchHeader, RecordBatchMut};
+use crate::record::batch::{Assigned, BatchHeader};
 use crate::storage::config::Durability;
 use crate::storage::error::{LogError, io};
 use crate::storage::producer_state::SequenceCheck;
@@ -49,12 +49,13 @@ fn gate(
 }
 
 impl PartitionLog {
-    /// Appends one validated batch: assigns its offsets (and leader epoch, and
-    /// LogAppendTime if asked) in place, and returns once the configured
-    /// durability policy acknowledges it.
+    /// Appends one validated batch: copies it into the write buffer once, assigns
+    /// its offsets (and leader epoch, and LogAppendTime if asked) in that copy, and
+    /// returns once the configured durability policy acknowledges it. `batch`
+    /// itself is left as it was.
     pub async fn append(
         &self,
-        batch: &mut [u8],
+        batch: &[u8],
         options: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
         let header = BatchHeader::parse(batch)
@@ -112,12 +113,13 @@ impl PartitionLog {
         ))
     }
 
-    /// Checks the producer's sequence, then assigns offsets and copies the batch
-    /// into the write buffer. A retried batch is not copied again: its original
-    /// offsets come back. Also returns the truncation count it was buffered at.
+    /// Checks the producer's sequence, then copies the batch into the write buffer
+    /// and assigns its offsets there. A retried batch is not copied again: its
+    /// original offsets come back. Also returns the truncation count it was
+    /// buffered at.
     pub(super) fn buffer_append(
         &self,
-        batch: &mut [u8],
+        batch: &[u8],
         options: AppendOptions,
     ) -> Result<(AppendInfo, u64), LogError> {
         let mut state = self.state.borrow_mut();
@@ -137,16 +139,15 @@ impl PartitionLog {
             return Ok((info, truncations));
         }
         let base_offset = state.log_end();
-        let mut view = RecordBatchMut::new_unchecked(batch);
-        view.assign_offset_and_epoch(base_offset, options.leader_epoch);
-        if let Some(now) = options.log_append_time {
-            view.assign_log_append_time(now);
-        }
-        let last_offset = view.header().last_offset();
         if state.epochs.assign(options.leader_epoch, base_offset) {
             state.epochs_dirty = true;
         }
-        state.active_mut().append(batch);
+        let assigned = Assigned {
+            base_offset,
+            leader_epoch: options.leader_epoch,
+            log_append_time: options.log_append_time,
+        };
+        let last_offset = state.active_mut().append(batch, &assigned).last_offset;
         debug_assert_eq!(state.log_end(), last_offset.plus(1));
         if let Some(producer) = &producer {
             state.producers.record(producer, base_offset, last_offset);
@@ -281,7 +282,9 @@ mod tests {
 
     use super::*;
     use crate::storage::config::LogConfig;
-    use crate::storage::test_support::{EPOCH0, batch, open_log, run, small_config};
+    use crate::storage::test_support::{
+        EPOCH0, batch, open_log, producer_batch, run, small_config,
+    };
 
     #[test]
     fn the_gate_waits_for_a_pause_then_rolls_then_pushes_back() {
@@ -296,6 +299,64 @@ mod tests {
         );
     }
 
+    /// The pending bytes of the active segment's write buffer from `position`.
+    fn buffered_from(log: &PartitionLog, position: u64) -> Vec<u8> {
+        let state = log.state.borrow();
+        let writer = state.active().writer.as_ref().unwrap();
+        writer.buffer.bytes_from(position).to_vec()
+    }
+
+    #[test]
+    fn the_batch_is_copied_once_and_patched_in_the_write_buffer() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), small_config()).await;
+            log.append(&batch(2, 10, 0), EPOCH0).await.unwrap();
+            let position = log.size_bytes();
+            let request = batch(3, 50, 100);
+            let options = AppendOptions {
+                leader_epoch: crate::types::LeaderEpoch(4),
+                log_append_time: Some(crate::types::TimestampMs(77_000)),
+            };
+            let (info, _) = log.buffer_append(&request, options).unwrap();
+            assert_eq!((info.base_offset, info.last_offset), (Offset(2), Offset(4)));
+            assert_eq!(
+                request,
+                batch(3, 50, 100),
+                "the request's bytes are not written"
+            );
+            let stored = buffered_from(&log, position);
+            let assigned = Assigned {
+                base_offset: Offset(2),
+                leader_epoch: options.leader_epoch,
+                log_append_time: options.log_append_time,
+            };
+            assert!(crate::record::batch::only_assigned_fields_differ(
+                &request, &stored, &assigned
+            ));
+            let header = BatchHeader::parse(&stored).unwrap();
+            assert_eq!(header.max_timestamp().0, 77_000);
+            assert!(crate::record::RecordBatch::new_unchecked(&stored).crc_is_valid());
+            log.flush(true).await.unwrap();
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_retried_producer_batch_is_not_copied_again() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), small_config()).await;
+            let first = log.buffer_append(&producer_batch(0, 3), EPOCH0).unwrap().0;
+            let buffered = log.size_bytes();
+            let retry = log.buffer_append(&producer_batch(0, 3), EPOCH0).unwrap().0;
+            assert_eq!(retry, first);
+            assert_eq!(log.size_bytes(), buffered, "nothing more was buffered");
+            log.flush(true).await.unwrap();
+            log.close().await.unwrap();
+        });
+    }
+
     #[test]
     fn concurrent_appends_share_one_write_and_one_sync() {
         run(|| async {
@@ -305,7 +366,7 @@ mod tests {
                 .map(|_| {
                     let log = Rc::clone(&log);
                     glommio::spawn_local(async move {
-                        log.append(&mut batch(2, 100, 0), EPOCH0).await.unwrap()
+                        log.append(&batch(2, 100, 0), EPOCH0).await.unwrap()
                     })
                 })
                 .collect();
@@ -341,7 +402,7 @@ mod tests {
                 .map(|_| {
                     let log = Rc::clone(&log);
                     glommio::spawn_local(async move {
-                        log.append(&mut batch(1, 500, 0), EPOCH0).await.unwrap()
+                        log.append(&batch(1, 500, 0), EPOCH0).await.unwrap()
                     })
                 })
                 .collect();
@@ -370,7 +431,7 @@ mod tests {
                 ..small_config()
             };
             let log = open_log(dir.path(), config).await;
-            log.append(&mut batch(3, 10, 0), EPOCH0).await.unwrap();
+            log.append(&batch(3, 10, 0), EPOCH0).await.unwrap();
             let offsets = log.offsets();
             assert_eq!(
                 (offsets.high_watermark, offsets.written, offsets.durable),
@@ -387,9 +448,9 @@ mod tests {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
-            log.append(&mut batch(1, 10, 0), EPOCH0).await.unwrap();
+            log.append(&batch(1, 10, 0), EPOCH0).await.unwrap();
             log.fail(&LogError::Offline("injected".into()));
-            let refused = log.append(&mut batch(1, 10, 0), EPOCH0).await;
+            let refused = log.append(&batch(1, 10, 0), EPOCH0).await;
             assert!(
                 matches!(refused, Err(LogError::Offline(reason)) if reason.contains("injected"))
             );
@@ -406,9 +467,9 @@ mod tests {
                 leader_epoch: crate::types::LeaderEpoch(n),
                 log_append_time: None,
             };
-            log.append(&mut batch(2, 10, 0), epoch(3)).await.unwrap();
-            log.append(&mut batch(2, 10, 0), epoch(3)).await.unwrap();
-            log.append(&mut batch(2, 10, 0), epoch(5)).await.unwrap();
+            log.append(&batch(2, 10, 0), epoch(3)).await.unwrap();
+            log.append(&batch(2, 10, 0), epoch(3)).await.unwrap();
+            log.append(&batch(2, 10, 0), epoch(5)).await.unwrap();
             let text = std::fs::read_to_string(dir.path().join("leader-epoch-checkpoint")).unwrap();
             assert_eq!(text, "0\n2\n3 0\n5 4\n");
             log.close().await.unwrap();

@@ -289,7 +289,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
             while log.segment_count() < 3 {
-                log.append(&mut batch(5, 300, 0), EPOCH0).await.unwrap();
+                log.append(&batch(5, 300, 0), EPOCH0).await.unwrap();
             }
             let bases = log.segment_bases();
             let start = bases[1].plus(1);
@@ -313,7 +313,7 @@ mod tests {
             };
             let log = open_log(dir.path(), config).await;
             while log.segment_count() < 3 {
-                log.append(&mut batch(5, 300, 0), EPOCH0).await.unwrap();
+                log.append(&batch(5, 300, 0), EPOCH0).await.unwrap();
             }
             let active = *log.segment_bases().last().unwrap();
             assert_eq!(
@@ -334,10 +334,10 @@ mod tests {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
-            log.append(&mut producer_batch(0, 2), EPOCH0).await.unwrap();
+            log.append(&producer_batch(0, 2), EPOCH0).await.unwrap();
             log.close().await.unwrap();
             let log = open_log(dir.path(), small_config()).await;
-            log.append(&mut producer_batch(2, 3), EPOCH0).await.unwrap();
+            log.append(&producer_batch(2, 3), EPOCH0).await.unwrap();
             drop(log);
             // The snapshot covers the first batch; the second is replayed.
             let log = open_log(dir.path(), small_config()).await;

@@ -322,7 +322,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
             for _ in 0..30 {
-                log.append(&mut batch(1, 1000, 0), EPOCH0).await.unwrap();
+                log.append(&batch(1, 1000, 0), EPOCH0).await.unwrap();
             }
             let old = log.read(Offset(0), 1, true).await.unwrap();
             assert!(matches!(
@@ -342,8 +342,8 @@ mod tests {
         run(|| async {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
-            log.append(&mut batch(2, 10, 0), EPOCH0).await.unwrap();
-            log.buffer_append(&mut batch(3, 10, 0), EPOCH0).unwrap();
+            log.append(&batch(2, 10, 0), EPOCH0).await.unwrap();
+            log.buffer_append(&batch(3, 10, 0), EPOCH0).unwrap();
             assert_eq!(log.log_end_offset(), Offset(5));
             let outcome = log.read(Offset(0), 1 << 20, true).await.unwrap();
             assert_eq!(
@@ -373,7 +373,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
             // Offsets 0..=4 with timestamps 100..=104.
-            log.append(&mut batch(5, 10, 100), EPOCH0).await.unwrap();
+            log.append(&batch(5, 10, 100), EPOCH0).await.unwrap();
             let found = log.offset_for_timestamp(TimestampMs(103)).await.unwrap();
             assert_eq!(found, Some((Offset(3), TimestampMs(103))));
             log.delete_records(Offset(2)).await.unwrap();

@@ -216,7 +216,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let log = open_log(dir.path(), small_config()).await;
             while log.segment_count() == 1 {
-                log.append(&mut batch(5, 300, 0), EPOCH0).await.unwrap();
+                log.append(&batch(5, 300, 0), EPOCH0).await.unwrap();
             }
             let bases = log.segment_bases();
             // The seal runs under the seal lock: once both locks are free it is done.
@@ -263,7 +263,7 @@ mod tests {
             let mut last_step = MIN_STEP;
             while log.segment_count() == 1 {
                 last_step = step();
-                log.append(&mut batch(10, 3000, 0), EPOCH0).await.unwrap();
+                log.append(&batch(10, 3000, 0), EPOCH0).await.unwrap();
             }
             assert!(
                 last_step > MIN_STEP,

@@ -262,7 +262,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::record::BatchHeader;
+    use crate::record::{BatchHeader, RecordBatchMut};
     use crate::storage::config::LogConfig;
     use crate::storage::producer_state::SequenceCheck;
     use crate::storage::summary::ProducerBatch;
@@ -310,11 +310,18 @@ mod tests {
     async fn fill(log: &PartitionLog, segments: usize, batches: usize) -> Vec<Vec<u8>> {
         let mut stored = Vec::new();
         while log.segment_count() < segments || stored.len() < batches {
-            let mut bytes = batch(5, 300, 1_000 + stored.len() as i64 * 10);
-            log.append(&mut bytes, EPOCH0).await.unwrap();
-            stored.push(bytes);
+            let bytes = batch(5, 300, 1_000 + stored.len() as i64 * 10);
+            let info = log.append(&bytes, EPOCH0).await.unwrap();
+            stored.push(as_stored(bytes, info.base_offset));
         }
         stored
+    }
+
+    /// `bytes` as the log stores them when appended at `base_offset` in epoch 0.
+    fn as_stored(mut bytes: Vec<u8>, base_offset: Offset) -> Vec<u8> {
+        RecordBatchMut::new_unchecked(&mut bytes)
+            .assign_offset_and_epoch(base_offset, EPOCH0.leader_epoch);
+        bytes
     }
 
     async fn read_all(log: &PartitionLog) -> Vec<u8> {
@@ -355,9 +362,9 @@ mod tests {
                 Offset(25),
                 "nothing at or past the log end to drop"
             );
-            let mut next = batch(2, 10, 0);
+            let next = batch(2, 10, 0);
             assert_eq!(
-                log.append(&mut next, EPOCH0).await.unwrap().base_offset,
+                log.append(&next, EPOCH0).await.unwrap().base_offset,
                 Offset(25)
             );
             log.close().await.unwrap();
@@ -365,6 +372,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(report.events.is_empty(), "{:?}", report.events);
+            let next = as_stored(next, Offset(25));
             assert_eq!(read_all(&log).await, [stored[..5].concat(), next].concat());
             log.close().await.unwrap();
         });
@@ -422,15 +430,9 @@ mod tests {
                 leader_epoch: LeaderEpoch(n),
                 log_append_time: None,
             };
-            log.append(&mut producer_batch(0, 2), epoch(1))
-                .await
-                .unwrap();
-            log.append(&mut producer_batch(2, 3), epoch(1))
-                .await
-                .unwrap();
-            log.append(&mut producer_batch(5, 1), epoch(2))
-                .await
-                .unwrap();
+            log.append(&producer_batch(0, 2), epoch(1)).await.unwrap();
+            log.append(&producer_batch(2, 3), epoch(1)).await.unwrap();
+            log.append(&producer_batch(5, 1), epoch(2)).await.unwrap();
             log.close().await.unwrap();
             let log = open_log(dir.path(), small_config()).await;
             assert!(dir.path().join(SNAPSHOT_FILE).exists());
@@ -449,10 +451,7 @@ mod tests {
                 Ok(SequenceCheck::Append),
                 "a batch cut away is no duplicate"
             );
-            let again = log
-                .append(&mut producer_batch(2, 3), epoch(3))
-                .await
-                .unwrap();
+            let again = log.append(&producer_batch(2, 3), epoch(3)).await.unwrap();
             assert_eq!(again.base_offset, Offset(2));
             assert_eq!(
                 log.leader_epochs(),
@@ -478,9 +477,9 @@ mod tests {
             );
             assert_eq!(log_files(dir.path()), [format!("{:020}.log", bases[1].0)]);
             assert!(log.leader_epochs().is_empty());
-            let mut next = batch(1, 10, 0);
+            let next = batch(1, 10, 0);
             assert_eq!(
-                log.append(&mut next, EPOCH0).await.unwrap().base_offset,
+                log.append(&next, EPOCH0).await.unwrap().base_offset,
                 bases[1]
             );
             drop(log);
@@ -489,7 +488,7 @@ mod tests {
                 .unwrap();
             assert_eq!(report.truncations(), 0, "{:?}", report.events);
             assert_eq!(log.log_start_offset(), bases[1]);
-            assert_eq!(read_all(&log).await, next);
+            assert_eq!(read_all(&log).await, as_stored(next, bases[1]));
             log.close().await.unwrap();
         });
     }
@@ -503,8 +502,8 @@ mod tests {
                 ..small_config()
             };
             let log = Rc::new(open_log(dir.path(), config).await);
-            log.append(&mut batch(2, 10, 0), EPOCH0).await.unwrap();
-            let (info, truncations) = log.buffer_append(&mut batch(3, 10, 0), EPOCH0).unwrap();
+            log.append(&batch(2, 10, 0), EPOCH0).await.unwrap();
+            let (info, truncations) = log.buffer_append(&batch(3, 10, 0), EPOCH0).unwrap();
             assert_eq!(log.truncate_to(Offset(2)).await.unwrap(), Offset(2));
             assert_eq!(
                 log.stats().syncs,
