@@ -85,15 +85,18 @@ impl ShardCall for Fetch {
         let deadline = Instant::now() + self.max_wait;
         let mut results = Vec::new();
         for _ in 0..MAX_ROUNDS {
-            // Registered before reading, so an append during the read is not missed.
-            let waiter = DataWaiter::new();
-            results = self.read_once(&shard, &waiter).await;
+            // Registered before reading, so an append during the read is not
+            // missed; a fetch that will not wait (the handler's first read)
+            // registers nowhere.
+            let waiter = (!self.max_wait.is_zero()).then(DataWaiter::new);
+            results = self.read_once(&shard, waiter.as_ref()).await;
             let bytes: u64 = results.iter().map(|r| r.records.len()).sum();
             let has_error = results.iter().any(|r| r.error != ErrorCode::None);
             let now = Instant::now();
             if bytes >= self.min_bytes.max(1) as u64 || has_error || now >= deadline {
                 break;
             }
+            let Some(waiter) = waiter else { break };
             let _ = glommio::timer::timeout(deadline - now, async {
                 waiter.woken().await;
                 Ok(())
@@ -105,7 +108,7 @@ impl ShardCall for Fetch {
 }
 
 impl Fetch {
-    async fn read_once(&self, shard: &Shard, waiter: &Rc<DataWaiter>) -> Vec<FetchResult> {
+    async fn read_once(&self, shard: &Shard, waiter: Option<&Rc<DataWaiter>>) -> Vec<FetchResult> {
         let mut results = Vec::with_capacity(self.items.len());
         let mut budget = self.max_bytes;
         for item in &self.items {
@@ -124,7 +127,9 @@ impl Fetch {
                 });
                 continue;
             }
-            partition.wait_for_data(waiter);
+            if let Some(waiter) = waiter {
+                partition.wait_for_data(waiter);
+            }
             let limit = (item.max_bytes.max(0) as usize).min(budget);
             let first = results.iter().all(|r: &FetchResult| r.records.is_empty());
             let read = partition
