@@ -1,6 +1,7 @@
 //! Executors per core: each shard owns its partitions, its listener and its memory,
 //! and reaches the others only through typed calls over the channel mesh.
 
+pub mod bounded;
 pub mod call;
 pub mod calls;
 pub mod group_host;
@@ -106,10 +107,12 @@ impl Shard {
 
     /// Flushes and closes every partition (clean shutdown).
     pub async fn close_partitions(&self) {
-        for partition in self.partitions.drain() {
+        let partitions = self.partitions.drain();
+        bounded::for_each(partitions, bounded::PARTITION_JOBS, |partition| async move {
             if let Err(error) = partition.close().await {
                 tracing::error!(partition = %partition.key(), %error, "closing a partition failed");
             }
-        }
+        })
+        .await;
     }
 }

@@ -35,6 +35,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
     listen_check::ensure_free(config.listen)?;
     let table = TopicTable::load(&config.data_dir)?;
+    raise_open_files_limit();
     let count = config.shard_count();
     let shutdown = Arc::new(AtomicBool::new(false));
     watch_signals(Arc::clone(&shutdown))?;
@@ -173,6 +174,28 @@ fn resolve_data_dir(dir: &Path) -> Result<PathBuf, String> {
     );
     tracing::info!(given = %dir.display(), resolved = %resolved.display(), "data directory");
     Ok(resolved)
+}
+
+/// Raises the soft limit on open files to the hard limit, as Kafka's packaging
+/// does: every partition keeps its active segment open, so the usual soft limit of
+/// 1,024 caps a broker at about a thousand partitions.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::info!(open_files = limit.rlim_cur, "open files limit");
+    } else {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in every thread and sets `flag` when one arrives.

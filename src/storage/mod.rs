@@ -31,7 +31,7 @@ pub mod segment_reader;
 pub mod summary;
 pub mod tail_cache;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod time_index;
 pub mod wake_list;
 pub mod write_buffer;

@@ -13,7 +13,7 @@ use crate::partition::Partition;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ShardCall;
 use crate::shard::image_updates::Turn;
-use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::shard::{CONTROLLER_SHARD, Shard, bounded};
 
 #[derive(Debug)]
 pub struct CreateTopics(pub Vec<NewTopic>);
@@ -190,24 +190,23 @@ pub async fn apply_image(shard: &Rc<Shard>, image: MetadataImage) {
 async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
     *shard.image.borrow_mut() = Rc::clone(&image);
     let owned: HashSet<PartitionKey> = image.owned_by(shard.id()).collect();
-    let gone: Vec<PartitionKey> = shard
+    let gone: Vec<Rc<Partition>> = shard
         .partitions
         .keys()
         .into_iter()
         .filter(|key| !owned.contains(key))
+        .filter_map(|key| shard.partitions.remove(&key))
         .collect();
-    for key in gone {
-        if let Some(partition) = shard.partitions.remove(&key) {
-            if let Err(error) = partition.close().await {
-                tracing::warn!(partition = %key, %error, "closing a deleted partition");
-            }
-            if let Err(error) = std::fs::remove_dir_all(partition.dir()) {
-                tracing::warn!(dir = %partition.dir().display(), %error, "removing a deleted partition");
-            }
+    bounded::for_each(gone, bounded::PARTITION_JOBS, |partition| async move {
+        if let Err(error) = partition.close().await {
+            tracing::warn!(partition = %partition.key(), %error, "closing a deleted partition");
         }
-    }
-    let mut owned: Vec<PartitionKey> = owned.into_iter().collect();
-    owned.sort();
+        if let Err(error) = std::fs::remove_dir_all(partition.dir()) {
+            tracing::warn!(dir = %partition.dir().display(), %error, "removing a deleted partition");
+        }
+    })
+    .await;
+    let mut to_open = Vec::new();
     for key in owned {
         let topic = image
             .topic(&key.topic)
@@ -215,34 +214,54 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
         let placement = topic
             .partition(key.partition)
             .expect("owned partitions are in the image");
-        if let Ok(partition) = shard.partitions.get_or_error(&key) {
-            if let Err(error) = partition.update(placement, Rc::clone(&topic.configs)) {
-                tracing::warn!(partition = %key, %error, "topic config not applied");
+        match shard.partitions.get_or_error(&key) {
+            Ok(partition) => {
+                if let Err(error) = partition.update(placement, Rc::clone(&topic.configs)) {
+                    tracing::warn!(partition = %key, %error, "topic config not applied");
+                }
             }
-            continue;
+            Err(_) => to_open.push(key),
         }
-        let dir = shard.config().data_dir.join(key.to_string());
-        match Partition::open(&dir, key.clone(), placement, Rc::clone(&topic.configs)).await {
-            Ok((partition, report)) => {
-                if !report.events.is_empty() {
-                    tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
-                }
-                let partition = Rc::new(partition);
-                shard.partitions.insert(Rc::clone(&partition));
-                if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
-                    crate::group::load::load_partition(shard.as_ref(), key.partition, &partition)
-                        .await;
-                }
+    }
+    to_open.sort();
+    let opener = Rc::clone(shard);
+    bounded::for_each(to_open, bounded::PARTITION_JOBS, move |key| {
+        let shard = Rc::clone(&opener);
+        let image = Rc::clone(&image);
+        async move { open_partition(&shard, &image, key).await }
+    })
+    .await;
+}
+
+/// Opens (recovering) a partition this shard now owns; one that cannot be opened
+/// is recorded offline, loudly.
+async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: PartitionKey) {
+    let topic = image
+        .topic(&key.topic)
+        .expect("owned partitions are in the image");
+    let placement = topic
+        .partition(key.partition)
+        .expect("owned partitions are in the image");
+    let dir = shard.config().data_dir.join(key.to_string());
+    match Partition::open(&dir, key.clone(), placement, Rc::clone(&topic.configs)).await {
+        Ok((partition, report)) => {
+            if !report.events.is_empty() {
+                tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
             }
-            Err(error) => {
-                tracing::error!(
-                    partition = %key,
-                    dir = %dir.display(),
-                    %error,
-                    "cannot open partition; it stays offline and its requests get KAFKA_STORAGE_ERROR"
-                );
-                shard.partitions.set_offline(key, error.to_string());
+            let partition = Rc::new(partition);
+            shard.partitions.insert(Rc::clone(&partition));
+            if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
+                crate::group::load::load_partition(shard.as_ref(), key.partition, &partition).await;
             }
+        }
+        Err(error) => {
+            tracing::error!(
+                partition = %key,
+                dir = %dir.display(),
+                %error,
+                "cannot open partition; it stays offline and its requests get KAFKA_STORAGE_ERROR"
+            );
+            shard.partitions.set_offline(key, error.to_string());
         }
     }
 }
