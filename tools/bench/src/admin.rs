@@ -9,17 +9,23 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::client::{Connection, LogContext};
 use crate::error::BenchError;
 
-/// Bound on each admin request and on waiting for new topics to appear.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on each admin request and on waiting for new topics to appear, for a
+/// run with `partitions` partitions in all: a broker creates, and a consumer
+/// group assigns, thousands of partitions in tens of seconds, not in one.
+pub fn setup_timeout(partitions: u64) -> Duration {
+    Duration::from_secs(30)
+        + Duration::from_millis(20) * u32::try_from(partitions).unwrap_or(u32::MAX)
+}
 
 pub struct Admin {
     client: AdminClient<LogContext>,
+    timeout: Duration,
     /// Drives the admin client's futures; one thread is plenty.
     runtime: tokio::runtime::Runtime,
 }
 
 impl Admin {
-    pub fn new(connection: &Connection) -> Result<Admin, BenchError> {
+    pub fn new(connection: &Connection, timeout: Duration) -> Result<Admin, BenchError> {
         let client = connection
             .config(&[])
             .create_with_context(LogContext)
@@ -28,13 +34,17 @@ impl Admin {
             .enable_time()
             .build()
             .map_err(|e| BenchError::Setup(format!("start the admin runtime: {e}")))?;
-        Ok(Admin { client, runtime })
+        Ok(Admin {
+            client,
+            timeout,
+            runtime,
+        })
     }
 
-    fn options() -> AdminOptions {
+    fn options(&self) -> AdminOptions {
         AdminOptions::new()
-            .request_timeout(Some(ADMIN_TIMEOUT))
-            .operation_timeout(Some(ADMIN_TIMEOUT))
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout))
     }
 
     /// Creates `names` with `partitions` partitions each (replication factor 1)
@@ -48,12 +58,12 @@ impl Admin {
             .runtime
             .block_on(async {
                 tokio::time::timeout(
-                    ADMIN_TIMEOUT,
-                    self.client.create_topics(&topics, &Admin::options()),
+                    self.timeout,
+                    self.client.create_topics(&topics, &self.options()),
                 )
                 .await
             })
-            .map_err(|_| BenchError::Setup(format!("CreateTopics took over {ADMIN_TIMEOUT:?}")))?
+            .map_err(|_| BenchError::Setup(format!("CreateTopics took over {:?}", self.timeout)))?
             .map_err(BenchError::kafka("CreateTopics"))?;
         for result in results {
             match result {
@@ -72,13 +82,13 @@ impl Admin {
     }
 
     fn wait_for_partitions(&self, names: &[String], partitions: u32) -> Result<(), BenchError> {
-        let deadline = Instant::now() + ADMIN_TIMEOUT;
+        let deadline = Instant::now() + self.timeout;
         for name in names {
             loop {
                 let metadata = self
                     .client
                     .inner()
-                    .fetch_metadata(Some(name), ADMIN_TIMEOUT)
+                    .fetch_metadata(Some(name), self.timeout)
                     .map_err(BenchError::kafka(format!("metadata of {name}")))?;
                 let ready = metadata.topics().iter().any(|t| {
                     t.name() == name
@@ -91,7 +101,8 @@ impl Admin {
                 }
                 if Instant::now() >= deadline {
                     return Err(BenchError::Setup(format!(
-                        "{name} not in the metadata with {partitions} partitions after {ADMIN_TIMEOUT:?}"
+                        "{name} not in the metadata with {partitions} partitions after {:?}",
+                        self.timeout
                     )));
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -106,12 +117,12 @@ impl Admin {
             .runtime
             .block_on(async {
                 tokio::time::timeout(
-                    ADMIN_TIMEOUT,
-                    self.client.delete_topics(&names, &Admin::options()),
+                    self.timeout,
+                    self.client.delete_topics(&names, &self.options()),
                 )
                 .await
             })
-            .map_err(|_| BenchError::Setup(format!("DeleteTopics took over {ADMIN_TIMEOUT:?}")))?
+            .map_err(|_| BenchError::Setup(format!("DeleteTopics took over {:?}", self.timeout)))?
             .map_err(BenchError::kafka("DeleteTopics"))?;
         for result in results {
             if let Err((topic, code)) = result {

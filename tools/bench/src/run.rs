@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::admin::Admin;
+use crate::admin::{Admin, setup_timeout};
 use crate::client::Connection;
 use crate::consumer::{self, ConsumerOutcome, ConsumerPlan, Coordination, Partitions};
 use crate::error::BenchError;
@@ -18,9 +18,6 @@ use crate::stats::{SharedMeter, Totals, Window};
 use crate::verify::{Observed, Verdict};
 use crate::workload::{ConsumerMode, Workload};
 
-/// How long consumers may take to hold every partition (a consumer group's
-/// first rebalance takes a few seconds).
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the run looks at its meters; a progress line is printed every
 /// tenth look.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -55,7 +52,8 @@ pub struct RunResult {
 pub fn run(workload: &Workload, options: &RunOptions) -> Result<RunResult, BenchError> {
     let run_id: u64 = rand::random();
     let topics = topic_names(options.topic.as_deref(), workload.topics, run_id);
-    let admin = Admin::new(&options.connection)?;
+    let partitions = u64::from(workload.topics) * u64::from(workload.partitions_per_topic);
+    let admin = Admin::new(&options.connection, setup_timeout(partitions))?;
     admin.create_topics(&topics, workload.partitions_per_topic)?;
     let result = run_on(workload, options, &topics, run_id);
     if options.delete_topics {
@@ -169,7 +167,10 @@ fn run_on(
         };
 
         let partitions = u64::from(workload.topics) * u64::from(workload.partitions_per_topic);
-        let ready_deadline = Instant::now() + READY_TIMEOUT;
+        // A consumer group's first rebalance takes a few seconds, and fetching
+        // the committed offsets of thousands of partitions some more.
+        let ready_timeout = setup_timeout(partitions);
+        let ready_deadline = Instant::now() + ready_timeout;
         if !consumers.is_empty() {
             println!("waiting for the consumers to hold all {partitions} partitions");
         }
@@ -183,7 +184,7 @@ fn run_on(
             if Instant::now() >= ready_deadline {
                 stop_consumers(consumer_threads)?;
                 return Err(BenchError::Setup(format!(
-                    "the consumers did not hold all {partitions} partitions within {READY_TIMEOUT:?} \
+                    "the consumers did not hold all {partitions} partitions within {ready_timeout:?} \
                      (group mode needs consumer groups on the broker; --consumer-mode assign does not)"
                 )));
             }
