@@ -11,7 +11,10 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 /// O_DIRECT block size used for every write and position.
 pub const BLOCK: u64 = 4096;
-const MIN_CAPACITY: usize = 64 << 10;
+/// Smallest buffer: the partial tail block and a few small batches. A partition
+/// that is idle or slow holds no more than this between writes (10,000 of them
+/// held 64 KiB each before, 640 MB).
+const MIN_CAPACITY: usize = 16 << 10;
 const MAX_REUSED_CAPACITY: usize = 4 << 20;
 
 pub fn align_down(value: u64) -> u64 {
@@ -26,6 +29,9 @@ pub fn align_up(value: u64) -> u64 {
 pub struct PendingWrite {
     /// Whole blocks; bytes past `end` are zero.
     pub buf: Rc<DmaBuffer>,
+    /// Bytes allocated for `buf`, which is trimmed to whole blocks but keeps its
+    /// allocation: what holding it costs.
+    pub allocated: usize,
     /// File position of `buf[0]`, block-aligned.
     pub start: u64,
     /// First byte of this write that was not on disk before.
@@ -108,17 +114,23 @@ impl WriteBuffer {
         let end = self.end();
         let next_start = align_down(end);
         let tail_from = (next_start - self.start) as usize;
-        let capacity = align_up(self.buf.len().clamp(MIN_CAPACITY, MAX_REUSED_CAPACITY) as u64);
+        // Grows at once (twice this write leaves room for the same rate to come
+        // again: growing copies the pending bytes) and shrinks by halves, so a
+        // busy partition keeps its size and one that went idle gives it back.
+        let wanted = (self.len * 2).max(self.buf.len() / 2);
+        let capacity = align_up(wanted.clamp(MIN_CAPACITY, MAX_REUSED_CAPACITY) as u64);
         let mut next = file.alloc_dma_buffer(capacity as usize);
         let tail_len = self.len - tail_from;
         next.as_bytes_mut()[..tail_len].copy_from_slice(&self.buf.as_bytes()[tail_from..self.len]);
 
         let mut taken = std::mem::replace(&mut self.buf, next);
+        let allocated = taken.len();
         let whole_blocks = align_up(self.len as u64) as usize;
         taken.as_bytes_mut()[self.len..whole_blocks].fill(0);
         taken.trim_to_size(whole_blocks);
         let write = PendingWrite {
             buf: Rc::new(taken),
+            allocated,
             start: self.start,
             new_from: self.on_disk_end(),
             end,
