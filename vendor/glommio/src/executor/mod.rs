@@ -1333,7 +1333,12 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
+        // SLUICE PATCH: preemption (any latency-ring completion, such as the
+        // preemption timer) can stop us before a single queue ran. Those queues
+        // are still runnable, so report them: the caller parks on `false`, and
+        // the reactor, which only counts the wake-ups it delivers itself, would
+        // then sleep with runnable tasks until some unrelated completion.
+        ran || !self.queues.borrow().active_executors.is_empty()
     }
 
     fn run_one_task_queue(&self) -> bool {
