@@ -17,7 +17,7 @@ use crate::config::BrokerConfig;
 use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
-use crate::shard::{CONTROLLER_SHARD, Shard, reactor_heartbeat};
+use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
@@ -77,7 +77,6 @@ async fn shard_main(
     recovered: Arc<AtomicUsize>,
     shards: usize,
 ) -> Result<(), String> {
-    reactor_heartbeat::spawn();
     let (senders, receivers) = mesh
         .join()
         .await
