@@ -73,7 +73,6 @@ fn append(c: &mut Criterion) {
     let ex: LocalExecutor = glommio::LocalExecutorBuilder::default()
         .make()
         .expect("executor starts");
-    ex.run(async { sluice::shard::reactor_heartbeat::spawn() });
     let template = build_filler_batch(BATCH_BYTES, RECORDS_PER_BATCH, TIMESTAMP_MS);
 
     let mut group = c.benchmark_group("append_16KiB");

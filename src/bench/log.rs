@@ -70,7 +70,6 @@ impl LogBenchReport {
 
 /// Runs the benchmark on the current glommio executor.
 pub async fn run(params: &LogBenchParams) -> Result<LogBenchReport, crate::storage::LogError> {
-    crate::shard::reactor_heartbeat::spawn();
     assert!(
         params.concurrency > 0 && params.concurrency <= 4096,
         "concurrency in 1..=4096"

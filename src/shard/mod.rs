@@ -7,7 +7,6 @@ pub mod calls;
 pub mod group_host;
 pub mod image_updates;
 pub mod mesh;
-pub mod reactor_heartbeat;
 pub mod runtime;
 
 use std::cell::{Cell, RefCell};

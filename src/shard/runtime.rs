@@ -17,7 +17,7 @@ use crate::config::BrokerConfig;
 use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
-use crate::shard::{CONTROLLER_SHARD, Shard, reactor_heartbeat};
+use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
@@ -77,7 +77,6 @@ async fn shard_main(
     recovered: Arc<AtomicUsize>,
     shards: usize,
 ) -> Result<(), String> {
-    reactor_heartbeat::spawn();
     let (senders, receivers) = mesh
         .join()
         .await
@@ -221,4 +220,55 @@ fn watch_signals(flag: Arc<AtomicBool>) -> Result<(), String> {
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use glommio::LocalExecutorBuilder;
+    use glommio::io::DmaFile;
+
+    /// glommio 0.9 parked an executor whose task queues were still runnable when a
+    /// preemption request arrived before the first queue ran
+    /// (vendor/glommio/SLUICE-PATCH.md); with nothing else in flight it then slept
+    /// until some timer fired. A 20 µs preemption timer makes that window frequent:
+    /// without the patch this hung in 6 runs out of 6; with it, it takes about 2 s.
+    #[test]
+    fn executor_does_not_park_with_runnable_tasks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let executor = LocalExecutorBuilder::default()
+                .preempt_timer(Duration::from_micros(20))
+                .spawn(move || async move {
+                    let appenders: Vec<_> = (0..4)
+                        .map(|i| {
+                            let path = path.join(format!("file-{i}"));
+                            glommio::spawn_local(async move {
+                                let file = DmaFile::create(&path).await.expect("create");
+                                for n in 0..1000 {
+                                    let mut block = file.alloc_dma_buffer(4096);
+                                    block.as_bytes_mut().fill(1);
+                                    file.write_at(block, n * 4096).await.expect("write");
+                                    file.fdatasync().await.expect("fdatasync");
+                                }
+                                file.close().await.expect("close");
+                            })
+                        })
+                        .collect();
+                    for appender in appenders {
+                        appender.await;
+                    }
+                })
+                .expect("executor starts");
+            executor.join().expect("executor finishes");
+            done.send(()).expect("the test waits");
+        });
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the executor parked with runnable tasks and never woke");
+    }
 }

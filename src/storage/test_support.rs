@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
 
 use glommio::io::{DmaFile, OpenOptions};
 
@@ -14,9 +13,7 @@ use crate::storage::config::LogConfig;
 use crate::storage::log::{AppendOptions, PartitionLog};
 use crate::types::LeaderEpoch;
 
-/// Runs `make()` to completion on a fresh glommio executor. A 1 ms timer keeps the
-/// reactor from sleeping through a completion it was not woken for (glommio 0.9;
-/// see `shard::reactor_heartbeat`).
+/// Runs `make()` to completion on a fresh glommio executor.
 pub fn run<F, Fut>(make: F) -> Fut::Output
 where
     F: FnOnce() -> Fut + Send + 'static,
@@ -24,15 +21,7 @@ where
     Fut::Output: Send + 'static,
 {
     glommio::LocalExecutorBuilder::default()
-        .spawn(|| {
-            glommio::spawn_local(async {
-                loop {
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-            })
-            .detach();
-            make()
-        })
+        .spawn(make)
         .expect("executor starts")
         .join()
         .expect("executor finishes")

@@ -17,10 +17,7 @@ where
     Fut::Output: Send + 'static,
 {
     glommio::LocalExecutorBuilder::default()
-        .spawn(|| {
-            sluice::shard::reactor_heartbeat::spawn();
-            make()
-        })
+        .spawn(make)
         .expect("executor starts")
         .join()
         .expect("executor finishes")
