@@ -77,6 +77,7 @@ impl Partition {
         configs: Rc<TopicConfigs>,
     ) -> Result<(Partition, RecoveryReport), LogError> {
         let (log, report) = PartitionLog::open(dir, configs.log.clone()).await?;
+        log.begin_epoch(image.leader_epoch).await?;
         let log = Rc::new(log);
         crate::storage::background::spawn(&log, None);
         let partition = Partition {

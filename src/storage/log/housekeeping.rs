@@ -17,7 +17,7 @@ use crate::storage::recovery;
 use crate::storage::retention::{SegmentStats, segments_to_delete};
 use crate::storage::scan::HeaderScanner;
 use crate::storage::segment::Segment;
-use crate::types::{Offset, TimestampMs};
+use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 use super::PartitionLog;
 
@@ -146,6 +146,25 @@ impl PartitionLog {
             .await
     }
 
+    /// Records that `epoch` starts at the log end, as a new leader does (Kafka's
+    /// `maybeAssignEpochStartOffset`), and checkpoints it if that is news. Done
+    /// when the partition opens, the first append of a new partition no longer
+    /// pays for creating the checkpoint file: 10,000 of those at once, each an
+    /// inode allocation in ext4, held a shard busy for seconds.
+    pub async fn begin_epoch(&self, epoch: LeaderEpoch) -> Result<(), LogError> {
+        let _permit = self.lock().await?;
+        let changed = {
+            let mut state = self.state.borrow_mut();
+            let end = state.log_end();
+            state.epochs.assign(epoch, end)
+        };
+        if changed {
+            self.state.borrow_mut().epochs_dirty = true;
+            self.write_epochs().await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn write_offset(&self, name: &str, offset: Offset) -> Result<(), LogError> {
         checkpoint::write_atomically(&self.dir, name, checkpoint::encode_offset(offset)).await
     }
@@ -238,6 +257,30 @@ mod tests {
     use crate::storage::test_support::{
         EPOCH0, batch, open_log, producer_batch, run, small_config,
     };
+
+    #[test]
+    fn a_new_leader_epoch_is_checkpointed_when_it_begins_not_at_the_first_append() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), small_config()).await;
+            let file = dir.path().join(LEADER_EPOCH_FILE);
+            log.begin_epoch(LeaderEpoch(2)).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n1\n2 0\n");
+            let options = crate::storage::log::AppendOptions {
+                leader_epoch: LeaderEpoch(2),
+                log_append_time: None,
+            };
+            log.append(&batch(3, 10, 0), options).await.unwrap();
+            assert!(
+                !log.state.borrow().epochs_dirty,
+                "the append found its epoch"
+            );
+            log.begin_epoch(LeaderEpoch(2)).await.unwrap();
+            log.begin_epoch(LeaderEpoch(4)).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n2 0\n4 3\n");
+            log.close().await.unwrap();
+        });
+    }
 
     #[test]
     fn delete_records_moves_the_start_only_forward_and_not_past_the_watermark() {
