@@ -64,6 +64,10 @@ pub struct BrokerConfig {
     /// Start even when existing partitions cannot be opened; they stay offline
     /// and their requests get KAFKA_STORAGE_ERROR. Off: refuse to start.
     pub allow_offline_partitions: bool,
+    /// Log a WARN timeline of every produce request that takes at least this many
+    /// milliseconds (dispatch, validate, write, sync, acknowledge, respond). Off
+    /// when unset.
+    pub slow_request_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -90,6 +94,7 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             allow_offline_partitions: false,
+            slow_request_ms: None,
         }
     }
 }

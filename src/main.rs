@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -80,6 +81,11 @@ struct ServeArgs {
     /// offline, answering KAFKA_STORAGE_ERROR); without it the broker refuses to start.
     #[arg(long, env = "SLUICE_ALLOW_OFFLINE_PARTITIONS")]
     allow_offline_partitions: bool,
+
+    /// Log where the time of every produce request at least this slow went (a
+    /// WARN line per request: dispatch, validate, write, sync, acknowledge, respond)
+    #[arg(long, env = "SLUICE_SLOW_REQUEST_MS", value_name = "MS")]
+    slow_request_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +133,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
@@ -166,6 +174,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.allow_offline_partitions {
         config.allow_offline_partitions = true;
+    }
+    if args.slow_request_ms.is_some() {
+        config.slow_request_ms = args.slow_request_ms;
     }
     if let Some(policy) = args.durability {
         config.durability = match policy {

@@ -142,6 +142,32 @@ async fn produce_1000_keyed_records_then_read_them_back_in_order() {
     consume_and_check(&broker, topic, 1000);
 }
 
+/// With `--slow-request-ms 0` every produce request is slow enough: each gets a
+/// WARN timeline naming its steps, the fdatasync included (fsync before ack).
+#[tokio::test]
+async fn slow_produce_requests_are_logged_with_their_timeline() {
+    let broker = Broker::start_with_args(&["--slow-request-ms", "0"]);
+    let offsets = produce(&producer(&broker), "basics-slow-requests", 0..10).await;
+    assert_eq!(offsets, (0..10).collect::<Vec<i64>>());
+    let stderr = broker.stderr();
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("slow produce"))
+        .unwrap_or_else(|| panic!("no slow produce line in:\n{stderr}"));
+    for step in [
+        "total_ms=",
+        "dispatch_ms=",
+        "validate_ms=",
+        "write_ms=",
+        "sync_ms=",
+        "acknowledge_ms=",
+        "respond_ms=",
+        "partitions=1",
+    ] {
+        assert!(line.contains(step), "{step} missing from: {line}");
+    }
+}
+
 #[tokio::test]
 async fn metadata_lists_auto_created_topics() {
     let broker = Broker::start();

@@ -17,9 +17,11 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
+pub mod slow_requests;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::RequestKind;
@@ -61,8 +63,12 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             &metadata::handle(shard, body, version).await,
         ),
         RequestKind::Produce(body) => {
+            let received = Instant::now();
             let acks = body.acks;
-            let response = produce::handle(shard, body, version).await;
+            let partitions = body.topic_data.iter().map(|t| t.partition_data.len()).sum();
+            let (response, slowest) = produce::handle(shard, body, version).await;
+            let threshold = shard.config().slow_request_ms.map(Duration::from_millis);
+            slow_requests::log_if_slow(threshold, context, received, slowest, partitions);
             if acks == 0 {
                 return Reply::Nothing;
             }

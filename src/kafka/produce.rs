@@ -13,11 +13,18 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::OFFSETS_TOPIC;
 use crate::kafka::{Slot, Split, auto_create};
+use crate::partition::AppendTiming;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::produce::{Produce, ProduceItem, ProduceResult};
 
-pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) -> ProduceResponse {
+/// The response, and the timing of the partition acknowledged last (the one a
+/// slow request waited for), if any was appended.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ProduceRequest,
+    version: i16,
+) -> (ProduceResponse, Option<AppendTiming>) {
     let unknown: Vec<String> = {
         let image = shard.image();
         request
@@ -74,6 +81,11 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
             &mut results,
         )
         .await;
+    let slowest = results
+        .values()
+        .filter_map(|result| result.as_ref().ok())
+        .map(|appended| appended.timing)
+        .max_by_key(|timing| timing.acknowledged);
 
     let responses = request
         .topic_data
@@ -97,7 +109,10 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest, version: i16) ->
                 )
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    (
+        ProduceResponse::default().with_responses(responses),
+        slowest,
+    )
 }
 
 /// One partition's answer; a refusal names the record to blame and why

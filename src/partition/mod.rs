@@ -9,24 +9,41 @@ pub mod waiters;
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::cluster::image::{PartitionImage, PartitionKey};
 use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
 use crate::partition::append_rules::Refusal;
 use crate::partition::waiters::{DataWaiter, Waiters};
 use crate::protocol::error_code::ErrorCode;
+use crate::storage::log::FlushTimes;
 use crate::storage::read::ReadOutcome;
 use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
-/// Where a produced batch landed.
+/// Where a produced batch landed, and when each step of getting it there ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub base_offset: Offset,
     /// The broker's timestamp, on LogAppendTime topics.
     pub log_append_time: Option<TimestampMs>,
     pub log_start_offset: Offset,
+    pub timing: AppendTiming,
+}
+
+/// The steps of one produced batch on its partition, for slow-request timelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendTiming {
+    /// The partition's task began (after decode and any hop to its shard).
+    pub started: Instant,
+    /// Kafka's checks passed.
+    pub validated: Instant,
+    /// The group commit that acknowledged it wrote and synced (the log's latest;
+    /// `None` where the policy did not need one).
+    pub flushed: FlushTimes,
+    /// The append returned, acknowledged.
+    pub acknowledged: Instant,
 }
 
 /// Which offset ListOffsets asks for.
@@ -152,6 +169,7 @@ impl Partition {
         zstd_allowed: bool,
         inflate_limit: usize,
     ) -> Result<Appended, Refusal> {
+        let started = Instant::now();
         let configs = Rc::clone(&self.configs.borrow());
         let now = TimestampMs::now();
         append_rules::check(records, &configs, zstd_allowed, inflate_limit, now).inspect_err(
@@ -159,6 +177,7 @@ impl Partition {
         )?;
         let log_append_time =
             (configs.timestamp_type == MessageTimestampType::LogAppendTime).then_some(now);
+        let validated = Instant::now();
         let info = self
             .append(records, log_append_time)
             .await
@@ -170,6 +189,12 @@ impl Partition {
             base_offset: info.base_offset,
             log_append_time,
             log_start_offset: info.log_start_offset,
+            timing: AppendTiming {
+                started,
+                validated,
+                flushed: self.log.last_flush(),
+                acknowledged: Instant::now(),
+            },
         })
     }
 

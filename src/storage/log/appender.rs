@@ -6,6 +6,7 @@
 //! moment, so one write and one fdatasync acknowledge every append waiting on it.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::record::batch::{Assigned, BatchHeader};
 use crate::storage::config::Durability;
@@ -16,7 +17,7 @@ use crate::storage::write_buffer::align_up;
 use crate::types::Offset;
 
 use super::state::Mark;
-use super::{AppendInfo, AppendOptions, PartitionLog};
+use super::{AppendInfo, AppendOptions, FlushTimes, PartitionLog};
 
 /// What an append must do before it can copy its batch in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +231,10 @@ impl PartitionLog {
                 .map_err(io)?;
             check_write(written, write.buf.len(), write.start)?;
             self.count(|s| s.writes += 1);
+            self.last_flush.set(FlushTimes {
+                written: Some(Instant::now()),
+                ..self.last_flush.get()
+            });
             filler.maybe_start(data_end);
             let mut state = self.state.borrow_mut();
             debug_assert!(next_offset > state.written.offset);
@@ -253,6 +258,10 @@ impl PartitionLog {
             let file = Rc::clone(&self.state.borrow().active().file);
             file.fdatasync().await.map_err(io)?;
             self.count(|s| s.syncs += 1);
+            self.last_flush.set(FlushTimes {
+                synced: Some(Instant::now()),
+                ..self.last_flush.get()
+            });
             let mut state = self.state.borrow_mut();
             state.durable = target;
             state.unsynced_bytes = 0;

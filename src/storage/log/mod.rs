@@ -81,6 +81,16 @@ pub struct PartitionLog {
     ack_waiters: WakeList,
     /// Held while a rolled segment is sealed in the background.
     seal_lock: Rc<Semaphore>,
+    /// When the latest group commit's write and fdatasync completed, for the
+    /// timelines of slow requests.
+    last_flush: Cell<FlushTimes>,
+}
+
+/// When the latest group commit of a log completed its write and its fdatasync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushTimes {
+    pub written: Option<Instant>,
+    pub synced: Option<Instant>,
 }
 
 /// Holds the flush lock; releasing it wakes the appends waiting for an ack, so they
@@ -150,6 +160,7 @@ impl PartitionLog {
             flush_lock: Semaphore::new(1),
             ack_waiters: WakeList::default(),
             seal_lock: Rc::new(Semaphore::new(1)),
+            last_flush: Cell::new(FlushTimes::default()),
         };
         {
             let _permit = log.lock().await?;
@@ -200,6 +211,10 @@ impl PartitionLog {
         self.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
         self.write_producer_snapshot(end).await?;
         self.write_offset(RECOVERY_POINT_FILE, end).await
+    }
+
+    pub fn last_flush(&self) -> FlushTimes {
+        self.last_flush.get()
     }
 
     pub fn stats(&self) -> LogStats {
