@@ -153,13 +153,14 @@ impl PartitionLog {
     /// inode allocation in ext4, held a shard busy for seconds.
     pub async fn begin_epoch(&self, epoch: LeaderEpoch) -> Result<(), LogError> {
         let _permit = self.lock().await?;
-        let changed = {
+        let dirty = {
             let mut state = self.state.borrow_mut();
             let end = state.log_end();
-            state.epochs.assign(epoch, end)
+            let assigned = state.epochs.assign(epoch, end);
+            state.epochs_dirty |= assigned;
+            state.epochs_dirty
         };
-        if changed {
-            self.state.borrow_mut().epochs_dirty = true;
+        if dirty {
             self.write_epochs().await?;
         }
         Ok(())
@@ -278,6 +279,28 @@ mod tests {
             log.begin_epoch(LeaderEpoch(2)).await.unwrap();
             log.begin_epoch(LeaderEpoch(4)).await.unwrap();
             assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n2 0\n4 3\n");
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn an_empty_partition_reopened_in_the_same_epoch_leaves_its_checkpoint_alone() {
+        use std::os::unix::fs::MetadataExt;
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(LEADER_EPOCH_FILE);
+            let log = open_log(dir.path(), small_config()).await;
+            log.begin_epoch(LeaderEpoch(1)).await.unwrap();
+            log.close().await.unwrap();
+            let inode = std::fs::metadata(&file).unwrap().ino();
+            let log = open_log(dir.path(), small_config()).await;
+            log.begin_epoch(LeaderEpoch(1)).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n1\n1 0\n");
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().ino(),
+                inode,
+                "not rewritten"
+            );
             log.close().await.unwrap();
         });
     }

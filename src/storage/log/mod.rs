@@ -148,6 +148,10 @@ impl PartitionLog {
             .max(first_base)
             .min(end.offset);
         let mut epochs = LeaderEpochCache::from_entries(epochs);
+        // Epochs past the log end are forgotten; the checkpoint is rewritten by
+        // `begin_epoch` or the next group commit, whichever comes first: an empty
+        // partition drops its epoch here and gets the same one back when it opens
+        // as leader, and then the file needs no rewrite at all.
         let epochs_dirty = epochs.truncate_from(end.offset);
         let state = LogState::opened(segments, log_start, end, epochs, epochs_dirty);
         let violation = state.violation(config.durability);
@@ -164,9 +168,6 @@ impl PartitionLog {
         };
         {
             let _permit = log.lock().await?;
-            if epochs_dirty {
-                log.write_epochs().await?;
-            }
             log.write_offset(RECOVERY_POINT_FILE, end.offset).await?;
             log.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
         }
