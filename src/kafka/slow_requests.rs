@@ -85,20 +85,26 @@ mod tests {
     use super::*;
     use crate::storage::log::FlushTimes;
 
-    #[test]
-    fn the_steps_add_up_to_the_total() {
-        let received = Instant::now();
+    /// A batch started 1 ms and validated 2 ms after `received`, flushed as
+    /// `written` and `synced` say (ms after `received`), acknowledged at `acked`.
+    fn timing(received: Instant, written: u64, synced: Option<u64>, acked: u64) -> AppendTiming {
         let at = |ms: u64| received + Duration::from_millis(ms);
-        let timing = AppendTiming {
+        AppendTiming {
             started: at(1),
             validated: at(2),
             flushed: FlushTimes {
-                written: Some(at(5)),
-                synced: Some(at(9)),
+                written: Some(at(written)),
+                synced: Some(synced.map_or(received, at)),
             },
-            acknowledged: at(10),
-        };
-        let timeline = Timeline::of(received, &timing, at(12));
+            acknowledged: at(acked),
+        }
+    }
+
+    #[test]
+    fn the_steps_add_up_to_the_total() {
+        let received = Instant::now();
+        let timing = timing(received, 5, Some(9), 10);
+        let timeline = Timeline::of(received, &timing, received + Duration::from_millis(12));
         let ms = Duration::from_millis;
         assert_eq!(
             timeline,
@@ -117,18 +123,9 @@ mod tests {
     #[test]
     fn a_flush_from_before_the_batch_is_not_its_flush() {
         let received = Instant::now();
-        let at = |ms: u64| received + Duration::from_millis(ms);
-        let timing = AppendTiming {
-            started: at(1),
-            validated: at(2),
-            // The interval policy: acknowledged after the write, synced long ago.
-            flushed: FlushTimes {
-                written: Some(at(4)),
-                synced: Some(received),
-            },
-            acknowledged: at(4),
-        };
-        let timeline = Timeline::of(received, &timing, at(5));
+        // The interval policy: acknowledged after the write, synced long ago.
+        let timing = timing(received, 4, None, 4);
+        let timeline = Timeline::of(received, &timing, received + Duration::from_millis(5));
         assert_eq!(timeline.write, Some(Duration::from_millis(2)));
         assert_eq!(timeline.sync, None);
         assert_eq!(timeline.acknowledge, Duration::ZERO);

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
 use crate::cluster::controller::{self, Limits, NewTopic, Proposal, TopicChangeResult};
-use crate::cluster::image::{MetadataImage, PartitionKey};
+use crate::cluster::image::{MetadataImage, PartitionImage, PartitionKey};
+use crate::cluster::topic_config::TopicConfigs;
 use crate::cluster::topic_table::TopicTable;
 use crate::partition::Partition;
 use crate::protocol::error_code::ErrorCode;
@@ -208,15 +209,10 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
     .await;
     let mut to_open = Vec::new();
     for key in owned {
-        let topic = image
-            .topic(&key.topic)
-            .expect("owned partitions are in the image");
-        let placement = topic
-            .partition(key.partition)
-            .expect("owned partitions are in the image");
+        let (placement, configs) = owned_partition(&image, &key);
         match shard.partitions.get_or_error(&key) {
             Ok(partition) => {
-                if let Err(error) = partition.update(placement, Rc::clone(&topic.configs)) {
+                if let Err(error) = partition.update(placement, configs) {
                     tracing::warn!(partition = %key, %error, "topic config not applied");
                 }
             }
@@ -236,14 +232,9 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
 /// Opens (recovering) a partition this shard now owns; one that cannot be opened
 /// is recorded offline, loudly.
 async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: PartitionKey) {
-    let topic = image
-        .topic(&key.topic)
-        .expect("owned partitions are in the image");
-    let placement = topic
-        .partition(key.partition)
-        .expect("owned partitions are in the image");
+    let (placement, configs) = owned_partition(image, &key);
     let dir = shard.config().data_dir.join(key.to_string());
-    match Partition::open(&dir, key.clone(), placement, Rc::clone(&topic.configs)).await {
+    match Partition::open(&dir, key.clone(), placement, configs).await {
         Ok((partition, report)) => {
             if !report.events.is_empty() {
                 tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
@@ -264,4 +255,18 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
             shard.partitions.set_offline(key, error.to_string());
         }
     }
+}
+
+/// The placement and topic configs of a partition `image` gives this shard.
+fn owned_partition<'a>(
+    image: &'a MetadataImage,
+    key: &PartitionKey,
+) -> (&'a PartitionImage, Rc<TopicConfigs>) {
+    let topic = image
+        .topic(&key.topic)
+        .expect("owned partitions are in the image");
+    let placement = topic
+        .partition(key.partition)
+        .expect("owned partitions are in the image");
+    (placement, Rc::clone(&topic.configs))
 }
