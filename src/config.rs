@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::storage::{Durability, LogConfig};
+use crate::storage::{Durability, GroupCommit, LogConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +36,10 @@ pub struct BrokerConfig {
     /// `message.max.bytes`: the default `max.message.bytes` of topics.
     pub message_max_bytes: usize,
     pub durability: DurabilityPolicy,
+    /// With fsync durability: `partition` (each partition writes and syncs on its
+    /// own) or `shard` (the partitions of a shard with appends waiting write, then
+    /// sync, in one round).
+    pub group_commit: GroupCommit,
     /// Interval policy: fdatasync at least this often (`log.flush.interval.ms`).
     pub log_flush_interval_ms: u64,
     /// `log.segment.bytes`.
@@ -82,6 +86,7 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 << 20,
             message_max_bytes: 1_048_588,
             durability: DurabilityPolicy::Fsync,
+            group_commit: GroupCommit::default(),
             log_flush_interval_ms: 100,
             log_segment_bytes: 1 << 30,
             log_retention_ms: 604_800_000,
@@ -126,6 +131,7 @@ impl BrokerConfig {
         };
         LogConfig {
             durability,
+            group_commit: self.group_commit,
             segment_bytes: self.log_segment_bytes,
             retention_ms: u64::try_from(self.log_retention_ms)
                 .ok()

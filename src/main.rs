@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::bench::log::{LogBenchParams, run};
 use sluice::config::{BrokerConfig, DurabilityPolicy};
-use sluice::storage::{Durability, LogConfig};
+use sluice::storage::{Durability, GroupCommit, LogConfig};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,9 @@ struct ServeArgs {
     /// When a produce is acknowledged: after fdatasync, or after the write.
     #[arg(long, value_enum, env = "SLUICE_DURABILITY")]
     durability: Option<Policy>,
+    /// With fsync durability, what one write-and-fdatasync cycle gathers.
+    #[arg(long, value_enum, env = "SLUICE_GROUP_COMMIT")]
+    group_commit: Option<CommitScope>,
     /// group.initial.rebalance.delay.ms.
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
@@ -94,6 +97,24 @@ enum Policy {
     Fsync,
     /// Acknowledge after the write; fdatasync every --flush-ms or --flush-bytes.
     Interval,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CommitScope {
+    /// Each partition writes and syncs on its own (the default).
+    Partition,
+    /// The partitions of a shard with appends waiting write, then sync, in one
+    /// round, and are acknowledged together.
+    Shard,
+}
+
+impl From<CommitScope> for GroupCommit {
+    fn from(scope: CommitScope) -> GroupCommit {
+        match scope {
+            CommitScope::Partition => GroupCommit::Partition,
+            CommitScope::Shard => GroupCommit::Shard,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -183,6 +204,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             Policy::Fsync => DurabilityPolicy::Fsync,
             Policy::Interval => DurabilityPolicy::Interval,
         };
+    }
+    if let Some(scope) = args.group_commit {
+        config.group_commit = scope.into();
     }
     match sluice::shard::runtime::run(config) {
         Ok(()) => ExitCode::SUCCESS,

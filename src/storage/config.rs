@@ -12,6 +12,18 @@ pub enum Durability {
     Interval { interval: Duration, bytes: u64 },
 }
 
+/// Which appends one fdatasync cycle gathers (`group_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupCommit {
+    /// Each partition writes and syncs on its own, as soon as it has appends.
+    #[default]
+    Partition,
+    /// The partitions of a shard with appends waiting write, then sync, in one
+    /// round and are acknowledged together (`storage::commit_round`).
+    Shard,
+}
+
 /// Settings of one partition log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -26,6 +38,8 @@ pub struct LogConfig {
     /// `retention.bytes`: delete oldest segments past this total; `None` keeps all.
     pub retention_bytes: Option<u64>,
     pub durability: Durability,
+    /// With `Durability::Fsync`: one cycle per partition or per shard.
+    pub group_commit: GroupCommit,
     /// Zero-fill segments ahead of the write position, so an fdatasync only flushes
     /// data, not an ext4 journal commit, in steps that grow with the partition's
     /// write rate up to this many bytes (`storage::zero_fill`). 0 turns it off.
@@ -47,6 +61,7 @@ impl Default for LogConfig {
             retention_ms: Some(Duration::from_millis(604_800_000)),
             retention_bytes: None,
             durability: Durability::Fsync,
+            group_commit: GroupCommit::Partition,
             zero_fill_step_bytes: 16 << 20,
             tail_cache_bytes: 4 << 20,
             max_pending_bytes: 32 << 20,

@@ -12,6 +12,7 @@
 
 pub mod background;
 pub mod checkpoint;
+pub mod commit_round;
 pub mod config;
 #[cfg(test)]
 mod dependencies;
@@ -37,7 +38,7 @@ pub mod wake_list;
 pub mod write_buffer;
 pub mod zero_fill;
 
-pub use config::{Durability, LogConfig};
+pub use config::{Durability, GroupCommit, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog};
 pub use read::{ReadChunk, ReadOutcome};

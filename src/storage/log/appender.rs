@@ -9,7 +9,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::record::batch::{Assigned, BatchHeader};
-use crate::storage::config::Durability;
+use crate::storage::commit_round;
+use crate::storage::config::{Durability, GroupCommit};
 use crate::storage::error::{LogError, io};
 use crate::storage::producer_state::SequenceCheck;
 use crate::storage::summary::ProducerBatch;
@@ -213,6 +214,10 @@ impl PartitionLog {
     /// policy (or `force_sync`) asks for it, then the leader epoch checkpoint if an
     /// append started a new epoch.
     pub(super) async fn write_and_sync(&self, force_sync: bool) -> Result<(), LogError> {
+        let mut round = self.joins_shard_round().then(commit_round::join);
+        if let Some(round) = &mut round {
+            round.start().await;
+        }
         let taken = {
             let mut state = self.state.borrow_mut();
             let active = state.active_mut();
@@ -246,6 +251,9 @@ impl PartitionLog {
             state.active_mut().writer().tail_cache.insert(&write);
         }
         self.debug_check();
+        if let Some(round) = &mut round {
+            round.written().await;
+        }
         let sync_target = {
             let state = self.state.borrow();
             let due = match self.durability() {
@@ -268,10 +276,30 @@ impl PartitionLog {
             drop(state);
             self.debug_check();
         }
+        if let Some(round) = &mut round {
+            round.synced().await;
+        }
         if self.state.borrow().epochs_dirty {
             self.write_epochs().await?;
         }
         Ok(())
+    }
+
+    /// Whether this flush goes through the shard's commit round: with fsync
+    /// durability and shard-wide group commit, when there is something to write
+    /// or to sync.
+    fn joins_shard_round(&self) -> bool {
+        let config = self.config.borrow();
+        if config.durability != Durability::Fsync || config.group_commit != GroupCommit::Shard {
+            return false;
+        }
+        let state = self.state.borrow();
+        let pending = state
+            .active()
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.buffer.pending() > 0);
+        pending || state.written.offset > state.durable.offset
     }
 }
 
@@ -394,6 +422,54 @@ mod tests {
                 (Offset(40), Offset(40), Offset(40))
             );
             log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn shard_rounds_acknowledge_the_appends_of_every_log() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LogConfig {
+                group_commit: GroupCommit::Shard,
+                ..small_config()
+            };
+            let mut logs = Vec::new();
+            for n in 0..8 {
+                logs.push(Rc::new(
+                    open_log(&dir.path().join(format!("p-{n}")), config.clone()).await,
+                ));
+            }
+            let rounds_before = commit_round::completed();
+            let tasks: Vec<_> = (0..40)
+                .map(|n| {
+                    let log = Rc::clone(&logs[n % logs.len()]);
+                    glommio::spawn_local(async move {
+                        log.append(&batch(1, 100, 0), EPOCH0).await.unwrap()
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await;
+            }
+            let rounds = commit_round::completed() - rounds_before;
+            let syncs: u64 = logs.iter().map(|log| log.stats().syncs).sum();
+            assert!(
+                (1..=2).contains(&rounds) && syncs >= 8,
+                "{syncs} syncs in {rounds} rounds"
+            );
+            for log in &logs {
+                let offsets = log.offsets();
+                assert_eq!(
+                    (offsets.durable, offsets.high_watermark),
+                    (Offset(5), Offset(5))
+                );
+                let stats = log.stats();
+                assert!(
+                    stats.syncs <= 2,
+                    "one round carried most appends: {stats:?}"
+                );
+                log.close().await.unwrap();
+            }
         });
     }
 
