@@ -65,3 +65,13 @@ impl ProducerId {
     /// Kafka's "no producer" marker (-1).
     pub const NONE: ProducerId = ProducerId(-1);
 }
+
+/// A producer epoch: bumped by InitProducerId (and, with `transaction.version` 2,
+/// by every EndTxn) so an older instance of the same producer is fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProducerEpoch(pub i16);
+
+impl ProducerEpoch {
+    /// Kafka's "no epoch" marker (-1).
+    pub const NONE: ProducerEpoch = ProducerEpoch(-1);
+}
