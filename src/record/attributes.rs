@@ -61,6 +61,16 @@ impl Attributes {
     pub fn is_control(self) -> bool {
         self.0 & Self::CONTROL != 0
     }
+
+    /// The same attributes marking a batch as part of a transaction.
+    pub fn with_transactional(self) -> Attributes {
+        Attributes(self.0 | Self::TRANSACTIONAL)
+    }
+
+    /// The same attributes marking a batch as control records (markers).
+    pub fn with_control(self) -> Attributes {
+        Attributes(self.0 | Self::CONTROL)
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +88,10 @@ mod tests {
         assert_eq!(
             Attributes(0x0C).with_timestamp_type(TimestampType::CreateTime),
             Attributes(0x04)
+        );
+        assert_eq!(
+            Attributes(0).with_transactional().with_control(),
+            Attributes(0x30)
         );
     }
 }

@@ -2,8 +2,10 @@
 //! tools, tests and benchmarks, and for the records the group coordinator writes to
 //! `__consumer_offsets`.
 
+use crate::record::attributes::Attributes;
 use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD, MAGIC_V2, compute_crc};
 use crate::record::varint::write_varlong;
+use crate::types::{ProducerEpoch, ProducerId};
 use zerocopy::FromBytes;
 
 /// One record to put in a batch.
@@ -14,8 +16,39 @@ pub struct NewRecord<'a> {
     pub timestamp_ms: i64,
 }
 
+/// The header fields that say who wrote a batch and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWriter {
+    pub attributes: Attributes,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub base_sequence: i32,
+}
+
+impl BatchWriter {
+    /// No producer id, no sequence, plain attributes.
+    pub const NONE: BatchWriter = BatchWriter {
+        attributes: Attributes(0),
+        producer_id: ProducerId::NONE,
+        producer_epoch: ProducerEpoch::NONE,
+        base_sequence: -1,
+    };
+}
+
 /// Encodes `records` as one batch with base offset 0 and no producer id.
 pub fn build_batch(records: &[NewRecord<'_>]) -> Vec<u8> {
+    build_batch_with(records, BatchWriter::NONE)
+}
+
+/// Encodes `records` as one batch with base offset 0 and `writer`'s header
+/// fields (the compression bits of its attributes must be 0: records are not
+/// compressed here).
+pub fn build_batch_with(records: &[NewRecord<'_>], writer: BatchWriter) -> Vec<u8> {
+    assert_eq!(
+        writer.attributes.0 & 0x07,
+        0,
+        "the builder writes uncompressed batches"
+    );
     assert!(!records.is_empty(), "a batch holds at least one record");
     let base_timestamp = records[0].timestamp_ms;
     let max_timestamp = records
@@ -44,13 +77,13 @@ pub fn build_batch(records: &[NewRecord<'_>]) -> Vec<u8> {
         header.batch_length.set(batch_length);
         header.partition_leader_epoch.set(-1);
         header.magic = MAGIC_V2;
-        header.attributes.set(0);
+        header.attributes.set(writer.attributes.0);
         header.last_offset_delta.set(count - 1);
         header.base_timestamp.set(base_timestamp);
         header.max_timestamp.set(max_timestamp);
-        header.producer_id.set(-1);
-        header.producer_epoch.set(-1);
-        header.base_sequence.set(-1);
+        header.producer_id.set(writer.producer_id.0);
+        header.producer_epoch.set(writer.producer_epoch.0);
+        header.base_sequence.set(writer.base_sequence);
         header.records_count.set(count);
     }
     let crc = compute_crc(&out);

@@ -7,6 +7,7 @@ pub mod attributes;
 pub mod batch;
 pub mod builder;
 pub mod compression;
+pub mod control;
 pub mod record_checks;
 pub mod records;
 pub mod validate;
