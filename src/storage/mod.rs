@@ -34,6 +34,7 @@ pub mod tail_cache;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod time_index;
+pub mod txn_index;
 pub mod wake_list;
 pub mod write_buffer;
 pub mod zero_fill;
