@@ -69,6 +69,10 @@ pub struct Cli {
     /// Producer batch.size in bytes [default: 1000000].
     #[arg(long, value_name = "BYTES")]
     pub batch_size: Option<u32>,
+    /// Commit a transaction every N records per producer (consumers then read
+    /// committed) [default: no transactions].
+    #[arg(long, value_name = "N")]
+    pub transactional: Option<u32>,
 
     /// Topic name (NAME-0, NAME-1, .. for several); a new unique name per run by default.
     #[arg(long, value_name = "NAME")]
@@ -118,6 +122,7 @@ impl Cli {
             compression: self.compression,
             linger_ms: self.linger_ms,
             batch_size: self.batch_size,
+            transaction_records: self.transactional,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct ConsumerPlan {
     pub topic: String,
     pub partitions: Partitions,
     pub run_id: u64,
+    /// Read only committed records (`isolation.level=read_committed`).
+    pub read_committed: bool,
 }
 
 /// What a stopped consumer reports.
@@ -119,6 +121,14 @@ pub fn run(
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
+            (
+                "isolation.level",
+                if plan.read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            ),
         ])
         .create_with_context(LogContext)
         .map_err(BenchError::kafka("create a consumer"))?;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use rdkafka::client::ClientContext;
@@ -27,6 +28,8 @@ use crate::workload::{KeyDistribution, Workload};
 
 /// How long the producer waits for its last acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long starting, committing or aborting a transaction may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a record may wait in librdkafka before it fails (librdkafka's
 /// default is 5 minutes, longer than any drain should take).
 const MESSAGE_TIMEOUT_MS: &str = "30000";
@@ -56,6 +59,8 @@ pub struct ProducerOutcome {
     /// Records the schedule had due before the end but that were never sent
     /// because the producer had fallen behind (fixed rate only).
     pub behind_schedule: u64,
+    /// How long each transaction commit that began in the measurement took.
+    pub commit_latency: Histogram<u64>,
 }
 
 /// Meters each acknowledgement, and remembers which records failed.
@@ -115,15 +120,77 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// The producer configuration of `workload`.
-fn config(connection: &Connection, workload: &Workload) -> rdkafka::ClientConfig {
-    connection.config(&[
+/// A transactional workload gets an idempotent producer with a transactional
+/// id unique to the run and the producer.
+fn config(
+    connection: &Connection,
+    workload: &Workload,
+    plan: &ProducerPlan,
+) -> rdkafka::ClientConfig {
+    let transactional_id = format!("sluice-bench-{:016x}-{}", plan.run_id, plan.id);
+    let linger_ms = workload.linger_ms.to_string();
+    let batch_size = workload.batch_size.to_string();
+    let mut properties = vec![
         ("acks", workload.acks.as_config()),
         ("compression.type", workload.compression.as_config()),
-        ("linger.ms", &workload.linger_ms.to_string()),
-        ("batch.size", &workload.batch_size.to_string()),
-        ("enable.idempotence", "false"),
+        ("linger.ms", &linger_ms),
+        ("batch.size", &batch_size),
         ("message.timeout.ms", MESSAGE_TIMEOUT_MS),
-    ])
+    ];
+    if workload.transactional() {
+        properties.push(("enable.idempotence", "true"));
+        properties.push(("transactional.id", &transactional_id));
+    } else {
+        properties.push(("enable.idempotence", "false"));
+    }
+    connection.config(&properties)
+}
+
+/// A producer's open transaction: the sequence numbers it holds.
+struct Transaction {
+    first_seq: u64,
+    records: u32,
+}
+
+/// Commits the open transaction and begins the next; a failed commit is aborted
+/// and its records count as failed (read_committed consumers never see them).
+fn commit(
+    producer: &ThreadedProducer<DeliveryContext>,
+    open: &mut Transaction,
+    next_seq: u64,
+    clock: Clock,
+    window: Window,
+    latency: &mut Histogram<u64>,
+) -> Result<(), BenchError> {
+    let started = clock.now_us();
+    match producer.commit_transaction(TRANSACTION_TIMEOUT) {
+        Ok(()) => {
+            if window.contains(started) {
+                let _ = latency.record(clock.now_us().saturating_sub(started).max(1));
+            }
+        }
+        Err(error) => {
+            eprintln!("transaction commit failed: {error}; aborting it");
+            let context = producer.context();
+            context.meter.lock().errors += 1;
+            let mut failed = context.failed.lock().unwrap_or_else(|p| p.into_inner());
+            for seq in open.first_seq..next_seq {
+                failed.insert(seq);
+            }
+            drop(failed);
+            producer
+                .abort_transaction(TRANSACTION_TIMEOUT)
+                .map_err(BenchError::kafka("abort a transaction"))?;
+        }
+    }
+    producer
+        .begin_transaction()
+        .map_err(BenchError::kafka("begin a transaction"))?;
+    *open = Transaction {
+        first_seq: next_seq,
+        records: 0,
+    };
+    Ok(())
 }
 
 /// Sends `plan`'s records until its end, waits for their acknowledgements and
@@ -142,9 +209,26 @@ pub fn run(
         failed: Mutex::new(SeqSet::default()),
         errors_printed: AtomicU64::new(0),
     };
-    let producer: ThreadedProducer<DeliveryContext> = config(connection, workload)
+    let producer: ThreadedProducer<DeliveryContext> = config(connection, workload, plan)
         .create_with_context(context)
         .map_err(BenchError::kafka(format!("create producer {}", plan.id)))?;
+    let mut commit_latency = crate::stats::new_histogram();
+    let mut transaction = None;
+    if workload.transactional() {
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(BenchError::kafka(format!(
+                "init transactions of producer {}",
+                plan.id
+            )))?;
+        producer
+            .begin_transaction()
+            .map_err(BenchError::kafka("begin a transaction"))?;
+        transaction = Some(Transaction {
+            first_seq: 0,
+            records: 0,
+        });
+    }
 
     let seed = plan.run_id ^ u64::from(plan.id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut filler = Filler::new(
@@ -212,6 +296,29 @@ pub fn run(
             }
         }
         seq += 1;
+        if let Some(open) = &mut transaction {
+            open.records += 1;
+            if open.records >= workload.transaction_records {
+                commit(
+                    &producer,
+                    open,
+                    seq,
+                    clock,
+                    plan.window,
+                    &mut commit_latency,
+                )?;
+            }
+        }
+    }
+    if let Some(open) = &mut transaction {
+        commit(
+            &producer,
+            open,
+            seq,
+            clock,
+            plan.window,
+            &mut commit_latency,
+        )?;
     }
     let behind_schedule = plan
         .pace
@@ -243,5 +350,6 @@ pub fn run(
             failed,
         },
         behind_schedule,
+        commit_latency,
     })
 }

@@ -101,6 +101,14 @@ pub struct Side {
     pub latency_us: Latency,
 }
 
+/// The transaction commits of a run: how many began in the measurement and
+/// how long each took, from the call to its return.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Commits {
+    pub count: u64,
+    pub latency_us: Latency,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Errors {
     /// Failed sends and failed deliveries.
@@ -120,6 +128,8 @@ pub struct RunReport {
     pub end_to_end: Side,
     /// Records a fixed-rate schedule had due but the producers never sent.
     pub behind_schedule: u64,
+    /// Transaction commits in the measurement, when the workload has them.
+    pub commits: Option<Commits>,
     /// Records of earlier runs found in a reused topic (skipped).
     pub foreign_records: u64,
     pub errors: Errors,
@@ -151,6 +161,10 @@ impl RunReport {
             publish: side(&result.totals.publish),
             end_to_end: side(&result.totals.consume),
             behind_schedule: result.behind_schedule,
+            commits: workload.transactional().then(|| Commits {
+                count: result.commit_latency.len(),
+                latency_us: Latency::of(&result.commit_latency),
+            }),
             foreign_records: result.foreign_records,
             passed: result.verdict.passed && errors.produce == 0 && errors.consume == 0,
             errors,
@@ -201,7 +215,10 @@ pub fn describe(w: &Workload) -> String {
         w.batch_size,
         w.warmup_secs,
         w.duration_secs,
-    )
+    ) + &match w.transaction_records {
+        0 => String::new(),
+        n => format!(", transactions of {n} records per producer, read_committed"),
+    }
 }
 
 /// The summary table of one run.
@@ -230,6 +247,13 @@ pub fn summary(report: &RunReport, workload: &Workload) -> String {
             out += &format!(" {:>9.3}", ms(value));
         }
         out += "\n";
+    }
+    if let Some(commits) = &report.commits {
+        out += &format!("{:<12} {:>11} {:>9}", "commit", commits.count, "");
+        for value in commits.latency_us.values() {
+            out += &format!(" {:>9.3}", ms(value));
+        }
+        out += "  (transactions committed; commit latency)\n";
     }
     out += &format!(
         "records in the measurement: {} published, {} consumed; errors: {} produce, {} consume; \
@@ -375,6 +399,7 @@ mod tests {
             topics: vec!["t".into()],
             totals,
             behind_schedule: 0,
+            commit_latency: crate::stats::new_histogram(),
             foreign_records: 0,
             verdict: Verdict {
                 checked: true,

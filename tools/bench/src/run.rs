@@ -3,6 +3,7 @@
 //! measurement with a progress line per second, drain, verify, and delete the
 //! topics if asked.
 
+use hdrhistogram::Histogram;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub struct RunResult {
     /// in the meters' `window_*` fields and `measured_latency`.
     pub totals: Totals,
     pub behind_schedule: u64,
+    /// Transaction commits that began in the measurement, all producers.
+    pub commit_latency: Histogram<u64>,
     pub foreign_records: u64,
     pub verdict: Verdict,
 }
@@ -87,6 +90,7 @@ fn consumer_plans(workload: &Workload, topics: &[String], run_id: u64) -> Vec<Co
                 topic: topic.clone(),
                 partitions,
                 run_id,
+                read_committed: workload.transactional(),
             });
         }
     }
@@ -266,6 +270,12 @@ fn run_on(
         totals.add(&Totals::take(&producer_meters, &consumer_meters));
 
         let behind_schedule = outcomes.iter().map(|o| o.behind_schedule).sum();
+        let mut commit_latency = crate::stats::new_histogram();
+        for outcome in &outcomes {
+            commit_latency
+                .add(&outcome.commit_latency)
+                .expect("histograms of the same bounds");
+        }
         let produced: Vec<_> = outcomes.into_iter().map(|o| o.produced).collect();
         let foreign_records = consumed.iter().map(|c| c.foreign).sum();
         let verdict = if consumers.is_empty() {
@@ -282,6 +292,7 @@ fn run_on(
             topics: topics.to_vec(),
             totals,
             behind_schedule,
+            commit_latency,
             foreign_records,
             verdict,
         })

@@ -17,6 +17,9 @@ pub const MAX_CLIENTS: u32 = 256;
 /// Largest record the tool builds (librdkafka's own `message.max.bytes` default
 /// is 1 MB; raising it is the user's business through `-X`).
 pub const MAX_MESSAGE_SIZE: u32 = 64 << 20;
+/// Records per transaction at most: librdkafka keeps a transaction's records
+/// queued until they are acknowledged, and a commit waits for all of them.
+pub const MAX_TRANSACTION_RECORDS: u32 = 1_000_000;
 
 /// How consumers get their partitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -116,6 +119,10 @@ pub struct Workload {
     pub linger_ms: u32,
     /// librdkafka's `batch.size` in bytes.
     pub batch_size: u32,
+    /// Records per transaction: each producer commits a transaction every this
+    /// many records and consumers read committed; 0 produces without
+    /// transactions.
+    pub transaction_records: u32,
 }
 
 impl Default for Workload {
@@ -139,6 +146,7 @@ impl Default for Workload {
             compression: Compression::None,
             linger_ms: 5,
             batch_size: 1_000_000,
+            transaction_records: 0,
         }
     }
 }
@@ -160,6 +168,7 @@ pub struct Overrides {
     pub compression: Option<Compression>,
     pub linger_ms: Option<u32>,
     pub batch_size: Option<u32>,
+    pub transaction_records: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +234,7 @@ impl Workload {
         set(&mut self.compression, o.compression);
         set(&mut self.linger_ms, o.linger_ms);
         set(&mut self.batch_size, o.batch_size);
+        set(&mut self.transaction_records, o.transaction_records);
     }
 
     pub fn validate(&self) -> Result<(), WorkloadError> {
@@ -254,6 +264,15 @@ impl Workload {
         if self.duration_secs == 0 {
             return invalid("duration must be at least 1 s".into());
         }
+        if self.transactional() && self.acks != Acks::All {
+            return invalid("transactions need acks=all (an idempotent producer)".into());
+        }
+        if self.transaction_records > MAX_TRANSACTION_RECORDS {
+            return invalid(format!(
+                "{} records per transaction; at most {MAX_TRANSACTION_RECORDS}",
+                self.transaction_records
+            ));
+        }
         if self.producer_rate != 0 && self.producer_rate < self.total_producers() {
             return invalid(format!(
                 "rate {} msg/s is less than one message per second per producer ({} producers)",
@@ -262,6 +281,11 @@ impl Workload {
             ));
         }
         Ok(())
+    }
+
+    /// Producers commit transactions and consumers read committed.
+    pub fn transactional(&self) -> bool {
+        self.transaction_records > 0
     }
 
     pub fn total_producers(&self) -> u64 {
@@ -388,6 +412,32 @@ mod tests {
                 ..Overrides::default()
             })
             .is_err()
+        );
+        assert!(
+            load(Overrides {
+                transaction_records: Some(10),
+                acks: Some(Acks::Leader),
+                ..Overrides::default()
+            })
+            .is_err(),
+            "transactions need acks=all"
+        );
+        assert!(
+            load(Overrides {
+                transaction_records: Some(MAX_TRANSACTION_RECORDS + 1),
+                ..Overrides::default()
+            })
+            .is_err()
+        );
+        let transactional = load(Overrides {
+            transaction_records: Some(100),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert!(transactional.transactional());
+        assert!(
+            crate::report::describe(&transactional)
+                .ends_with("transactions of 100 records per producer, read_committed")
         );
         let missing = Workload::load(
             Some(Path::new("/nonexistent/w.toml")),
