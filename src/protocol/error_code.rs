@@ -60,6 +60,7 @@ pub enum ErrorCode {
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
+    UnstableOffsetCommit = 88,
 }
 
 impl ErrorCode {
