@@ -21,6 +21,7 @@ use crate::group::txn_offsets::{self, PendingTxnOffsets};
 use crate::protocol::error_code::ErrorCode;
 use crate::record::attributes::Attributes;
 use crate::record::builder::{BatchWriter, NewRecord, build_batch_with};
+use crate::storage::error::LogError;
 use crate::types::{Offset, ProducerEpoch, ProducerId, TimestampMs};
 
 /// Groups one shard coordinates at most; new ones are refused past it so a
@@ -192,6 +193,8 @@ async fn append_as(
     let batch = build_batch_with(&new_records, writer);
     match offsets.append_internal(&batch).await {
         Ok(offset) => Ok(offset),
+        // A fenced producer's transactional commit: the client must hear it.
+        Err(LogError::Producer(error)) => Err(error.error_code()),
         Err(error) => {
             tracing::warn!(partition, %error, "appending to __consumer_offsets failed");
             Err(ErrorCode::CoordinatorNotAvailable)
