@@ -1,17 +1,22 @@
 //! Rebuilds a shard's groups from a `__consumer_offsets` partition when the shard
 //! opens it: every offset commit and group metadata record in log order, the
-//! latest per key winning and tombstones deleting.
+//! latest per key winning and tombstones deleting. Offsets in a producer's
+//! transactional batches are held pending until that producer's marker (a
+//! control batch) commits or drops them; those without a marker yet stay
+//! pending after the load, for the marker still to come.
 
 use crate::group::coordinator_key::OFFSETS_TOPIC;
 use crate::group::host::GroupHost;
 use crate::group::ids::GroupId;
 use crate::group::records::{GroupValue, OffsetValue, RecordKey};
 use crate::group::state::Group;
+use crate::group::txn_offsets;
 use crate::partition::{Isolation, Partition};
 use crate::record::batch::BatchHeader;
+use crate::record::control::{EndTxnMarker, MarkerKind};
 use crate::record::varint::read_varlong;
 use crate::record::{Compression, RecordBatch};
-use crate::types::TimestampMs;
+use crate::types::{ProducerId, TimestampMs};
 
 /// A record's key and value (`None`: null).
 type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -46,12 +51,28 @@ pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partitio
                 break;
             }
         };
-        let mut groups = host.coordinator().groups.borrow_mut();
+        let coordinator = host.coordinator();
+        let mut groups = coordinator.groups.borrow_mut();
+        let mut pending = coordinator.txn_offsets.borrow_mut();
         for batch in batches(&bytes) {
             let header = batch.header();
+            let producer = ProducerId(header.producer_id.get());
             if header.attributes().is_control() {
+                match EndTxnMarker::from_batch(batch) {
+                    Ok(marker) => txn_offsets::complete(
+                        &mut groups,
+                        &mut pending,
+                        partition,
+                        producer,
+                        marker.kind == MarkerKind::Commit,
+                    ),
+                    Err(error) => {
+                        tracing::warn!(partition, offset = %header.base_offset(), %error, "skipping a control batch");
+                    }
+                }
                 continue;
             }
+            let transactional = header.attributes().is_transactional();
             if header.attributes().compression() != Some(Compression::None) {
                 tracing::warn!(partition, offset = %header.base_offset(), "skipping a compressed batch in {OFFSETS_TOPIC}: the broker writes none");
                 continue;
@@ -66,18 +87,40 @@ pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partitio
                         partition: index,
                     }) => {
                         let id = GroupId(group);
+                        let key = (topic, index);
                         match value.map(OffsetValue::decode) {
+                            Some(Ok(value)) if transactional => {
+                                if let Err(limit) =
+                                    pending.check_room(&id, producer, std::slice::from_ref(&key))
+                                {
+                                    tracing::warn!(partition, group = %id.0, %limit, "dropping a pending transactional offset");
+                                    continue;
+                                }
+                                groups
+                                    .entry(id.clone())
+                                    .or_insert_with(|| Group::new(id.clone(), limits, now_ms));
+                                pending.add(
+                                    partition,
+                                    &id,
+                                    producer,
+                                    [(key, value)],
+                                    header.base_offset(),
+                                );
+                            }
                             Some(Ok(value)) => groups
                                 .entry(id.clone())
                                 .or_insert_with(|| Group::new(id, limits, now_ms))
                                 .offsets
-                                .put((topic, index), value),
+                                .put(key, value, header.base_offset()),
                             Some(Err(error)) => {
                                 tracing::warn!(partition, %error, "skipping an offset record");
                             }
+                            None if transactional => {
+                                pending.remove_partitions(&id, std::slice::from_ref(&key));
+                            }
                             None => {
                                 if let Some(group) = groups.get_mut(&id) {
-                                    group.offsets.remove(&(topic, index));
+                                    group.offsets.remove(&key);
                                 }
                             }
                         }
@@ -98,6 +141,7 @@ pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partitio
                             }
                             None => {
                                 groups.remove(&id);
+                                pending.remove_group(&id);
                             }
                         }
                     }

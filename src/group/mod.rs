@@ -19,3 +19,4 @@ pub mod offsets;
 pub mod records;
 pub mod requests;
 pub mod state;
+pub mod txn_offsets;

@@ -21,6 +21,7 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 pub mod slow_requests;
+pub mod txn_offset_commit;
 pub mod txn_routing;
 
 use std::collections::BTreeMap;
@@ -185,6 +186,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &offset_commit::handle(shard, body).await,
+        ),
+        RequestKind::TxnOffsetCommit(body) => respond(
+            correlation_id,
+            version,
+            &txn_offset_commit::handle(shard, body).await,
         ),
         RequestKind::OffsetFetch(body) => respond(
             correlation_id,

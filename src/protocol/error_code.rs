@@ -61,6 +61,7 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
     OperationNotAttempted = 55,
+    UnstableOffsetCommit = 88,
 }
 
 impl ErrorCode {

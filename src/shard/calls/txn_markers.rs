@@ -2,15 +2,18 @@
 //! the transaction's marker; for `__consumer_offsets` partitions the group
 //! coordinator then materialises or drops the producer's pending offsets.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::cluster::image::PartitionKey;
+use crate::group::coordinator_key::OFFSETS_TOPIC;
 use crate::protocol::error_code::ErrorCode;
-use crate::record::control::EndTxnMarker;
+use crate::record::control::{EndTxnMarker, MarkerKind};
 use crate::shard::Shard;
 use crate::shard::bounded;
 use crate::shard::call::ShardCall;
 use crate::txn::markers::{MarkerResult, TxnMarkers};
+use crate::txn::state::TxnPartition;
 use crate::types::TimestampMs;
 
 /// One transaction's markers for the partitions the receiving shard owns.
@@ -21,46 +24,52 @@ impl ShardCall for WriteTxnMarkers {
     type Reply = Vec<MarkerResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<MarkerResult> {
-        let markers = self.0;
-        let batch = Rc::new(
-            EndTxnMarker {
-                kind: markers.kind,
-                coordinator_epoch: markers.coordinator_epoch,
-            }
-            .build_batch(
-                markers.producer_id,
-                markers.producer_epoch,
-                TimestampMs::now(),
-            ),
-        );
-        let results = Rc::new(std::cell::RefCell::new(Vec::with_capacity(
-            markers.partitions.len(),
-        )));
+        let mut markers = self.0;
+        let partitions = std::mem::take(&mut markers.partitions);
+        let results = Rc::new(RefCell::new(Vec::with_capacity(partitions.len())));
         let collected = Rc::clone(&results);
-        bounded::for_each(
-            markers.partitions,
-            bounded::PARTITION_JOBS,
-            move |txn_partition| {
-                let shard = Rc::clone(&shard);
-                let results = Rc::clone(&collected);
-                let batch = Rc::clone(&batch);
-                async move {
-                    let key = PartitionKey {
-                        topic: txn_partition.0.clone(),
-                        partition: txn_partition.1,
-                    };
-                    let error = match shard.partition(&key) {
-                        Ok(partition) => match partition.append_internal(&batch).await {
-                            Ok(_) => ErrorCode::None,
-                            Err(error) => error.error_code(),
-                        },
-                        Err(error) => error,
-                    };
-                    results.borrow_mut().push((txn_partition, error));
-                }
-            },
-        )
+        let markers = Rc::new(markers);
+        bounded::for_each(partitions, bounded::PARTITION_JOBS, move |partition| {
+            let shard = Rc::clone(&shard);
+            let results = Rc::clone(&collected);
+            let markers = Rc::clone(&markers);
+            async move {
+                let error = write(&shard, &markers, &partition).await;
+                results.borrow_mut().push((partition, error));
+            }
+        })
         .await;
         results.take()
     }
+}
+
+async fn write(shard: &Shard, markers: &TxnMarkers, (topic, index): &TxnPartition) -> ErrorCode {
+    let key = PartitionKey {
+        topic: topic.clone(),
+        partition: *index,
+    };
+    let partition = match shard.partition(&key) {
+        Ok(partition) => partition,
+        Err(error) => return error,
+    };
+    let batch = EndTxnMarker {
+        kind: markers.kind,
+        coordinator_epoch: markers.coordinator_epoch,
+    }
+    .build_batch(
+        markers.producer_id,
+        markers.producer_epoch,
+        TimestampMs::now(),
+    );
+    if let Err(error) = partition.append_internal(&batch).await {
+        return error.error_code();
+    }
+    if key.topic == OFFSETS_TOPIC {
+        shard.groups().complete_txn_offsets(
+            key.partition,
+            markers.producer_id,
+            markers.kind == MarkerKind::Commit,
+        );
+    }
+    ErrorCode::None
 }
