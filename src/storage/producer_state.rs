@@ -175,8 +175,14 @@ fn starts_at_zero(batch: &ProducerBatch) -> Result<SequenceCheck, ProducerError>
 }
 
 impl ProducerState {
+    /// Kafka's checks of a producer's data batch: its epoch, then (for a
+    /// client's batch) its sequence, then that it is transactional if the
+    /// producer's transaction here is open.
     pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, ProducerError> {
         let Some(entry) = self.producers.get(&batch.producer_id) else {
+            if !batch.has_sequence() {
+                return Ok(SequenceCheck::Append);
+            }
             return starts_at_zero(batch);
         };
         if batch.epoch < entry.epoch {
@@ -186,7 +192,9 @@ impl ProducerState {
                 current: entry.epoch,
             });
         }
-        let check = if batch.epoch > entry.epoch {
+        let check = if !batch.has_sequence() {
+            SequenceCheck::Append
+        } else if batch.epoch > entry.epoch {
             // A new epoch starts its sequences again at 0.
             starts_at_zero(batch)?
         } else if let Some(done) = entry.batches.iter().find(|b| {
@@ -220,7 +228,8 @@ impl ProducerState {
     }
 
     /// Records a batch appended at `base_offset..=last_offset`; a transactional
-    /// one opens the producer's transaction if none is open.
+    /// one opens the producer's transaction if none is open. A batch without a
+    /// sequence (the broker's) is not remembered for duplicate detection.
     pub fn record(&mut self, batch: &ProducerBatch, base_offset: Offset, last_offset: Offset) {
         self.appends += 1;
         self.make_room_for(batch.producer_id);
@@ -228,14 +237,16 @@ impl ProducerState {
         let entry = self.producers.entry(batch.producer_id).or_default();
         entry.set_epoch(batch.epoch);
         entry.last_used = appends;
-        entry.batches.push_back(BatchEntry {
-            first_sequence: batch.first_sequence,
-            last_sequence: batch.last_sequence,
-            base_offset,
-            last_offset,
-        });
-        while entry.batches.len() > BATCHES_KEPT {
-            entry.batches.pop_front();
+        if batch.has_sequence() {
+            entry.batches.push_back(BatchEntry {
+                first_sequence: batch.first_sequence,
+                last_sequence: batch.last_sequence,
+                base_offset,
+                last_offset,
+            });
+            while entry.batches.len() > BATCHES_KEPT {
+                entry.batches.pop_front();
+            }
         }
         if batch.transactional && entry.txn_first_offset.is_none() {
             entry.txn_first_offset = Some(base_offset);
@@ -731,5 +742,30 @@ mod tests {
         assert_eq!(old.last_stable_offset(Offset(9)), Offset(9));
         assert!(ProducerState::decode(b"1\n9\n-1\nb 0 0 1 1\n").is_err());
         assert!(ProducerState::decode(b"2\n9\n").is_err());
+    }
+
+    #[test]
+    fn the_brokers_own_transactional_batches_skip_sequence_checks_but_open_the_transaction() {
+        let mut state = ProducerState::default();
+        let offsets = txn_batch(9, 1, ProducerBatch::NO_SEQUENCE, ProducerBatch::NO_SEQUENCE);
+        assert_eq!(state.check(&offsets), Ok(SequenceCheck::Append));
+        state.record(&offsets, Offset(3), Offset(3));
+        assert_eq!(state.check(&offsets), Ok(SequenceCheck::Append));
+        state.record(&offsets, Offset(4), Offset(4));
+        assert_eq!(state.last_stable_offset(Offset(5)), Offset(3));
+        assert_eq!(
+            state
+                .check(&txn_batch(
+                    9,
+                    0,
+                    ProducerBatch::NO_SEQUENCE,
+                    ProducerBatch::NO_SEQUENCE
+                ))
+                .unwrap_err()
+                .error_code(),
+            ErrorCode::InvalidProducerEpoch
+        );
+        let done = state.end_txn(&marker(9, 1, 0, MarkerKind::Commit), Offset(5));
+        assert_eq!(done.map(|t| t.first_offset), Some(Offset(3)));
     }
 }

@@ -31,6 +31,16 @@ pub struct ProducerBatch {
 }
 
 impl ProducerBatch {
+    /// Kafka's NO_SEQUENCE: a batch the broker wrote for the producer (the group
+    /// coordinator's transactional offset commits); a client's batch with a
+    /// producer id always has a sequence (`record::validate` refuses it otherwise).
+    pub const NO_SEQUENCE: i32 = -1;
+
+    /// Whether sequence checks apply (a client's batch, not the broker's).
+    pub fn has_sequence(&self) -> bool {
+        self.first_sequence != ProducerBatch::NO_SEQUENCE
+    }
+
     /// `None` for batches without a producer id and for control batches (markers
     /// carry no sequence; they end a transaction instead).
     pub fn of(header: &BatchHeader) -> Option<ProducerBatch> {
