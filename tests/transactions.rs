@@ -1,5 +1,8 @@
-//! Transactions against the real `sluice serve`: raw requests check the
-//! refusals a client never provokes on purpose (out-of-order transitions,
+//! Transactions against the real `sluice serve`: librdkafka's transactional
+//! producer (the `rdkafka` crate) commits and aborts, a second producer with the
+//! same `transactional.id` fences the first, a producer silent past its
+//! `transaction.timeout.ms` is aborted by the coordinator; raw requests check
+//! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum).
 
 #[path = "support/broker.rs"]
@@ -18,9 +21,13 @@ use kafka_protocol::messages::{
     ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 use broker::Broker;
-use kafka::{OP_TIMEOUT, create_topic};
+use kafka::{OP_TIMEOUT, TestContext, client_config, create_topic};
 use wire::Wire;
 
 const CONCURRENT_TRANSACTIONS: i16 = 51;
@@ -43,6 +50,157 @@ fn start_broker() -> Broker {
         "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
         "200",
     ])
+}
+
+fn transactional_producer(
+    broker: &Broker,
+    id: &str,
+    timeout_ms: u32,
+) -> FutureProducer<TestContext> {
+    client_config(broker)
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", timeout_ms.to_string())
+        .set("message.timeout.ms", timeout_ms.to_string())
+        // librdkafka wants its socket timeout within the transaction timeout.
+        .set("socket.timeout.ms", timeout_ms.min(10_000).to_string())
+        .set("linger.ms", "5")
+        .create_with_context(TestContext)
+        .expect("create a transactional producer")
+}
+
+async fn send(producer: &FutureProducer<TestContext>, topic: &str, values: &[&str]) {
+    for value in values {
+        producer
+            .send(
+                FutureRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload(*value),
+                OP_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(error, _)| panic!("send {value}: {error}"));
+    }
+}
+
+/// Every record value of partition 0 of `topic` up to its end, read with
+/// `isolation` (`read_committed` or `read_uncommitted`).
+fn read_all(
+    broker: &Broker,
+    topic: &str,
+    isolation: &str,
+    expected_at_least: usize,
+) -> Vec<String> {
+    let consumer: BaseConsumer<TestContext> = client_config(broker)
+        .set("group.id", "sluice-test-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(TestContext)
+        .expect("create consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => values
+                .push(String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap()),
+            Some(Err(error)) => panic!("consume {topic}: {error}"),
+            None if values.len() >= expected_at_least => break,
+            None => {}
+        }
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_and_aborted_transactions_end_with_markers() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-basic", 1, &[]).await;
+    let producer = transactional_producer(&broker, "txn-basic-producer", 60_000);
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+
+    producer.begin_transaction().expect("begin");
+    send(&producer, "txn-basic", &["c0", "c1", "c2"]).await;
+    producer.commit_transaction(OP_TIMEOUT).expect("commit");
+
+    producer.begin_transaction().expect("begin");
+    send(&producer, "txn-basic", &["a0", "a1"]).await;
+    producer.abort_transaction(OP_TIMEOUT).expect("abort");
+
+    producer.begin_transaction().expect("begin");
+    send(&producer, "txn-basic", &["c3"]).await;
+    producer.commit_transaction(OP_TIMEOUT).expect("commit");
+
+    // Every data record, the markers skipped by the client.
+    let all = read_all(&broker, "txn-basic", "read_uncommitted", 6);
+    assert_eq!(all, ["c0", "c1", "c2", "a0", "a1", "c3"]);
+    // Exactly the committed ones.
+    let committed = read_all(&broker, "txn-basic", "read_committed", 4);
+    assert_eq!(committed, ["c0", "c1", "c2", "c3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_producer_with_the_same_id_fences_the_first() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-fence", 1, &[]).await;
+    let first = transactional_producer(&broker, "txn-fence-id", 60_000);
+    first.init_transactions(OP_TIMEOUT).expect("init the first");
+    first.begin_transaction().expect("begin");
+    send(&first, "txn-fence", &["zombie"]).await;
+
+    // The coordinator aborts the first producer's open transaction and answers
+    // CONCURRENT_TRANSACTIONS until that is done; librdkafka retries.
+    let second = transactional_producer(&broker, "txn-fence-id", 60_000);
+    second
+        .init_transactions(OP_TIMEOUT)
+        .expect("init the second");
+    second.begin_transaction().expect("begin");
+    send(&second, "txn-fence", &["winner"]).await;
+    second
+        .commit_transaction(OP_TIMEOUT)
+        .expect("commit the second");
+
+    match first.commit_transaction(OP_TIMEOUT) {
+        Err(KafkaError::Transaction(error)) => {
+            assert!(error.is_fatal(), "a fenced producer is fatal: {error}");
+        }
+        other => panic!("the fenced producer committed: {other:?}"),
+    }
+    let committed = read_all(&broker, "txn-fence", "read_committed", 1);
+    assert_eq!(committed, ["winner"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_silent_past_its_timeout_is_aborted() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-timeout", 1, &[]).await;
+    let silent = transactional_producer(&broker, "txn-timeout-id", 1_000);
+    silent.init_transactions(OP_TIMEOUT).expect("init");
+    silent.begin_transaction().expect("begin");
+    send(&silent, "txn-timeout", &["stale"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        silent.commit_transaction(OP_TIMEOUT).is_err(),
+        "a transaction aborted by its timeout cannot commit"
+    );
+    let log = broker.stderr();
+    assert!(
+        log.contains("aborting a transaction past its timeout"),
+        "the coordinator aborted it: {log}"
+    );
+    // Another producer's transaction on the same partition commits afterwards.
+    let next = transactional_producer(&broker, "txn-timeout-next", 60_000);
+    next.init_transactions(OP_TIMEOUT).expect("init");
+    next.begin_transaction().expect("begin");
+    send(&next, "txn-timeout", &["fresh"]).await;
+    next.commit_transaction(OP_TIMEOUT).expect("commit");
+    // The aborted record is skipped and the consumer moves past it.
+    let committed = read_all(&broker, "txn-timeout", "read_committed", 1);
+    assert_eq!(committed, ["fresh"]);
 }
 
 /// A raw connection to the coordinator of `id` with its producer initialised:

@@ -7,14 +7,14 @@ use std::rc::Rc;
 
 use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::OFFSETS_TOPIC;
+use crate::partition::TxnMarker;
 use crate::protocol::error_code::ErrorCode;
-use crate::record::control::{EndTxnMarker, MarkerKind};
+use crate::record::control::MarkerKind;
 use crate::shard::Shard;
 use crate::shard::bounded;
 use crate::shard::call::ShardCall;
 use crate::txn::markers::{MarkerResult, TxnMarkers};
 use crate::txn::state::TxnPartition;
-use crate::types::TimestampMs;
 
 /// One transaction's markers for the partitions the receiving shard owns.
 #[derive(Debug)]
@@ -52,17 +52,14 @@ async fn write(shard: &Shard, markers: &TxnMarkers, (topic, index): &TxnPartitio
         Ok(partition) => partition,
         Err(error) => return error,
     };
-    let batch = EndTxnMarker {
-        kind: markers.kind,
+    let marker = TxnMarker {
+        producer_id: markers.producer_id,
+        producer_epoch: markers.producer_epoch,
         coordinator_epoch: markers.coordinator_epoch,
-    }
-    .build_batch(
-        markers.producer_id,
-        markers.producer_epoch,
-        TimestampMs::now(),
-    );
-    if let Err(error) = partition.append_internal(&batch).await {
-        return error.error_code();
+        kind: markers.kind,
+    };
+    if let Err(error) = partition.write_txn_marker(marker).await {
+        return error;
     }
     if key.topic == OFFSETS_TOPIC {
         shard.groups().complete_txn_offsets(
