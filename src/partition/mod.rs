@@ -343,4 +343,63 @@ mod tests {
             OffsetSpec::Timestamp(TimestampMs(1_700_000_000_000))
         );
     }
+
+    #[test]
+    fn a_marker_moves_the_lso_wakes_waiting_fetches_and_refuses_old_epochs() {
+        use crate::record::control::MarkerKind;
+        use crate::storage::test_support::{run, txn_batch};
+        use crate::types::{ProducerEpoch, ProducerId};
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let configs = TopicConfigs::resolve(
+                &crate::config::BrokerConfig::default(),
+                &std::collections::BTreeMap::new(),
+            );
+            let image = PartitionImage {
+                shard: crate::types::ShardId(0),
+                leader_epoch: LeaderEpoch(0),
+            };
+            let key = PartitionKey {
+                topic: "t".into(),
+                partition: 0,
+            };
+            let (partition, _) = Partition::open(dir.path(), key, &image, Rc::new(configs))
+                .await
+                .unwrap();
+            partition
+                .append_internal(&txn_batch(7, 0, 2))
+                .await
+                .unwrap();
+            assert_eq!(
+                (partition.last_stable_offset(), partition.high_watermark()),
+                (Offset(0), Offset(2))
+            );
+            let waiter = DataWaiter::new();
+            partition.wait_for_data(&waiter);
+            let marker = |epoch| TxnMarker {
+                producer_id: ProducerId(7),
+                producer_epoch: ProducerEpoch(epoch),
+                coordinator_epoch: 0,
+                kind: MarkerKind::Commit,
+            };
+            assert_eq!(partition.write_txn_marker(marker(1)).await, Ok(Offset(2)));
+            glommio::timer::timeout(std::time::Duration::from_secs(5), async {
+                waiter.woken().await;
+                Ok(())
+            })
+            .await
+            .expect("the marker woke the waiting fetch");
+            assert_eq!(partition.last_stable_offset(), Offset(3));
+            let latest = partition
+                .offset_for(OffsetSpec::Latest.at(Isolation::ReadCommitted))
+                .await
+                .unwrap();
+            assert_eq!(latest, Some((Offset(3), TimestampMs::NONE)));
+            assert_eq!(
+                partition.write_txn_marker(marker(0)).await,
+                Err(ErrorCode::InvalidProducerEpoch)
+            );
+            partition.close().await.unwrap();
+        });
+    }
 }
