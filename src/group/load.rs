@@ -124,7 +124,7 @@ fn apply_batch(
                             &id,
                             producer,
                             [(key, value)],
-                            header.base_offset(),
+                            Some(header.base_offset()),
                         );
                     }
                     Some(Ok(value)) => groups
