@@ -266,7 +266,7 @@ mod tests {
                 attributes: Attributes(0).with_transactional(),
                 producer_id: ProducerId(id),
                 producer_epoch: ProducerEpoch(0),
-                base_sequence: 0,
+                base_sequence: -1,
             },
             None => BatchWriter::NONE,
         };

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::cluster::image::PartitionKey;
 use crate::kafka::by_partition;
-use crate::partition::OffsetSpec;
+use crate::partition::{Isolation, OffsetSpec};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::offsets::ListOffsets;
@@ -21,6 +21,11 @@ pub async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let isolation = if version >= 2 && request.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let partitions = request
         .topics
         .iter()
@@ -35,7 +40,7 @@ pub async fn handle(
                         topic: topic.name.0.to_string(),
                         partition: partition.partition_index,
                     };
-                    let spec = OffsetSpec::from_wire(partition.timestamp);
+                    let spec = OffsetSpec::from_wire(partition.timestamp).at(isolation);
                     let epoch =
                         (version >= 4).then_some(LeaderEpoch(partition.current_leader_epoch));
                     ((topic_index, partition_index), key, (spec, epoch))

@@ -22,6 +22,9 @@ use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
+pub use crate::storage::producer_state::TxnMarker;
+pub use crate::storage::read::Isolation;
+
 /// Where a produced batch landed, and when each step of getting it there ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -51,6 +54,8 @@ pub struct AppendTiming {
 pub enum OffsetSpec {
     Earliest,
     Latest,
+    /// Latest for a `read_committed` client: the last stable offset.
+    LastStable,
     MaxTimestamp,
     /// The first offset whose timestamp is at or after this one.
     Timestamp(TimestampMs),
@@ -66,15 +71,15 @@ impl OffsetSpec {
             ts => OffsetSpec::Timestamp(TimestampMs(ts)),
         }
     }
-}
 
-/// Which records a fetch may see (Fetch's `isolation_level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// Up to the high watermark.
-    ReadUncommitted,
-    /// Up to the last stable offset.
-    ReadCommitted,
+    /// As a client at `isolation` means it: latest is the last stable offset
+    /// for `read_committed` (ListOffsets' `isolation_level` 1).
+    pub fn at(self, isolation: Isolation) -> OffsetSpec {
+        match (self, isolation) {
+            (OffsetSpec::Latest, Isolation::ReadCommitted) => OffsetSpec::LastStable,
+            (spec, _) => spec,
+        }
+    }
 }
 
 pub struct Partition {
@@ -132,10 +137,12 @@ impl Partition {
         self.log.high_watermark()
     }
 
-    /// The offset below which no transaction is open: the high watermark until
-    /// transactions exist.
+    /// The offset below which every transaction is decided (Kafka's LSO): the
+    /// first offset of the earliest open transaction, else the high watermark.
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        let lso = self.log.last_stable_offset();
+        debug_assert!(lso <= self.high_watermark());
+        lso
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -203,6 +210,31 @@ impl Partition {
         self.append(batch, None).await.map(|info| info.base_offset)
     }
 
+    /// WriteTxnMarkers on this partition: appends the commit or abort marker
+    /// (durably, as any append), which ends the producer's open transaction here
+    /// and, for an abort, adds its `.txnindex` entry; the last stable offset
+    /// moves and waiting fetches wake. A marker for a producer with nothing open
+    /// is still written (as Kafka does). Refused: an epoch older than the
+    /// producer's (INVALID_PRODUCER_EPOCH), a coordinator epoch older than the
+    /// last marker's (TRANSACTION_COORDINATOR_FENCED).
+    pub async fn write_txn_marker(&self, marker: TxnMarker) -> Result<Offset, ErrorCode> {
+        let options = AppendOptions {
+            leader_epoch: self.leader_epoch.get(),
+            log_append_time: None,
+        };
+        let offset = self
+            .log
+            .append_marker(&marker, options)
+            .await
+            .map_err(|error| {
+                tracing::debug!(partition = %self.key, ?marker, %error, "marker refused");
+                error.error_code()
+            })?;
+        debug_assert!(self.last_stable_offset() <= self.high_watermark());
+        self.waiters.wake_all();
+        Ok(offset)
+    }
+
     async fn append(
         &self,
         batch: &[u8],
@@ -229,14 +261,9 @@ impl Partition {
         isolation: Isolation,
         first: bool,
     ) -> Result<ReadOutcome, LogError> {
-        let visible = match isolation {
-            Isolation::ReadUncommitted => self.high_watermark(),
-            Isolation::ReadCommitted => self.last_stable_offset(),
-        };
-        // The log reads up to its own high watermark, which is the visible end at
-        // both levels until replication and transactions move them apart.
-        debug_assert_eq!(visible, self.log.high_watermark());
-        self.log.read(offset, max_bytes, first).await
+        self.log
+            .read_isolated(offset, max_bytes, first, isolation)
+            .await
     }
 
     /// Wakes `waiter` at the next append here.
@@ -252,6 +279,7 @@ impl Partition {
         match spec {
             OffsetSpec::Earliest => Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
             OffsetSpec::Latest => Ok(Some((self.high_watermark(), TimestampMs::NONE))),
+            OffsetSpec::LastStable => Ok(Some((self.last_stable_offset(), TimestampMs::NONE))),
             OffsetSpec::MaxTimestamp => {
                 Ok(self.log.max_timestamp().map(|(ts, offset)| (offset, ts)))
             }

@@ -61,6 +61,7 @@ pub enum ErrorCode {
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
+    OperationNotAttempted = 55,
 }
 
 impl ErrorCode {
