@@ -160,9 +160,9 @@ pub async fn append_transactional(
         attributes: Attributes(0).with_transactional(),
         producer_id,
         producer_epoch,
-        // Kafka's coordinator writes its batches with sequence 0; the log does
-        // not check sequences of coordinator appends.
-        base_sequence: 0,
+        // No sequence (Kafka's NO_SEQUENCE, as its coordinator origin): the
+        // log checks only the producer's epoch of the broker's own batches.
+        base_sequence: -1,
     };
     append_as(host, partition, records, writer).await
 }

@@ -487,6 +487,16 @@ async fn txn_commit(host: &Rc<dyn GroupHost>, request: TxnCommitOffsets) -> Erro
     if request.offsets.is_empty() {
         return ErrorCode::None;
     }
+    let producer = request.producer_id;
+    // Pending from now, before the append: a marker written meanwhile (the
+    // transaction timing out) ends these offsets too.
+    coordinator.txn_offsets.borrow_mut().add(
+        partition,
+        &id,
+        producer,
+        request.offsets.iter().cloned(),
+        None,
+    );
     let records: Vec<OffsetsRecord> = request
         .offsets
         .iter()
@@ -499,31 +509,25 @@ async fn txn_commit(host: &Rc<dyn GroupHost>, request: TxnCommitOffsets) -> Erro
             (key.encode(), Some(value.encode()))
         })
         .collect();
-    let record_offset = match append_transactional(
+    let appended = append_transactional(
         host.as_ref(),
         partition,
         &records,
-        request.producer_id,
+        producer,
         request.producer_epoch,
     )
-    .await
-    {
-        Ok(offset) => offset,
-        Err(error) => return error,
-    };
-    // The marker cannot be here yet: the coordinator writes it only after the
-    // producer's EndTxn, which follows this request's answer. The group may
-    // have been deleted during the append; then its offsets go with it.
-    if coordinator.groups.borrow().contains_key(&id) {
-        coordinator.txn_offsets.borrow_mut().add(
-            partition,
-            &id,
-            request.producer_id,
-            request.offsets,
-            record_offset,
-        );
+    .await;
+    let mut pending = coordinator.txn_offsets.borrow_mut();
+    match appended {
+        Ok(record_offset) => {
+            pending.appended(&id, producer, &request.offsets, record_offset);
+            ErrorCode::None
+        }
+        Err(error) => {
+            pending.failed(&id, producer, &request.offsets);
+            error
+        }
     }
-    ErrorCode::None
 }
 
 fn fetch(

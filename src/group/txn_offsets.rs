@@ -8,6 +8,12 @@
 //! OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for the
 //! partitions concerned (KIP-447).
 //!
+//! An offset is pending from before its append (as Kafka's
+//! prepareTxnOffsetCommit): a marker written while the append is in flight (a
+//! transaction aborted at its timeout) then finds and ends it, rather than
+//! missing it and leaving it pending for good. The append fills in the batch's
+//! offset, or removes the entry if it failed.
+//!
 //! Entries are (group, producer, partition) triples, bounded per group and per
 //! shard so producers that never end their transactions cannot grow a shard's
 //! memory without limit; the transaction timeout ends them eventually.
@@ -26,11 +32,12 @@ pub const MAX_PENDING_PER_GROUP: usize = 1 << 16;
 /// Pending entries all the groups of one shard may hold.
 pub const MAX_PENDING_PER_SHARD: usize = 1 << 20;
 
-/// One pending offset and the base offset of the batch that stored it.
+/// One pending offset and the base offset of the batch that stored it (`None`
+/// while that batch is being appended).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingOffset {
     pub value: OffsetValue,
-    pub record_offset: Offset,
+    pub record_offset: Option<Offset>,
 }
 
 /// One producer's pending offsets in one group.
@@ -110,16 +117,16 @@ impl PendingTxnOffsets {
     }
 
     /// Holds `offsets`, stored by `producer` for `group` in the batch at
-    /// `record_offset` of `offsets_partition`, until the producer's marker.
-    /// A later commit of the same partition in the same transaction replaces
-    /// the earlier one. The caller checked the room.
+    /// `record_offset` of `offsets_partition` (`None`: about to be appended),
+    /// until the producer's marker. A later commit of the same partition in the
+    /// same transaction replaces the earlier one. The caller checked the room.
     pub fn add(
         &mut self,
         offsets_partition: i32,
         group: &GroupId,
         producer: ProducerId,
         offsets: impl IntoIterator<Item = (TopicPartition, OffsetValue)>,
-        record_offset: Offset,
+        record_offset: Option<Offset>,
     ) {
         let pending = self
             .by_group
@@ -146,6 +153,58 @@ impl PendingTxnOffsets {
             .insert(group.clone());
         debug_assert!(pending.len <= MAX_PENDING_PER_GROUP);
         debug_assert!(self.len <= MAX_PENDING_PER_SHARD);
+    }
+
+    /// The batch holding `offsets` was appended at `record_offset`: the entries
+    /// still pending with these values get its offset (a marker may have ended
+    /// them during the append: then there is nothing to do).
+    pub fn appended(
+        &mut self,
+        group: &GroupId,
+        producer: ProducerId,
+        offsets: &[(TopicPartition, OffsetValue)],
+        record_offset: Offset,
+    ) {
+        let Some(partitions) = self
+            .by_group
+            .get_mut(group)
+            .and_then(|p| p.producers.get_mut(&producer))
+        else {
+            return;
+        };
+        for (key, value) in offsets {
+            if let Some(entry) = partitions.get_mut(key)
+                && entry.record_offset.is_none()
+                && entry.value == *value
+            {
+                entry.record_offset = Some(record_offset);
+            }
+        }
+    }
+
+    /// The batch holding `offsets` was not appended: they are not pending.
+    pub fn failed(
+        &mut self,
+        group: &GroupId,
+        producer: ProducerId,
+        offsets: &[(TopicPartition, OffsetValue)],
+    ) {
+        let Some(pending) = self.by_group.get(group) else {
+            return;
+        };
+        let Some(partitions) = pending.producers.get(&producer) else {
+            return;
+        };
+        let keys: Vec<TopicPartition> = offsets
+            .iter()
+            .filter(|(key, value)| {
+                partitions
+                    .get(key)
+                    .is_some_and(|e| e.record_offset.is_none() && e.value == *value)
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.remove_producer_partitions(group, producer, &keys);
     }
 
     /// Removes and returns every offset `producer` has pending in the groups of
@@ -192,33 +251,43 @@ impl PendingTxnOffsets {
     /// Forgets the pending offsets of `keys` in `group` (deleted offsets, or a
     /// transactional tombstone read back), of every producer.
     pub fn remove_partitions(&mut self, group: &GroupId, keys: &[TopicPartition]) {
+        let producers: Vec<ProducerId> = self
+            .by_group
+            .get(group)
+            .map(|p| p.producers.keys().copied().collect())
+            .unwrap_or_default();
+        for producer in producers {
+            self.remove_producer_partitions(group, producer, keys);
+        }
+    }
+
+    fn remove_producer_partitions(
+        &mut self,
+        group: &GroupId,
+        producer: ProducerId,
+        keys: &[TopicPartition],
+    ) {
         let Some(pending) = self.by_group.get_mut(group) else {
             return;
         };
         let offsets_partition = pending.offsets_partition;
-        let mut removed = 0;
-        let mut emptied = Vec::new();
-        for (producer, partitions) in &mut pending.producers {
-            for key in keys {
-                if partitions.remove(key).is_some() {
-                    removed += 1;
-                }
-            }
-            if partitions.is_empty() {
-                emptied.push(*producer);
-            }
-        }
+        let Some(partitions) = pending.producers.get_mut(&producer) else {
+            return;
+        };
+        let removed = keys
+            .iter()
+            .filter(|key| partitions.remove(*key).is_some())
+            .count();
         pending.len -= removed;
         self.len -= removed;
-        for producer in &emptied {
-            pending.producers.remove(producer);
+        if !partitions.is_empty() {
+            return;
         }
+        pending.producers.remove(&producer);
         if pending.producers.is_empty() {
             self.by_group.remove(group);
         }
-        for producer in emptied {
-            self.unlink(offsets_partition, producer, group);
-        }
+        self.unlink(offsets_partition, producer, group);
     }
 
     /// Forgets everything `group` has pending (the group is deleted).
@@ -273,7 +342,13 @@ pub fn complete(
 /// each unless a later batch already stored that partition's offset.
 fn materialize(offsets: &mut OffsetStore, committed: ByPartition) {
     for (key, pending) in committed {
-        if !offsets.put_if_newer(key.clone(), pending.value, pending.record_offset) {
+        // The coordinator sends a commit marker only after EndTxn, which the
+        // producer sends after its TxnOffsetCommit was answered: appended.
+        let Some(record_offset) = pending.record_offset else {
+            tracing::warn!(topic = %key.0, partition = key.1, "a transaction committed while its offset commit was being appended");
+            continue;
+        };
+        if !offsets.put_if_newer(key.clone(), pending.value, record_offset) {
             tracing::debug!(topic = %key.0, partition = key.1, "a committed transactional offset is older than the stored one");
         }
     }
@@ -304,10 +379,34 @@ mod tests {
     fn a_marker_takes_its_producers_offsets_of_its_partition_only() {
         let mut pending = PendingTxnOffsets::default();
         let (p1, p2) = (ProducerId(1), ProducerId(2));
-        pending.add(3, &group("a"), p1, [(tp("t", 0), value(5))], Offset(10));
-        pending.add(3, &group("b"), p1, [(tp("t", 0), value(6))], Offset(11));
-        pending.add(3, &group("a"), p2, [(tp("t", 1), value(7))], Offset(12));
-        pending.add(4, &group("c"), p1, [(tp("t", 0), value(8))], Offset(0));
+        pending.add(
+            3,
+            &group("a"),
+            p1,
+            [(tp("t", 0), value(5))],
+            Some(Offset(10)),
+        );
+        pending.add(
+            3,
+            &group("b"),
+            p1,
+            [(tp("t", 0), value(6))],
+            Some(Offset(11)),
+        );
+        pending.add(
+            3,
+            &group("a"),
+            p2,
+            [(tp("t", 1), value(7))],
+            Some(Offset(12)),
+        );
+        pending.add(
+            4,
+            &group("c"),
+            p1,
+            [(tp("t", 0), value(8))],
+            Some(Offset(0)),
+        );
         assert_eq!(pending.len(), 4);
         assert!(pending.is_pending(&group("a"), &tp("t", 1)));
 
@@ -316,7 +415,7 @@ mod tests {
             taken.iter().map(|(g, _)| g.0.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
         );
-        assert_eq!(taken[0].1[&tp("t", 0)].record_offset, Offset(10));
+        assert_eq!(taken[0].1[&tp("t", 0)].record_offset, Some(Offset(10)));
         assert_eq!(pending.len(), 2);
         assert!(!pending.is_pending(&group("a"), &tp("t", 0)));
         assert!(!pending.has_group(&group("b")));
@@ -328,15 +427,15 @@ mod tests {
     fn a_later_commit_in_the_same_transaction_replaces_the_earlier() {
         let mut pending = PendingTxnOffsets::default();
         let p = ProducerId(9);
-        pending.add(0, &group("g"), p, [(tp("t", 0), value(1))], Offset(1));
-        pending.add(0, &group("g"), p, [(tp("t", 0), value(2))], Offset(5));
+        pending.add(0, &group("g"), p, [(tp("t", 0), value(1))], Some(Offset(1)));
+        pending.add(0, &group("g"), p, [(tp("t", 0), value(2))], Some(Offset(5)));
         assert_eq!(pending.len(), 1);
         let taken = pending.take(0, p);
         assert_eq!(
             taken[0].1[&tp("t", 0)],
             PendingOffset {
                 value: value(2),
-                record_offset: Offset(5)
+                record_offset: Some(Offset(5))
             }
         );
         assert!(pending.is_empty());
@@ -351,7 +450,7 @@ mod tests {
             &group("g"),
             p,
             [(tp("t", 0), value(10)), (tp("t", 1), value(20))],
-            Offset(100),
+            Some(Offset(100)),
         );
         let mut store = OffsetStore::default();
         // A plain commit of partition 0 written after the transactional batch.
@@ -366,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_during_the_append_ends_the_offsets_being_appended() {
+        let mut pending = PendingTxnOffsets::default();
+        let p = ProducerId(1);
+        let offsets = vec![(tp("t", 0), value(3))];
+        pending.add(0, &group("g"), p, offsets.clone(), None);
+        assert!(pending.is_pending(&group("g"), &tp("t", 0)));
+        // The transaction times out and its abort marker lands first.
+        let aborted = pending.take(0, p);
+        assert_eq!(aborted[0].1[&tp("t", 0)].record_offset, None);
+        pending.appended(&group("g"), p, &offsets, Offset(7));
+        assert!(pending.is_empty(), "nothing is left pending for good");
+
+        // Without a marker the append fills in the batch's offset...
+        pending.add(0, &group("g"), p, offsets.clone(), None);
+        pending.appended(&group("g"), p, &offsets, Offset(9));
+        let mut store = OffsetStore::default();
+        for (_, committed) in pending.take(0, p) {
+            materialize(&mut store, committed);
+        }
+        assert_eq!(store.get("t", 0).unwrap().offset, 3);
+        // ...and a failed append takes its offsets back.
+        pending.add(0, &group("g"), p, offsets.clone(), None);
+        pending.failed(&group("g"), p, &offsets);
+        assert!(pending.is_empty());
+        assert!(pending.take(0, p).is_empty());
+    }
+
+    #[test]
     fn removing_partitions_and_groups_keeps_the_counts() {
         let mut pending = PendingTxnOffsets::default();
         let (p1, p2) = (ProducerId(1), ProducerId(2));
@@ -374,10 +501,22 @@ mod tests {
             &group("g"),
             p1,
             [(tp("t", 0), value(1)), (tp("t", 1), value(1))],
-            Offset(1),
+            Some(Offset(1)),
         );
-        pending.add(0, &group("g"), p2, [(tp("t", 0), value(1))], Offset(2));
-        pending.add(0, &group("h"), p2, [(tp("t", 0), value(1))], Offset(3));
+        pending.add(
+            0,
+            &group("g"),
+            p2,
+            [(tp("t", 0), value(1))],
+            Some(Offset(2)),
+        );
+        pending.add(
+            0,
+            &group("h"),
+            p2,
+            [(tp("t", 0), value(1))],
+            Some(Offset(3)),
+        );
         pending.remove_partitions(&group("g"), &[tp("t", 0)]);
         assert_eq!(pending.len(), 2);
         assert!(!pending.is_pending(&group("g"), &tp("t", 0)));
@@ -402,7 +541,7 @@ mod tests {
             &group("g"),
             p,
             keys.iter().map(|k| (k.clone(), value(0))),
-            Offset(0),
+            Some(Offset(0)),
         );
         // Partitions already pending for this producer take no more room.
         assert_eq!(pending.check_room(&group("g"), p, &keys[..3]), Ok(()));
