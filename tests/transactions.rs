@@ -1,5 +1,6 @@
 //! Transactions against the real `sluice serve`: librdkafka's transactional
-//! producer (the `rdkafka` crate) commits and aborts, a second producer with the
+//! producer (the `rdkafka` crate) commits and aborts, commits consumed offsets
+//! with `send_offsets_to_transaction`, a second producer with the
 //! same `transactional.id` fences the first, a producer silent past its
 //! `transaction.timeout.ms` is aborted by the coordinator; raw requests check
 //! the refusals a client never provokes on purpose (out-of-order transitions,
@@ -201,6 +202,86 @@ async fn a_producer_silent_past_its_timeout_is_aborted() {
     // The aborted record is skipped and the consumer moves past it.
     let committed = read_all(&broker, "txn-timeout", "read_committed", 1);
     assert_eq!(committed, ["fresh"]);
+}
+
+/// Consume-transform-produce: each round reads input, writes output and commits
+/// the consumed offsets in one transaction; an aborted round leaves neither
+/// its output nor its offsets, and redoing it gives the output exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_sent_to_a_transaction_commit_and_abort_with_it() {
+    let broker = start_broker();
+    create_topic(&broker, "eos-in", 1, &[]).await;
+    create_topic(&broker, "eos-out", 1, &[]).await;
+    let plain = kafka::producer(&broker);
+    let inputs: Vec<String> = (0..6).map(|i| format!("in-{i}")).collect();
+    for value in &inputs {
+        plain
+            .send(
+                FutureRecord::<(), str>::to("eos-in")
+                    .partition(0)
+                    .payload(value),
+                OP_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(error, _)| panic!("send {value}: {error}"));
+    }
+    let group = "eos-group";
+    let consumer: BaseConsumer<TestContext> = client_config(&broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(TestContext)
+        .expect("create consumer");
+    let producer = transactional_producer(&broker, "eos-processor", 60_000);
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+
+    let position = |next: i64| {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("eos-in", 0, Offset::Offset(next))
+            .unwrap();
+        offsets
+    };
+    let committed = |consumer: &BaseConsumer<TestContext>| {
+        let offsets = consumer
+            .committed_offsets(position(0), OP_TIMEOUT)
+            .expect("fetch committed offsets");
+        offsets.find_partition("eos-in", 0).unwrap().offset()
+    };
+    // Rounds of three inputs: commit the first, abort the second, redo it.
+    for (round, start, commit) in [(0, 0, true), (1, 3, false), (2, 3, true)] {
+        consumer.assign(&position(start)).expect("assign");
+        let mut batch = Vec::new();
+        while batch.len() < 3 {
+            match consumer.poll(OP_TIMEOUT) {
+                Some(Ok(message)) => {
+                    batch.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap())
+                }
+                other => panic!("round {round}: no input: {other:?}"),
+            }
+        }
+        producer.begin_transaction().expect("begin");
+        let outputs: Vec<String> = batch.iter().map(|value| format!("out-{value}")).collect();
+        let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        send(&producer, "eos-out", &outputs).await;
+        producer
+            .send_offsets_to_transaction(
+                &position(start + 3),
+                &consumer.group_metadata().expect("group metadata"),
+                OP_TIMEOUT,
+            )
+            .expect("send offsets");
+        if commit {
+            producer.commit_transaction(OP_TIMEOUT).expect("commit");
+            assert_eq!(committed(&consumer), Offset::Offset(start + 3));
+        } else {
+            producer.abort_transaction(OP_TIMEOUT).expect("abort");
+            assert_eq!(committed(&consumer), Offset::Offset(start));
+        }
+    }
+    let expected: Vec<String> = inputs.iter().map(|value| format!("out-{value}")).collect();
+    assert_eq!(read_all(&broker, "eos-out", "read_committed", 6), expected);
 }
 
 /// A raw connection to the coordinator of `id` with its producer initialised:
