@@ -284,6 +284,36 @@ async fn offsets_sent_to_a_transaction_commit_and_abort_with_it() {
     assert_eq!(read_all(&broker, "eos-out", "read_committed", 6), expected);
 }
 
+/// The coordinator's state survives a SIGKILL: a committed id comes back with
+/// its producer id (the next init bumps the epoch), and a transaction left open
+/// is aborted when a new producer with the same id starts, so read_committed
+/// consumers move past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_state_is_reloaded_after_a_crash() {
+    let mut broker = start_broker();
+    create_topic(&broker, "txn-crash", 1, &[]).await;
+    let (_, producer_id, epoch) = init_raw(&broker, "txn-crash-raw", 60_000);
+    let open = transactional_producer(&broker, "txn-crash-id", 60_000);
+    open.init_transactions(OP_TIMEOUT).expect("init");
+    open.begin_transaction().expect("begin");
+    send(&open, "txn-crash", &["lost"]).await;
+    drop(open);
+
+    broker.restart_with_sigkill();
+    let (_, same_id, bumped) = init_raw(&broker, "txn-crash-raw", 60_000);
+    assert_eq!((same_id, bumped), (producer_id, epoch + 1));
+    let next = transactional_producer(&broker, "txn-crash-id", 60_000);
+    next.init_transactions(OP_TIMEOUT)
+        .expect("init after the crash");
+    next.begin_transaction().expect("begin");
+    send(&next, "txn-crash", &["kept"]).await;
+    next.commit_transaction(OP_TIMEOUT).expect("commit");
+    assert_eq!(
+        read_all(&broker, "txn-crash", "read_committed", 1),
+        ["kept"]
+    );
+}
+
 /// A raw connection to the coordinator of `id` with its producer initialised:
 /// (connection, producer id, epoch).
 fn init_raw(broker: &Broker, id: &str, timeout_ms: i32) -> (Wire, i64, i16) {
