@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProducerId, TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -37,6 +38,7 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const PRODUCER_FENCED: i16 = 90;
+const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
 /// Two shards, few `__transaction_state` partitions, and a timeout check every
 /// 200 ms so a silent producer is aborted quickly.
@@ -404,4 +406,42 @@ async fn out_of_order_transitions_and_stale_epochs_are_refused() {
         .with_producer_epoch(-1);
     let (reply, _): (InitProducerIdResponse, _) = wire.call(ApiKey::InitProducerId, 4, &init);
     assert_eq!(reply.error_code, INVALID_TRANSACTION_TIMEOUT);
+
+    // Admin views: DescribeTransactions and ListTransactions.
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![
+        TransactionalId(StrBytes::from_static_str(id)),
+        TransactionalId(StrBytes::from_static_str("never-seen")),
+    ]);
+    let (described, _): (DescribeTransactionsResponse, _) =
+        wire.call(ApiKey::DescribeTransactions, 0, &describe);
+    let known = &described.transaction_states[0];
+    assert_eq!(known.error_code, 0);
+    assert_eq!(known.transaction_state.as_str(), "Empty");
+    assert_eq!(
+        (known.producer_id.0, known.producer_epoch),
+        (producer_id, epoch + 1)
+    );
+    assert_eq!(
+        described.transaction_states[1].error_code,
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
+    let list = ListTransactionsRequest::default()
+        .with_state_filters(vec![
+            StrBytes::from_static_str("Empty"),
+            StrBytes::from_static_str("Bogus"),
+        ])
+        .with_duration_filter(-1);
+    let (listed, _): (ListTransactionsResponse, _) = wire.call(ApiKey::ListTransactions, 1, &list);
+    assert_eq!(listed.error_code, 0);
+    assert_eq!(
+        listed.unknown_state_filters,
+        [StrBytes::from_static_str("Bogus")]
+    );
+    assert!(
+        listed
+            .transaction_states
+            .iter()
+            .any(|txn| txn.transactional_id.0.as_str() == id && txn.producer_id.0 == producer_id),
+        "{id} is listed: {listed:?}"
+    );
 }

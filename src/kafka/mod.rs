@@ -8,6 +8,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
+pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -16,6 +17,7 @@ pub mod group_membership;
 pub mod group_routing;
 pub mod init_producer_id;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
@@ -147,6 +149,16 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &add_offsets_to_txn::handle(shard, body, version).await,
+        ),
+        RequestKind::DescribeTransactions(body) => respond(
+            correlation_id,
+            version,
+            &describe_transactions::handle(shard, body).await,
+        ),
+        RequestKind::ListTransactions(body) => respond(
+            correlation_id,
+            version,
+            &list_transactions::handle(shard, body).await,
         ),
         RequestKind::EndTxn(body) => respond(
             correlation_id,

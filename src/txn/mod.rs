@@ -5,13 +5,15 @@
 //! (`coordinator`) serves the transactional requests (`requests`), persists every
 //! transition, reloads its partitions (`load`), has markers written and
 //! transactions completed (`markers`, `completion`) and aborts timed-out
-//! transactions (`expiry`); it sees its shard only through `host`.
+//! transactions (`expiry`), and describes and lists them for admin tools
+//! (`listing`); it sees its shard only through `host`.
 
 pub mod completion;
 pub mod coordinator;
 pub mod coordinator_key;
 pub mod expiry;
 pub mod host;
+pub mod listing;
 pub mod load;
 pub mod log_records;
 pub mod markers;
