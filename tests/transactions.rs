@@ -2,7 +2,8 @@
 //! producer (the `rdkafka` crate) commits and aborts, commits consumed offsets
 //! with `send_offsets_to_transaction`, a second producer with the
 //! same `transactional.id` fences the first, a producer silent past its
-//! `transaction.timeout.ms` is aborted by the coordinator; raw requests check
+//! `transaction.timeout.ms` is aborted by the coordinator, a transaction
+//! decided right before a SIGKILL completes after the restart; raw requests check
 //! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum).
 
@@ -93,6 +94,18 @@ fn read_all(
     isolation: &str,
     expected_at_least: usize,
 ) -> Vec<String> {
+    read_partition(broker, topic, 0, isolation, expected_at_least)
+}
+
+/// Every record value of `partition` of `topic`, read with `isolation` until
+/// at least `expected_at_least` came and the partition is quiet, or 5 s passed.
+fn read_partition(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    isolation: &str,
+    expected_at_least: usize,
+) -> Vec<String> {
     let consumer: BaseConsumer<TestContext> = client_config(broker)
         .set("group.id", "sluice-test-assign-only")
         .set("enable.auto.commit", "false")
@@ -102,7 +115,7 @@ fn read_all(
         .expect("create consumer");
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
+        .add_partition_offset(topic, partition, Offset::Beginning)
         .expect("assign");
     consumer.assign(&assignment).expect("assign");
     let mut values = Vec::new();
@@ -314,6 +327,41 @@ async fn coordinator_state_is_reloaded_after_a_crash() {
         read_all(&broker, "txn-crash", "read_committed", 1),
         ["kept"]
     );
+}
+
+/// SIGKILL right after EndTxn was answered, while the markers of a transaction
+/// over many partitions are being written: after the restart the coordinator
+/// finds it decided, writes the missing markers, and consumers see it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_decided_before_a_crash_completes_after_it() {
+    const PARTITIONS: i32 = 16;
+    let mut broker = start_broker();
+    create_topic(&broker, "txn-decided", PARTITIONS, &[]).await;
+    let producer = transactional_producer(&broker, "txn-decided-id", 60_000);
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+    producer.begin_transaction().expect("begin");
+    for partition in 0..PARTITIONS {
+        let value = format!("p{partition}");
+        producer
+            .send(
+                FutureRecord::<(), str>::to("txn-decided")
+                    .partition(partition)
+                    .payload(&value),
+                OP_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(error, _)| panic!("send {value}: {error}"));
+    }
+    producer.commit_transaction(OP_TIMEOUT).expect("commit");
+    // Sixteen fsynced markers take longer than the kill: the restarted broker
+    // logs "completing transactions decided before ..." when it resumes one.
+    broker.restart_with_sigkill();
+    drop(producer);
+
+    for partition in 0..PARTITIONS {
+        let seen = read_partition(&broker, "txn-decided", partition, "read_committed", 1);
+        assert_eq!(seen, [format!("p{partition}")], "partition {partition}");
+    }
 }
 
 /// A raw connection to the coordinator of `id` with its producer initialised:

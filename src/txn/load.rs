@@ -96,12 +96,14 @@ pub async fn load_partition(host: &Rc<dyn TxnHost>, partition: i32, log: &Partit
             })
             .collect()
     };
-    tracing::debug!(
-        partition,
-        records,
-        resumed = decided.len(),
-        "loaded {TRANSACTION_STATE_TOPIC}"
-    );
+    tracing::debug!(partition, records, "loaded {TRANSACTION_STATE_TOPIC}");
+    if !decided.is_empty() {
+        tracing::info!(
+            partition,
+            transactions = decided.len(),
+            "completing transactions decided before {TRANSACTION_STATE_TOPIC} was last closed"
+        );
+    }
     for id in decided {
         completion::spawn(Rc::clone(host), id);
     }
