@@ -22,7 +22,7 @@ use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
-pub use crate::storage::producer_state::TxnMarker;
+pub use crate::storage::producer_state::{ProducerInfo, TxnMarker};
 pub use crate::storage::read::Isolation;
 
 /// Where a produced batch landed, and when each step of getting it there ended.
@@ -147,6 +147,12 @@ impl Partition {
 
     pub fn log_start_offset(&self) -> Offset {
         self.log.log_start_offset()
+    }
+
+    /// The producers this partition remembers, with their open transactions
+    /// (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.log.producers()
     }
 
     pub fn log_end_offset(&self) -> Offset {

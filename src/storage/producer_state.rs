@@ -75,6 +75,19 @@ impl TxnMarker {
     }
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    /// The last sequence of its newest batch remembered (-1: none).
+    pub last_sequence: i32,
+    /// -1 until a marker for it was written.
+    pub coordinator_epoch: i32,
+    /// The first offset of its open transaction here.
+    pub current_txn_start_offset: Option<Offset>,
+}
+
 /// A transaction a marker ended on this partition (only transactions that had
 /// data here: a marker for a producer with nothing open ends nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +396,23 @@ impl ProducerState {
     /// Open transactions on the partition.
     pub fn open_transactions(&self) -> usize {
         self.ongoing.len()
+    }
+
+    /// Every producer remembered, by id (DescribeProducers).
+    pub fn describe(&self) -> Vec<ProducerInfo> {
+        let mut producers: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(&id, entry)| ProducerInfo {
+                producer_id: ProducerId(id),
+                producer_epoch: ProducerEpoch(entry.epoch),
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_start_offset: entry.txn_first_offset,
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
     }
 
     pub fn encode(&self, up_to: Offset) -> Vec<u8> {
@@ -765,7 +795,18 @@ mod tests {
                 .error_code(),
             ErrorCode::InvalidProducerEpoch
         );
+        assert_eq!(
+            state.describe(),
+            vec![ProducerInfo {
+                producer_id: ProducerId(9),
+                producer_epoch: ProducerEpoch(1),
+                last_sequence: -1,
+                coordinator_epoch: NO_COORDINATOR_EPOCH,
+                current_txn_start_offset: Some(Offset(3)),
+            }]
+        );
         let done = state.end_txn(&marker(9, 1, 0, MarkerKind::Commit), Offset(5));
         assert_eq!(done.map(|t| t.first_offset), Some(Offset(3)));
+        assert_eq!(state.describe()[0].current_txn_start_offset, None);
     }
 }

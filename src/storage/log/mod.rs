@@ -281,6 +281,11 @@ impl PartitionLog {
         self.state.borrow().producers.open_transactions()
     }
 
+    /// The producers the partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::storage::producer_state::ProducerInfo> {
+        self.state.borrow().producers.describe()
+    }
+
     /// The log's offsets now: log start, high watermark, durable, written, log end.
     pub fn offsets(&self) -> LogOffsets {
         self.state.borrow().offsets(self.durability())
