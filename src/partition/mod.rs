@@ -54,8 +54,6 @@ pub struct AppendTiming {
 pub enum OffsetSpec {
     Earliest,
     Latest,
-    /// Latest for a `read_committed` client: the last stable offset.
-    LastStable,
     MaxTimestamp,
     /// The first offset whose timestamp is at or after this one.
     Timestamp(TimestampMs),
@@ -69,15 +67,6 @@ impl OffsetSpec {
             -1 => OffsetSpec::Latest,
             -3 => OffsetSpec::MaxTimestamp,
             ts => OffsetSpec::Timestamp(TimestampMs(ts)),
-        }
-    }
-
-    /// As a client at `isolation` means it: latest is the last stable offset
-    /// for `read_committed` (ListOffsets' `isolation_level` 1).
-    pub fn at(self, isolation: Isolation) -> OffsetSpec {
-        match (self, isolation) {
-            (OffsetSpec::Latest, Isolation::ReadCommitted) => OffsetSpec::LastStable,
-            (spec, _) => spec,
         }
     }
 }
@@ -278,19 +267,26 @@ impl Partition {
     }
 
     /// ListOffsets: an offset and its timestamp, `None` when no record matches.
+    /// As in Kafka, nothing at or past what `isolation` may fetch is answered:
+    /// latest is the high watermark, or the last stable offset for
+    /// `read_committed`, and a timestamp lookup that finds a later offset finds
+    /// nothing.
     pub async fn offset_for(
         &self,
         spec: OffsetSpec,
+        isolation: Isolation,
     ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
-        match spec {
-            OffsetSpec::Earliest => Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
-            OffsetSpec::Latest => Ok(Some((self.high_watermark(), TimestampMs::NONE))),
-            OffsetSpec::LastStable => Ok(Some((self.last_stable_offset(), TimestampMs::NONE))),
-            OffsetSpec::MaxTimestamp => {
-                Ok(self.log.max_timestamp().map(|(ts, offset)| (offset, ts)))
-            }
-            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await,
-        }
+        let fetchable = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        };
+        let found = match spec {
+            OffsetSpec::Earliest => return Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
+            OffsetSpec::Latest => return Ok(Some((fetchable, TimestampMs::NONE))),
+            OffsetSpec::MaxTimestamp => self.log.max_timestamp().map(|(ts, offset)| (offset, ts)),
+            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await?,
+        };
+        Ok(found.filter(|&(offset, _)| offset < fetchable))
     }
 
     /// DeleteRecords: moves the log start offset to `before` (`None`: the high
@@ -380,6 +376,11 @@ mod tests {
                 (partition.last_stable_offset(), partition.high_watermark()),
                 (Offset(0), Offset(2))
             );
+            let newest = |isolation| partition.offset_for(OffsetSpec::MaxTimestamp, isolation);
+            let committed = newest(Isolation::ReadCommitted).await.unwrap();
+            assert_eq!(committed, None, "the newest batch is past the LSO");
+            let uncommitted = newest(Isolation::ReadUncommitted).await.unwrap();
+            assert_eq!(uncommitted.map(|(offset, _)| offset), Some(Offset(0)));
             let waiter = DataWaiter::new();
             partition.wait_for_data(&waiter);
             let marker = |epoch| TxnMarker {
@@ -397,7 +398,7 @@ mod tests {
             .expect("the marker woke the waiting fetch");
             assert_eq!(partition.last_stable_offset(), Offset(3));
             let latest = partition
-                .offset_for(OffsetSpec::Latest.at(Isolation::ReadCommitted))
+                .offset_for(OffsetSpec::Latest, Isolation::ReadCommitted)
                 .await
                 .unwrap();
             assert_eq!(latest, Some((Offset(3), TimestampMs::NONE)));
