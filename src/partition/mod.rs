@@ -138,6 +138,13 @@ impl Partition {
         self.log.log_start_offset()
     }
 
+    /// Whether the producer's transaction is open here (Kafka's
+    /// `hasOngoingTransaction`: KIP-890 verifies with the coordinator only
+    /// before the first transactional batch of a transaction).
+    pub fn has_ongoing_transaction(&self, producer_id: crate::types::ProducerId) -> bool {
+        self.log.has_open_transaction(producer_id)
+    }
+
     /// The producers this partition remembers, with their open transactions
     /// (DescribeProducers).
     pub fn producers(&self) -> Vec<ProducerInfo> {
@@ -397,6 +404,7 @@ mod tests {
             .await
             .expect("the marker woke the waiting fetch");
             assert_eq!(partition.last_stable_offset(), Offset(3));
+            assert!(!partition.has_ongoing_transaction(ProducerId(7)));
             let latest = partition
                 .offset_for(OffsetSpec::Latest, Isolation::ReadCommitted)
                 .await

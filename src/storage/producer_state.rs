@@ -398,6 +398,15 @@ impl ProducerState {
         self.ongoing.len()
     }
 
+    /// Whether `producer_id` has an open transaction here (KIP-890's
+    /// verification asks the coordinator only before a producer's first
+    /// transactional batch on a partition).
+    pub fn has_open_transaction(&self, producer_id: ProducerId) -> bool {
+        self.producers
+            .get(&producer_id.0)
+            .is_some_and(|entry| entry.txn_first_offset.is_some())
+    }
+
     /// Every producer remembered, by id (DescribeProducers).
     pub fn describe(&self) -> Vec<ProducerInfo> {
         let mut producers: Vec<ProducerInfo> = self
@@ -654,6 +663,8 @@ mod tests {
         state.record(&txn_batch(2, 0, 0, 0), Offset(4), Offset(4));
         state.record(&txn_batch(1, 0, 2, 2), Offset(5), Offset(5));
         assert_eq!(state.open_transactions(), 2);
+        assert!(state.has_open_transaction(ProducerId(2)));
+        assert!(!state.has_open_transaction(ProducerId(7)));
         assert_eq!(state.last_stable_offset(Offset(6)), Offset(2));
         assert_eq!(state.last_stable_offset(Offset(1)), Offset(1));
 
