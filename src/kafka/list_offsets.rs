@@ -40,13 +40,13 @@ pub async fn handle(
                         topic: topic.name.0.to_string(),
                         partition: partition.partition_index,
                     };
-                    let spec = OffsetSpec::from_wire(partition.timestamp).at(isolation);
+                    let spec = OffsetSpec::from_wire(partition.timestamp);
                     let epoch =
                         (version >= 4).then_some(LeaderEpoch(partition.current_leader_epoch));
                     ((topic_index, partition_index), key, (spec, epoch))
                 })
         });
-    let results = by_partition(shard, partitions, |items| ListOffsets { items }).await;
+    let results = by_partition(shard, partitions, |items| ListOffsets { items, isolation }).await;
     let image = shard.image();
     let topics = request
         .topics

@@ -22,7 +22,7 @@ use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
-pub use crate::storage::producer_state::TxnMarker;
+pub use crate::storage::producer_state::{ProducerInfo, TxnMarker};
 pub use crate::storage::read::Isolation;
 
 /// Where a produced batch landed, and when each step of getting it there ended.
@@ -54,8 +54,6 @@ pub struct AppendTiming {
 pub enum OffsetSpec {
     Earliest,
     Latest,
-    /// Latest for a `read_committed` client: the last stable offset.
-    LastStable,
     MaxTimestamp,
     /// The first offset whose timestamp is at or after this one.
     Timestamp(TimestampMs),
@@ -69,15 +67,6 @@ impl OffsetSpec {
             -1 => OffsetSpec::Latest,
             -3 => OffsetSpec::MaxTimestamp,
             ts => OffsetSpec::Timestamp(TimestampMs(ts)),
-        }
-    }
-
-    /// As a client at `isolation` means it: latest is the last stable offset
-    /// for `read_committed` (ListOffsets' `isolation_level` 1).
-    pub fn at(self, isolation: Isolation) -> OffsetSpec {
-        match (self, isolation) {
-            (OffsetSpec::Latest, Isolation::ReadCommitted) => OffsetSpec::LastStable,
-            (spec, _) => spec,
         }
     }
 }
@@ -147,6 +136,19 @@ impl Partition {
 
     pub fn log_start_offset(&self) -> Offset {
         self.log.log_start_offset()
+    }
+
+    /// Whether the producer's transaction is open here (Kafka's
+    /// `hasOngoingTransaction`: KIP-890 verifies with the coordinator only
+    /// before the first transactional batch of a transaction).
+    pub fn has_ongoing_transaction(&self, producer_id: crate::types::ProducerId) -> bool {
+        self.log.has_open_transaction(producer_id)
+    }
+
+    /// The producers this partition remembers, with their open transactions
+    /// (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.log.producers()
     }
 
     pub fn log_end_offset(&self) -> Offset {
@@ -272,19 +274,26 @@ impl Partition {
     }
 
     /// ListOffsets: an offset and its timestamp, `None` when no record matches.
+    /// As in Kafka, nothing at or past what `isolation` may fetch is answered:
+    /// latest is the high watermark, or the last stable offset for
+    /// `read_committed`, and a timestamp lookup that finds a later offset finds
+    /// nothing.
     pub async fn offset_for(
         &self,
         spec: OffsetSpec,
+        isolation: Isolation,
     ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
-        match spec {
-            OffsetSpec::Earliest => Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
-            OffsetSpec::Latest => Ok(Some((self.high_watermark(), TimestampMs::NONE))),
-            OffsetSpec::LastStable => Ok(Some((self.last_stable_offset(), TimestampMs::NONE))),
-            OffsetSpec::MaxTimestamp => {
-                Ok(self.log.max_timestamp().map(|(ts, offset)| (offset, ts)))
-            }
-            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await,
-        }
+        let fetchable = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        };
+        let found = match spec {
+            OffsetSpec::Earliest => return Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
+            OffsetSpec::Latest => return Ok(Some((fetchable, TimestampMs::NONE))),
+            OffsetSpec::MaxTimestamp => self.log.max_timestamp().map(|(ts, offset)| (offset, ts)),
+            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await?,
+        };
+        Ok(found.filter(|&(offset, _)| offset < fetchable))
     }
 
     /// DeleteRecords: moves the log start offset to `before` (`None`: the high
@@ -374,6 +383,11 @@ mod tests {
                 (partition.last_stable_offset(), partition.high_watermark()),
                 (Offset(0), Offset(2))
             );
+            let newest = |isolation| partition.offset_for(OffsetSpec::MaxTimestamp, isolation);
+            let committed = newest(Isolation::ReadCommitted).await.unwrap();
+            assert_eq!(committed, None, "the newest batch is past the LSO");
+            let uncommitted = newest(Isolation::ReadUncommitted).await.unwrap();
+            assert_eq!(uncommitted.map(|(offset, _)| offset), Some(Offset(0)));
             let waiter = DataWaiter::new();
             partition.wait_for_data(&waiter);
             let marker = |epoch| TxnMarker {
@@ -390,8 +404,9 @@ mod tests {
             .await
             .expect("the marker woke the waiting fetch");
             assert_eq!(partition.last_stable_offset(), Offset(3));
+            assert!(!partition.has_ongoing_transaction(ProducerId(7)));
             let latest = partition
-                .offset_for(OffsetSpec::Latest.at(Isolation::ReadCommitted))
+                .offset_for(OffsetSpec::Latest, Isolation::ReadCommitted)
                 .await
                 .unwrap();
             assert_eq!(latest, Some((Offset(3), TimestampMs::NONE)));

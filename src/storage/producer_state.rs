@@ -75,6 +75,19 @@ impl TxnMarker {
     }
 }
 
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    /// The last sequence of its newest batch remembered (-1: none).
+    pub last_sequence: i32,
+    /// -1 until a marker for it was written.
+    pub coordinator_epoch: i32,
+    /// The first offset of its open transaction here.
+    pub current_txn_start_offset: Option<Offset>,
+}
+
 /// A transaction a marker ended on this partition (only transactions that had
 /// data here: a marker for a producer with nothing open ends nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +398,32 @@ impl ProducerState {
         self.ongoing.len()
     }
 
+    /// Whether `producer_id` has an open transaction here (KIP-890's
+    /// verification asks the coordinator only before a producer's first
+    /// transactional batch on a partition).
+    pub fn has_open_transaction(&self, producer_id: ProducerId) -> bool {
+        self.producers
+            .get(&producer_id.0)
+            .is_some_and(|entry| entry.txn_first_offset.is_some())
+    }
+
+    /// Every producer remembered, by id (DescribeProducers).
+    pub fn describe(&self) -> Vec<ProducerInfo> {
+        let mut producers: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(&id, entry)| ProducerInfo {
+                producer_id: ProducerId(id),
+                producer_epoch: ProducerEpoch(entry.epoch),
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_start_offset: entry.txn_first_offset,
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
+    }
+
     pub fn encode(&self, up_to: Offset) -> Vec<u8> {
         debug_assert!(
             self.first_unstable_offset(up_to) == self.ongoing.keys().next().copied(),
@@ -624,6 +663,8 @@ mod tests {
         state.record(&txn_batch(2, 0, 0, 0), Offset(4), Offset(4));
         state.record(&txn_batch(1, 0, 2, 2), Offset(5), Offset(5));
         assert_eq!(state.open_transactions(), 2);
+        assert!(state.has_open_transaction(ProducerId(2)));
+        assert!(!state.has_open_transaction(ProducerId(7)));
         assert_eq!(state.last_stable_offset(Offset(6)), Offset(2));
         assert_eq!(state.last_stable_offset(Offset(1)), Offset(1));
 
@@ -765,7 +806,18 @@ mod tests {
                 .error_code(),
             ErrorCode::InvalidProducerEpoch
         );
+        assert_eq!(
+            state.describe(),
+            vec![ProducerInfo {
+                producer_id: ProducerId(9),
+                producer_epoch: ProducerEpoch(1),
+                last_sequence: -1,
+                coordinator_epoch: NO_COORDINATOR_EPOCH,
+                current_txn_start_offset: Some(Offset(3)),
+            }]
+        );
         let done = state.end_txn(&marker(9, 1, 0, MarkerKind::Commit), Offset(5));
         assert_eq!(done.map(|t| t.first_offset), Some(Offset(3)));
+        assert_eq!(state.describe()[0].current_txn_start_offset, None);
     }
 }

@@ -50,9 +50,12 @@ impl AbortedIndexes {
 
     /// Whether the segment at `base` has the entry of the marker at `marker`.
     pub fn has_marker(&self, base: Offset, marker: Offset) -> bool {
-        self.segments
-            .get(&base)
-            .is_some_and(|entries| entries.iter().any(|e| e.last_offset == marker))
+        self.segments.get(&base).is_some_and(|entries| {
+            // In marker order (`add`), so sorted by last offset.
+            entries
+                .binary_search_by_key(&marker, |e| e.last_offset)
+                .is_ok()
+        })
     }
 
     /// Kafka's collectAbortedTransactions: the aborted transactions with data in

@@ -281,6 +281,19 @@ impl PartitionLog {
         self.state.borrow().producers.open_transactions()
     }
 
+    /// Whether `producer_id` has an open transaction here.
+    pub fn has_open_transaction(&self, producer_id: crate::types::ProducerId) -> bool {
+        self.state
+            .borrow()
+            .producers
+            .has_open_transaction(producer_id)
+    }
+
+    /// The producers the partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::storage::producer_state::ProducerInfo> {
+        self.state.borrow().producers.describe()
+    }
+
     /// The log's offsets now: log start, high watermark, durable, written, log end.
     pub fn offsets(&self) -> LogOffsets {
         self.state.borrow().offsets(self.durability())
