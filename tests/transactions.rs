@@ -5,7 +5,8 @@
 //! `transaction.timeout.ms` is aborted by the coordinator, a transaction
 //! decided right before a SIGKILL completes after the restart; raw requests check
 //! the refusals a client never provokes on purpose (out-of-order transitions,
-//! stale epochs, timeouts over the maximum).
+//! stale epochs, timeouts over the maximum, a produce to a partition not added
+//! to the transaction).
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -16,18 +17,23 @@ mod wire;
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
     DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TopicName, TransactionalId,
+    ListTransactionsRequest, ListTransactionsResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice::record::Attributes;
+use sluice::record::builder::{BatchWriter, NewRecord, build_batch_with};
 
 use broker::Broker;
 use kafka::{OP_TIMEOUT, TestContext, client_config, create_topic};
@@ -492,4 +498,81 @@ async fn out_of_order_transitions_and_stale_epochs_are_refused() {
             .any(|txn| txn.transactional_id.0.as_str() == id && txn.producer_id.0 == producer_id),
         "{id} is listed: {listed:?}"
     );
+}
+
+fn add_partition(wire: &mut Wire, id: &str, producer_id: i64, epoch: i16, topic: &str) -> i16 {
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_v3_and_below_producer_id(ProducerId(producer_id))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![
+            AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![0]),
+        ]);
+    let (reply, _): (AddPartitionsToTxnResponse, _) =
+        wire.call(ApiKey::AddPartitionsToTxn, 3, &request);
+    reply.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
+fn produce_transactional(
+    wire: &mut Wire,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    topic: &str,
+    sequence: i32,
+) -> i16 {
+    let batch = build_batch_with(
+        &[NewRecord {
+            key: None,
+            value: Some(b"in a transaction"),
+            timestamp_ms: 1_700_000_000_000,
+        }],
+        BatchWriter {
+            attributes: Attributes(0).with_transactional(),
+            producer_id: sluice::types::ProducerId(producer_id),
+            producer_epoch: sluice::types::ProducerEpoch(epoch),
+            base_sequence: sequence,
+        },
+    );
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_string()))))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+    let (reply, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, 9, &request);
+    reply.responses[0].partition_responses[0].error_code
+}
+
+/// KIP-890 part 1: a transactional batch for a partition that was not added to
+/// the transaction is refused, so it cannot open a transaction no coordinator
+/// will end; once added, the same batch is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_to_a_partition_not_in_the_transaction_is_refused() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-unadded", 1, &[]).await;
+    let id = "txn-unadded-id";
+    let (mut wire, producer_id, epoch) = init_raw(&broker, id, 60_000);
+    assert_eq!(
+        produce_transactional(&mut wire, id, producer_id, epoch, "txn-unadded", 0),
+        INVALID_TXN_STATE
+    );
+    assert_eq!(
+        add_partition(&mut wire, id, producer_id, epoch, "txn-unadded"),
+        0
+    );
+    assert_eq!(
+        produce_transactional(&mut wire, id, producer_id, epoch, "txn-unadded", 0),
+        0
+    );
+    assert_eq!(end_txn(&mut wire, id, producer_id, epoch, 3), 0);
 }

@@ -72,11 +72,13 @@ pub async fn handle(
             }
         }
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     split
         .run(
             shard,
             |items| Produce {
                 zstd_allowed: version >= 7,
+                transactional_id: transactional_id.clone(),
                 items,
             },
             &mut results,

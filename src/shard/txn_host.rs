@@ -91,3 +91,15 @@ impl TxnHost for Shard {
         })
     }
 }
+
+impl Shard {
+    /// The shard coordinating `transactional_id`, if `__transaction_state`
+    /// exists.
+    pub fn txn_coordinator_shard(&self, transactional_id: &str) -> Option<ShardId> {
+        let count = self.state_partition_count()?;
+        self.owner_of(&state_key(crate::txn::partition_for(
+            transactional_id,
+            count,
+        )))
+    }
+}

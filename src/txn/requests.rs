@@ -39,6 +39,17 @@ pub struct AddToTxn {
     pub partitions: BTreeSet<TxnPartition>,
 }
 
+/// The verify-only check a partition leader makes before a producer's first
+/// transactional batch of a transaction on a partition (KIP-890 part 1): which
+/// of `partitions` are not in the ongoing transaction.
+#[derive(Debug)]
+pub struct VerifyTxn {
+    pub transactional_id: String,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub partitions: BTreeSet<TxnPartition>,
+}
+
 /// EndTxn.
 #[derive(Debug)]
 pub struct EndTxn {
@@ -162,6 +173,19 @@ impl AddToTxn {
                 }
             }
         }
+    }
+}
+
+impl VerifyTxn {
+    pub fn serve(self, host: &Rc<dyn TxnHost>) -> Result<BTreeSet<TxnPartition>, ErrorCode> {
+        owned_partition(host.as_ref(), &self.transactional_id)?;
+        host.txn_coordinator()
+            .ids
+            .borrow()
+            .get(&self.transactional_id)
+            .ok_or(ErrorCode::InvalidProducerIdMapping)?
+            .verify_partitions(self.producer_id, self.producer_epoch, &self.partitions)
+            .map_err(|error| error.error_code())
     }
 }
 

@@ -10,3 +10,4 @@ pub mod producer_id;
 pub mod topics;
 pub mod txn;
 pub mod txn_markers;
+pub mod txn_verify;

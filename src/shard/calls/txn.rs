@@ -2,6 +2,7 @@
 //! request type of [`crate::txn::requests`] is a call, served through the
 //! shard's [`TxnHost`] view.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::protocol::error_code::ErrorCode;
@@ -9,8 +10,8 @@ use crate::shard::Shard;
 use crate::shard::call::ShardCall;
 use crate::txn::host::TxnHost;
 use crate::txn::listing::{DescribeTxns, ListTxns, ListedTxn};
-use crate::txn::requests::{AddToTxn, EndTxn, InitTxnProducer};
-use crate::txn::state::TxnMetadata;
+use crate::txn::requests::{AddToTxn, EndTxn, InitTxnProducer, VerifyTxn};
+use crate::txn::state::{TxnMetadata, TxnPartition};
 use crate::types::{ProducerEpoch, ProducerId};
 
 macro_rules! txn_call {
@@ -39,5 +40,6 @@ macro_rules! txn_call {
 txn_call!(InitTxnProducer => Result<(ProducerId, ProducerEpoch), ErrorCode>);
 txn_call!(AddToTxn => ErrorCode);
 txn_call!(EndTxn => ErrorCode);
+txn_call!(VerifyTxn => Result<BTreeSet<TxnPartition>, ErrorCode>, sync);
 txn_call!(DescribeTxns => Vec<Result<TxnMetadata, ErrorCode>>, sync);
 txn_call!(ListTxns => Vec<ListedTxn>, sync);
