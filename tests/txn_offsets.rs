@@ -283,6 +283,24 @@ async fn offsets_sent_to_a_transaction_count_only_once_it_commits() {
     round(9, true);
     assert_eq!(committed(&consumer), Offset::Offset(9));
 
+    // While a transaction holds offset 12 pending, a read_committed consumer
+    // is told UNSTABLE_OFFSET_COMMIT and asks again until it commits.
+    producer.begin_transaction().expect("begin");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("in", 0, Offset::Offset(12))
+        .expect("offset");
+    producer
+        .send_offsets_to_transaction(&offsets, &group, OP_TIMEOUT)
+        .expect("send offsets");
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            thread::sleep(Duration::from_millis(500));
+            producer.commit_transaction(OP_TIMEOUT).expect("commit");
+        });
+        assert_eq!(committed(&consumer), Offset::Offset(12));
+    });
+
     // The commit marker settled it for good: a restart reads the same.
     drop(consumer);
     drop(producer);
@@ -294,5 +312,5 @@ async fn offsets_sent_to_a_transaction_count_only_once_it_commits() {
         .set("isolation.level", "read_committed")
         .create_with_context(TestContext)
         .expect("create consumer");
-    assert_eq!(committed(&consumer), Offset::Offset(9));
+    assert_eq!(committed(&consumer), Offset::Offset(12));
 }
