@@ -1,8 +1,9 @@
-//! Transactional offset commits on the wire, with the real broker: what a
+//! Transactional offset commits with the real broker: on the wire, what a
 //! transactional client will not send on purpose (a commit for a generation the
-//! group never had), and KIP-447's stable offsets (OffsetFetch with
+//! group never had) and KIP-447's stable offsets (OffsetFetch with
 //! `require_stable` while a transaction holds an offset pending), across a
-//! restart too.
+//! restart too; with librdkafka, `send_offsets_to_transaction` in committed and
+//! aborted transactions.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -27,8 +28,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
 use broker::Broker;
-use kafka::create_topic;
+use kafka::{OP_TIMEOUT, TestContext, client_config, create_topic};
 use wire::Wire;
 
 const ILLEGAL_GENERATION: i16 = 22;
@@ -210,4 +215,102 @@ async fn a_pending_transactional_offset_is_unstable_until_its_transaction_ends()
         fetch_v7(&mut wire, "eos", "t", true),
         (-1, UNSTABLE_OFFSET_COMMIT)
     );
+}
+
+/// The committed offset of `in-0` for `group`, as a read_committed consumer
+/// asks for it (OffsetFetch with require_stable).
+fn committed(consumer: &BaseConsumer<TestContext>) -> Offset {
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition("in", 0);
+    let committed = consumer
+        .committed_offsets(partitions, OP_TIMEOUT)
+        .expect("OffsetFetch");
+    committed
+        .find_partition("in", 0)
+        .expect("in-0 answered")
+        .offset()
+}
+
+#[tokio::test]
+async fn offsets_sent_to_a_transaction_count_only_once_it_commits() {
+    let broker = Broker::start_with_args(&[
+        "--transaction-state-log-num-partitions",
+        "4",
+        "--offsets-topic-num-partitions",
+        "4",
+    ]);
+    create_topic(&broker, "in", 1, &[]).await;
+    create_topic(&broker, "out", 1, &[]).await;
+    let consumer: BaseConsumer<TestContext> = client_config(&broker)
+        .set("group.id", "eos-group")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create_with_context(TestContext)
+        .expect("create consumer");
+    let producer: FutureProducer<TestContext> = client_config(&broker)
+        .set("transactional.id", "eos-producer")
+        .set("transaction.timeout.ms", "60000")
+        .set("message.timeout.ms", "20000")
+        .create_with_context(TestContext)
+        .expect("create producer");
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+    let group = consumer.group_metadata().expect("group metadata");
+
+    let round = |input_offset: i64, commit: bool| {
+        producer.begin_transaction().expect("begin");
+        let record = FutureRecord::to("out").key("k").payload("v");
+        producer.send_result(record).expect("queued");
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("in", 0, Offset::Offset(input_offset))
+            .expect("offset");
+        producer
+            .send_offsets_to_transaction(&offsets, &group, OP_TIMEOUT)
+            .expect("send offsets");
+        if commit {
+            producer.commit_transaction(OP_TIMEOUT).expect("commit");
+        } else {
+            producer.abort_transaction(OP_TIMEOUT).expect("abort");
+        }
+    };
+
+    round(5, true);
+    assert_eq!(committed(&consumer), Offset::Offset(5));
+    // An aborted round leaves the offset where the last commit put it, and
+    // the redone round moves it.
+    round(9, false);
+    assert_eq!(committed(&consumer), Offset::Offset(5));
+    round(9, true);
+    assert_eq!(committed(&consumer), Offset::Offset(9));
+
+    // While a transaction holds offset 12 pending, a read_committed consumer
+    // is told UNSTABLE_OFFSET_COMMIT and asks again until it commits.
+    producer.begin_transaction().expect("begin");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("in", 0, Offset::Offset(12))
+        .expect("offset");
+    producer
+        .send_offsets_to_transaction(&offsets, &group, OP_TIMEOUT)
+        .expect("send offsets");
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            thread::sleep(Duration::from_millis(500));
+            producer.commit_transaction(OP_TIMEOUT).expect("commit");
+        });
+        assert_eq!(committed(&consumer), Offset::Offset(12));
+    });
+
+    // The commit marker settled it for good: a restart reads the same.
+    drop(consumer);
+    drop(producer);
+    let mut broker = broker;
+    broker.stop_gracefully();
+    broker.start_again();
+    let consumer: BaseConsumer<TestContext> = client_config(&broker)
+        .set("group.id", "eos-group")
+        .set("isolation.level", "read_committed")
+        .create_with_context(TestContext)
+        .expect("create consumer");
+    assert_eq!(committed(&consumer), Offset::Offset(12));
 }

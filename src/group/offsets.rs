@@ -42,10 +42,11 @@ impl OffsetStore {
         debug_assert!(self.offsets.len() <= MAX_OFFSETS_PER_GROUP);
     }
 
-    /// Stores a committed transaction's offset unless the partition holds one
-    /// from a later batch (a plain commit made after the transactional one was
-    /// written wins over it, as in Kafka's completePendingTxnOffsetCommit).
-    /// Past [`MAX_OFFSETS_PER_GROUP`] a new partition is not stored. Returns
+    /// Stores an offset written at `record_offset` unless the partition holds
+    /// one from a later batch: a plain commit made after a transactional one
+    /// was written wins over it when the transaction commits, as in Kafka's
+    /// completePendingTxnOffsetCommit and onOffsetCommitAppend. Past
+    /// [`MAX_OFFSETS_PER_GROUP`] a new partition is not stored. Returns
     /// whether it was stored.
     pub fn put_if_newer(
         &mut self,

@@ -431,8 +431,11 @@ async fn commit(
         Err(error) => return error,
     };
     if let Some(group) = host.coordinator().groups.borrow_mut().get_mut(&id) {
+        // A transaction committed during the append may have stored an offset
+        // from a later batch: the log's order decides, as in Kafka's
+        // onOffsetCommitAppend.
         for (key, value) in offsets {
-            group.offsets.put(key, value, record_offset);
+            group.offsets.put_if_newer(key, value, record_offset);
         }
     }
     ErrorCode::None
