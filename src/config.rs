@@ -65,6 +65,18 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
+    /// `transaction.state.log.num.partitions`: partitions of
+    /// `__transaction_state` when it is created.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a
+    /// producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often
+    /// the coordinator looks for transactions past their timeout.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// `transactional.id.expiration.ms`: an idle transactional id is removed
+    /// this long after its last transition.
+    pub transactional_id_expiration_ms: u64,
     /// Start even when existing partitions cannot be opened; they stay offline
     /// and their requests get KAFKA_STORAGE_ERROR. Off: refuse to start.
     pub allow_offline_partitions: bool,
@@ -98,6 +110,10 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 50,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            transactional_id_expiration_ms: 604_800_000,
             allow_offline_partitions: false,
             slow_request_ms: None,
         }
@@ -160,6 +176,12 @@ impl BrokerConfig {
         }
         if !(1..=100_000).contains(&self.offsets_topic_num_partitions) {
             return Err("offsets_topic_num_partitions must be in 1..=100000".into());
+        }
+        if !(1..=100_000).contains(&self.transaction_state_log_num_partitions) {
+            return Err("transaction_state_log_num_partitions must be in 1..=100000".into());
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            return Err("transaction_max_timeout_ms must be at least 1".into());
         }
         if self.num_partitions < 1 {
             return Err("num_partitions must be at least 1".into());

@@ -80,6 +80,21 @@ struct ServeArgs {
     /// offsets.retention.check.interval.ms.
     #[arg(long, env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     offsets_retention_check_interval_ms: Option<u64>,
+    /// transaction.state.log.num.partitions: partitions of __transaction_state.
+    #[arg(long, env = "SLUICE_TRANSACTION_STATE_LOG_NUM_PARTITIONS")]
+    transaction_state_log_num_partitions: Option<i32>,
+    /// transaction.max.timeout.ms: the longest transaction timeout a producer may use.
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS")]
+    transaction_max_timeout_ms: Option<i32>,
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms.
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// transactional.id.expiration.ms: idle transactional ids are removed after it.
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    transactional_id_expiration_ms: Option<u64>,
     /// Serve even if existing partitions cannot be opened at start-up (they stay
     /// offline, answering KAFKA_STORAGE_ERROR); without it the broker refuses to start.
     #[arg(long, env = "SLUICE_ALLOW_OFFLINE_PARTITIONS")]
@@ -248,6 +263,20 @@ fn apply_group_args(args: &ServeArgs, config: &mut BrokerConfig) {
     }
     if let Some(partitions) = args.offsets_topic_num_partitions {
         config.offsets_topic_num_partitions = partitions;
+    }
+    set(
+        args.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+        &mut config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+    );
+    set(
+        args.transactional_id_expiration_ms,
+        &mut config.transactional_id_expiration_ms,
+    );
+    if let Some(partitions) = args.transaction_state_log_num_partitions {
+        config.transaction_state_log_num_partitions = partitions;
+    }
+    if let Some(timeout) = args.transaction_max_timeout_ms {
+        config.transaction_max_timeout_ms = timeout;
     }
 }
 

@@ -1,7 +1,8 @@
 //! The groups of one shard: the registry of [`Group`]s whose `__consumer_offsets`
 //! partition this shard owns, the JoinGroup and SyncGroup requests waiting for a
 //! rebalance, the timer task that drives sessions and rebalance deadlines, the
-//! offset retention task, and appends to `__consumer_offsets`.
+//! offset retention task, the transactional offsets waiting for their markers,
+//! and appends to `__consumer_offsets`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -16,9 +17,12 @@ use crate::group::host::GroupHost;
 use crate::group::ids::{GroupId, MemberId};
 use crate::group::records::RecordKey;
 use crate::group::state::{Group, GroupState, JoinResult, Reply, SyncResult};
+use crate::group::txn_offsets::{self, PendingTxnOffsets};
 use crate::protocol::error_code::ErrorCode;
-use crate::record::builder::{NewRecord, build_batch};
-use crate::types::TimestampMs;
+use crate::record::attributes::Attributes;
+use crate::record::builder::{BatchWriter, NewRecord, build_batch_with};
+use crate::storage::error::LogError;
+use crate::types::{Offset, ProducerEpoch, ProducerId, TimestampMs};
 
 /// Groups one shard coordinates at most; new ones are refused past it so a
 /// client cannot grow a shard's memory without bound.
@@ -36,6 +40,8 @@ pub struct Coordinator {
     loaded: RefCell<BTreeSet<i32>>,
     joins: RefCell<HashMap<WaiterKey, LocalSender<JoinResult>>>,
     syncs: RefCell<HashMap<WaiterKey, LocalSender<SyncResult>>>,
+    /// TxnOffsetCommits waiting for their transaction's marker.
+    pub txn_offsets: RefCell<PendingTxnOffsets>,
     /// Woken when a deadline may have moved earlier.
     changed: crate::storage::wake_list::WakeList,
     tasks_started: Cell<bool>,
@@ -85,6 +91,25 @@ impl Coordinator {
         }
     }
 
+    /// The commit (or abort) marker of `producer_id`'s transaction is in
+    /// partition `offsets_partition` of `__consumer_offsets`: its pending
+    /// offsets in the groups of that partition become their committed offsets
+    /// (or are dropped). Called once the marker is durably appended.
+    pub fn complete_txn_offsets(
+        &self,
+        offsets_partition: i32,
+        producer_id: ProducerId,
+        commit: bool,
+    ) {
+        txn_offsets::complete(
+            &mut self.groups.borrow_mut(),
+            &mut self.txn_offsets.borrow_mut(),
+            offsets_partition,
+            producer_id,
+            commit,
+        );
+    }
+
     /// A group's deadlines may be earlier now: the timer task re-reads them.
     pub fn deadlines_changed(&self) {
         self.changed.wake_all();
@@ -112,12 +137,42 @@ pub fn owned_partition(host: &dyn GroupHost, group: &GroupId) -> Result<i32, Err
 }
 
 /// Appends `records` to `partition` of `__consumer_offsets` as one batch and
-/// returns once the log's durability policy acknowledges it (fsync by default).
+/// returns its base offset once the log's durability policy acknowledges it
+/// (fsync by default).
 pub async fn append(
     host: &dyn GroupHost,
     partition: i32,
     records: &[OffsetsRecord],
-) -> Result<(), ErrorCode> {
+) -> Result<Offset, ErrorCode> {
+    append_as(host, partition, records, BatchWriter::NONE).await
+}
+
+/// Appends `records` as one transactional batch of the producer: they count
+/// only once the producer's commit marker follows them in the partition.
+pub async fn append_transactional(
+    host: &dyn GroupHost,
+    partition: i32,
+    records: &[OffsetsRecord],
+    producer_id: ProducerId,
+    producer_epoch: ProducerEpoch,
+) -> Result<Offset, ErrorCode> {
+    let writer = BatchWriter {
+        attributes: Attributes(0).with_transactional(),
+        producer_id,
+        producer_epoch,
+        // No sequence (Kafka's NO_SEQUENCE, as its coordinator origin): the
+        // log checks only the producer's epoch of the broker's own batches.
+        base_sequence: -1,
+    };
+    append_as(host, partition, records, writer).await
+}
+
+async fn append_as(
+    host: &dyn GroupHost,
+    partition: i32,
+    records: &[OffsetsRecord],
+    writer: BatchWriter,
+) -> Result<Offset, ErrorCode> {
     debug_assert!(!records.is_empty());
     let key = PartitionKey {
         topic: OFFSETS_TOPIC.to_string(),
@@ -135,9 +190,11 @@ pub async fn append(
             timestamp_ms: now,
         })
         .collect();
-    let batch = build_batch(&new_records);
+    let batch = build_batch_with(&new_records, writer);
     match offsets.append_internal(&batch).await {
-        Ok(_) => Ok(()),
+        Ok(offset) => Ok(offset),
+        // A fenced producer's transactional commit: the client must hear it.
+        Err(LogError::Producer(error)) => Err(error.error_code()),
         Err(error) => {
             tracing::warn!(partition, %error, "appending to __consumer_offsets failed");
             Err(ErrorCode::CoordinatorNotAvailable)
@@ -223,7 +280,8 @@ async fn expire_offsets(host: &Rc<dyn GroupHost>) {
     };
     let mut per_partition: BTreeMap<i32, Vec<OffsetsRecord>> = BTreeMap::new();
     {
-        let mut groups = host.coordinator().groups.borrow_mut();
+        let coordinator = host.coordinator();
+        let mut groups = coordinator.groups.borrow_mut();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
             if group.state() != GroupState::Empty {
@@ -244,7 +302,9 @@ async fn expire_offsets(host: &Rc<dyn GroupHost>) {
                 };
                 records.push((key.encode(), None));
             }
-            if group.offsets.is_empty() {
+            // A group with transactional offsets pending stays: their commit
+            // marker must find it (Kafka's GroupMetadata.hasOffsets).
+            if group.offsets.is_empty() && !coordinator.txn_offsets.borrow().has_group(group.id()) {
                 group.set_dead();
                 dead.push(group.id().clone());
                 let key = RecordKey::Group {

@@ -7,7 +7,9 @@
 //! pure state machine (`state`, `member`), committed offsets (`offsets`), the
 //! timers and the waiting JoinGroup and SyncGroup requests. Commits and group
 //! metadata are appended as Kafka's own records (`records`) and read back when the
-//! shard opens the partition (`load`). `requests` is the work other shards send.
+//! shard opens the partition (`load`). Transactional commits wait in
+//! `txn_offsets` for their transaction's marker. `requests` is the work other
+//! shards send.
 
 pub mod coordinator;
 pub mod coordinator_key;
@@ -19,3 +21,4 @@ pub mod offsets;
 pub mod records;
 pub mod requests;
 pub mod state;
+pub mod txn_offsets;

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::group::coordinator::{
-    MAX_GROUPS_PER_SHARD, OffsetsRecord, append, ensure_tasks, owned_partition,
+    MAX_GROUPS_PER_SHARD, OffsetsRecord, append, append_transactional, ensure_tasks,
+    owned_partition,
 };
 use crate::group::host::GroupHost;
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
@@ -19,7 +20,7 @@ use crate::group::state::{
     SyncResult,
 };
 use crate::protocol::error_code::ErrorCode;
-use crate::types::TimestampMs;
+use crate::types::{ProducerEpoch, ProducerId, TimestampMs};
 
 /// JoinGroup: answered when the rebalance completes.
 #[derive(Debug)]
@@ -58,9 +59,28 @@ pub struct CommitOffsets {
     pub offsets: Vec<(TopicPartition, OffsetValue)>,
 }
 
-/// Committed offsets of each group: of these partitions, or all (`None`).
+/// TxnOffsetCommit: offsets a transactional producer commits for a group,
+/// pending until its transaction ends. Versions 0-2 carry no member:
+/// generation -1 and an unknown member id.
 #[derive(Debug)]
-pub struct FetchOffsets(pub Vec<(GroupId, Option<Vec<TopicPartition>>)>);
+pub struct TxnCommitOffsets {
+    pub group: GroupId,
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub member: MemberId,
+    pub instance: Option<InstanceId>,
+    pub generation: GenerationId,
+    pub offsets: Vec<(TopicPartition, OffsetValue)>,
+}
+
+/// Committed offsets of each group: of these partitions, or all (`None`).
+/// With `require_stable`, a partition with a transactional offset pending
+/// answers UNSTABLE_OFFSET_COMMIT instead (KIP-447).
+#[derive(Debug)]
+pub struct FetchOffsets {
+    pub groups: Vec<(GroupId, Option<Vec<TopicPartition>>)>,
+    pub require_stable: bool,
+}
 
 #[derive(Debug)]
 pub struct DescribeGroups(pub Vec<GroupId>);
@@ -98,8 +118,11 @@ pub struct ListedGroup {
     pub state: GroupState,
 }
 
-/// One group's committed offsets, in request order (`None`: nothing committed).
-pub type FetchedOffsets = Result<Vec<(TopicPartition, Option<OffsetValue>)>, ErrorCode>;
+/// One partition's committed offset (`None`: nothing committed), or its error.
+pub type FetchedOffset = Result<Option<OffsetValue>, ErrorCode>;
+
+/// One group's committed offsets, in request order, or the group's error.
+pub type FetchedOffsets = Result<Vec<(TopicPartition, FetchedOffset)>, ErrorCode>;
 
 impl JoinGroup {
     pub async fn serve(self, host: &Rc<dyn GroupHost>) -> JoinResult {
@@ -151,12 +174,20 @@ impl CommitOffsets {
     }
 }
 
+impl TxnCommitOffsets {
+    pub async fn serve(self, host: &Rc<dyn GroupHost>) -> ErrorCode {
+        ensure_tasks(host);
+        txn_commit(host, self).await
+    }
+}
+
 impl FetchOffsets {
     pub fn serve(self, host: &Rc<dyn GroupHost>) -> Vec<FetchedOffsets> {
         ensure_tasks(host);
-        self.0
+        let require_stable = self.require_stable;
+        self.groups
             .into_iter()
-            .map(|(group, partitions)| fetch(host, &group, partitions))
+            .map(|(group, partitions)| fetch(host, &group, partitions, require_stable))
             .collect()
     }
 }
@@ -283,7 +314,9 @@ async fn sync(host: &Rc<dyn GroupHost>, id: GroupId, request: SyncRequest) -> Sy
             }
             .encode();
             let value = value.expect("computed for a store").encode();
-            let stored = append(host.as_ref(), partition, &[(key, Some(value))]).await;
+            let stored = append(host.as_ref(), partition, &[(key, Some(value))])
+                .await
+                .map(|_| ());
             let mut out = Vec::new();
             if let Some(group) = coordinator.groups.borrow_mut().get_mut(&id) {
                 group.complete_sync(
@@ -393,38 +426,143 @@ async fn commit(
             (key.encode(), Some(value.encode()))
         })
         .collect();
-    if let Err(error) = append(host.as_ref(), partition, &records).await {
-        return error;
-    }
+    let record_offset = match append(host.as_ref(), partition, &records).await {
+        Ok(offset) => offset,
+        Err(error) => return error,
+    };
     if let Some(group) = host.coordinator().groups.borrow_mut().get_mut(&id) {
+        // A transaction committed during the append may have stored an offset
+        // from a later batch: the log's order decides, as in Kafka's
+        // onOffsetCommitAppend.
         for (key, value) in offsets {
-            group.offsets.put(key, value);
+            group.offsets.put_if_newer(key, value, record_offset);
         }
     }
     ErrorCode::None
+}
+
+/// Kafka's TxnOffsetCommit: an unknown group is created for a generation -1
+/// commit (a producer outside group management) and refused ILLEGAL_GENERATION
+/// otherwise; a known one checks member and generation (v3+). The offsets are
+/// appended as one transactional batch of the producer and held pending.
+async fn txn_commit(host: &Rc<dyn GroupHost>, request: TxnCommitOffsets) -> ErrorCode {
+    let id = request.group;
+    let partition = match owned_partition(host.as_ref(), &id) {
+        Ok(partition) => partition,
+        Err(error) => return error,
+    };
+    let coordinator = host.coordinator();
+    {
+        let mut groups = coordinator.groups.borrow_mut();
+        if !groups.contains_key(&id) {
+            if request.generation.0 >= 0 {
+                return ErrorCode::IllegalGeneration;
+            }
+            if groups.len() >= MAX_GROUPS_PER_SHARD {
+                return ErrorCode::CoordinatorNotAvailable;
+            }
+            let group = Group::new(
+                id.clone(),
+                host.config().group_limits(),
+                TimestampMs::now().0,
+            );
+            groups.insert(id.clone(), group);
+        }
+        let group = groups.get_mut(&id).expect("inserted above");
+        if let Err(error) = group.validate_txn_commit(
+            &request.member,
+            request.instance.as_ref(),
+            request.generation,
+        ) {
+            return error;
+        }
+        let keys: Vec<TopicPartition> = request.offsets.iter().map(|(k, _)| k.clone()).collect();
+        if let Err(limit) =
+            coordinator
+                .txn_offsets
+                .borrow()
+                .check_room(&id, request.producer_id, &keys)
+        {
+            tracing::warn!(group = %id.0, %limit, "refusing a transactional offset commit");
+            return limit.error_code();
+        }
+    }
+    if request.offsets.is_empty() {
+        return ErrorCode::None;
+    }
+    let producer = request.producer_id;
+    // Pending from now, before the append: a marker written meanwhile (the
+    // transaction timing out) ends these offsets too.
+    coordinator.txn_offsets.borrow_mut().add(
+        partition,
+        &id,
+        producer,
+        request.offsets.iter().cloned(),
+        None,
+    );
+    let records: Vec<OffsetsRecord> = request
+        .offsets
+        .iter()
+        .map(|((topic, index), value)| {
+            let key = RecordKey::Offset {
+                group: id.0.clone(),
+                topic: topic.clone(),
+                partition: *index,
+            };
+            (key.encode(), Some(value.encode()))
+        })
+        .collect();
+    let appended = append_transactional(
+        host.as_ref(),
+        partition,
+        &records,
+        producer,
+        request.producer_epoch,
+    )
+    .await;
+    let mut pending = coordinator.txn_offsets.borrow_mut();
+    match appended {
+        Ok(record_offset) => {
+            pending.appended(&id, producer, &request.offsets, record_offset);
+            ErrorCode::None
+        }
+        Err(error) => {
+            pending.failed(&id, producer, &request.offsets);
+            error
+        }
+    }
 }
 
 fn fetch(
     host: &Rc<dyn GroupHost>,
     id: &GroupId,
     partitions: Option<Vec<TopicPartition>>,
+    require_stable: bool,
 ) -> FetchedOffsets {
     owned_partition(host.as_ref(), id)?;
-    let groups = host.coordinator().groups.borrow();
+    let coordinator = host.coordinator();
+    let groups = coordinator.groups.borrow();
+    let pending = coordinator.txn_offsets.borrow();
     let group = groups.get(id);
+    let answer = |key: &TopicPartition| -> FetchedOffset {
+        if require_stable && pending.is_pending(id, key) {
+            return Err(ErrorCode::UnstableOffsetCommit);
+        }
+        Ok(group.and_then(|g| g.offsets.get(&key.0, key.1)).cloned())
+    };
     Ok(match partitions {
         Some(partitions) => partitions
             .into_iter()
-            .map(|(topic, index)| {
-                let value = group.and_then(|g| g.offsets.get(&topic, index)).cloned();
-                ((topic, index), value)
+            .map(|key| {
+                let value = answer(&key);
+                (key, value)
             })
             .collect(),
         None => group
             .map(|g| {
                 g.offsets
                     .iter()
-                    .map(|(key, value)| (key.clone(), Some(value.clone())))
+                    .map(|(key, _)| (key.clone(), answer(key)))
                     .collect()
             })
             .unwrap_or_default(),
@@ -500,12 +638,13 @@ async fn delete(host: &Rc<dyn GroupHost>, id: &GroupId) -> ErrorCode {
         ));
         // Dead at once, so requests arriving during the append retry elsewhere.
         group.set_dead();
+        host.coordinator().txn_offsets.borrow_mut().remove_group(id);
         records
     };
     let result = append(host.as_ref(), partition, &records).await;
     host.coordinator().groups.borrow_mut().remove(id);
     match result {
-        Ok(()) => ErrorCode::None,
+        Ok(_) => ErrorCode::None,
         Err(error) => error,
     }
 }
@@ -549,6 +688,10 @@ async fn delete_offsets(
             group.offsets.remove(key);
         }
     }
+    host.coordinator()
+        .txn_offsets
+        .borrow_mut()
+        .remove_partitions(id, &deletable);
     Ok(errors)
 }
 

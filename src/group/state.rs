@@ -1054,6 +1054,42 @@ impl Group {
         }
     }
 
+    /// Whether TxnOffsetCommit from this member at this generation may store
+    /// offsets: Kafka's ClassicGroup.validateOffsetCommit for a transactional
+    /// commit, which does not look at the group's state (a producer outside
+    /// group management sends generation -1 and no member).
+    pub fn validate_txn_commit(
+        &self,
+        member_id: &MemberId,
+        instance_id: Option<&InstanceId>,
+        generation: GenerationId,
+    ) -> Result<(), ErrorCode> {
+        if self.state == GroupState::Dead {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        if generation.0 < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation.0 >= 0 || !member_id.is_unknown() || instance_id.is_some() {
+            if let Some(instance) = instance_id {
+                match self.static_members.get(instance) {
+                    None => return Err(ErrorCode::UnknownMemberId),
+                    Some(current) if current != member_id => {
+                        return Err(ErrorCode::FencedInstanceId);
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !self.members.contains_key(member_id) {
+                return Err(ErrorCode::UnknownMemberId);
+            }
+            if generation != self.generation {
+                return Err(ErrorCode::IllegalGeneration);
+            }
+        }
+        Ok(())
+    }
+
     /// The earliest moment `tick` has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let sessions = self
@@ -1368,6 +1404,48 @@ mod tests {
             assert_eq!(result.assignment.as_ref(), expected);
         }
         (group, leader, follower)
+    }
+
+    #[test]
+    fn transactional_commits_check_member_and_generation_but_not_the_state() {
+        let now = Instant::now();
+        let unknown = MemberId::default();
+        // v0-2: no member, generation -1. An empty group takes it.
+        assert_eq!(
+            group().validate_txn_commit(&unknown, None, GenerationId(-1)),
+            Ok(())
+        );
+        let (mut group, leader, _) = stable_pair(now);
+        let generation = group.generation();
+        // Outside group management a producer commits whatever the group does.
+        assert_eq!(
+            group.validate_txn_commit(&unknown, None, GenerationId(-1)),
+            Ok(())
+        );
+        assert_eq!(group.validate_txn_commit(&leader, None, generation), Ok(()));
+        assert_eq!(
+            group.validate_txn_commit(&leader, None, GenerationId(7)),
+            Err(ErrorCode::IllegalGeneration)
+        );
+        assert_eq!(
+            group.validate_txn_commit(&MemberId("nobody".into()), None, generation),
+            Err(ErrorCode::UnknownMemberId)
+        );
+        assert_eq!(
+            group.validate_txn_commit(&leader, Some(&InstanceId("i".into())), generation),
+            Err(ErrorCode::UnknownMemberId)
+        );
+        // A rebalance does not stop transactional commits of the generation.
+        let mut out = Vec::new();
+        let _ = group.join(join_request(&leader, &["range"]), now, 0, &mut out);
+        assert_eq!(group.state(), GroupState::PreparingRebalance);
+        assert_eq!(group.validate_txn_commit(&leader, None, generation), Ok(()));
+        let mut dead = self::group();
+        dead.set_dead();
+        assert_eq!(
+            dead.validate_txn_commit(&unknown, None, GenerationId(-1)),
+            Err(ErrorCode::CoordinatorNotAvailable)
+        );
     }
 
     #[test]

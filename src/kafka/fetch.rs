@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -18,6 +20,7 @@ use crate::protocol::error_code::ErrorCode;
 use crate::protocol::spliced::placeholder;
 use crate::shard::Shard;
 use crate::shard::calls::fetch::{Fetch, FetchItem, FetchOffsets, FetchResult};
+use crate::storage::txn_index::AbortedTxn;
 use crate::types::{LeaderEpoch, Offset, ShardId};
 
 /// Reads every partition on its owner without waiting.
@@ -102,9 +105,25 @@ fn within_max_bytes(results: &mut BTreeMap<Slot, FetchResult>, max_bytes: usize)
             used += len;
         } else {
             result.records = Pieces::default();
+            if let Some(aborted) = &mut result.aborted {
+                aborted.clear();
+            }
         }
         first = false;
     }
+}
+
+/// Fetch's `aborted_transactions` (read_committed): producer id and first
+/// offset of each aborted transaction with data in the records returned.
+fn aborted_transactions(aborted: &[AbortedTxn]) -> Vec<AbortedTransaction> {
+    aborted
+        .iter()
+        .map(|txn| {
+            AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(txn.producer_id.0))
+                .with_first_offset(txn.first_offset.0)
+        })
+        .collect()
 }
 
 /// Resolves a fetch topic to its name (by id from v13).
@@ -234,6 +253,9 @@ pub async fn handle(
                                 .with_high_watermark(offset(|o| o.high_watermark))
                                 .with_last_stable_offset(offset(|o| o.last_stable_offset))
                                 .with_log_start_offset(offset(|o| o.log_start_offset))
+                                .with_aborted_transactions(
+                                    result.aborted.as_deref().map(aborted_transactions),
+                                )
                                 .with_records(Some(records))
                         })
                         .collect(),
@@ -286,6 +308,7 @@ mod tests {
             error: ErrorCode::None,
             offsets: None,
             records: Pieces::from(bytes::Bytes::from(vec![0u8; len])),
+            aborted: None,
         };
         let mut results: BTreeMap<Slot, FetchResult> = [
             ((0, 0), result(0)),

@@ -1,6 +1,7 @@
-//! FindCoordinator: this broker coordinates every group and transaction. For
-//! group keys it makes sure `__consumer_offsets` exists first, so the client's
-//! next group request finds its coordinator ready.
+//! FindCoordinator: this broker coordinates every group and transaction. It
+//! makes sure `__consumer_offsets` (group keys) or `__transaction_state`
+//! (transactional ids) exists first, so the client's next request finds its
+//! coordinator ready.
 
 use std::rc::Rc;
 
@@ -9,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::kafka::group_routing::offsets_topic_partitions;
+use crate::kafka::txn_routing::state_topic_partitions;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 
@@ -29,7 +31,7 @@ pub async fn handle(
     for key in keys {
         let error = match request.key_type {
             KEY_TYPE_GROUP => offsets_topic_partitions(shard).await.err(),
-            KEY_TYPE_TRANSACTION => None,
+            KEY_TYPE_TRANSACTION => state_topic_partitions(shard).await.err(),
             _ => Some(ErrorCode::InvalidRequest),
         };
         coordinators.push(coordinator(shard, key, error));

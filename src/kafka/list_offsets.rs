@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::cluster::image::PartitionKey;
 use crate::kafka::by_partition;
-use crate::partition::OffsetSpec;
+use crate::partition::{Isolation, OffsetSpec};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::offsets::ListOffsets;
@@ -21,6 +21,11 @@ pub async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let isolation = if version >= 2 && request.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     let partitions = request
         .topics
         .iter()
@@ -41,7 +46,7 @@ pub async fn handle(
                     ((topic_index, partition_index), key, (spec, epoch))
                 })
         });
-    let results = by_partition(shard, partitions, |items| ListOffsets { items }).await;
+    let results = by_partition(shard, partitions, |items| ListOffsets { items, isolation }).await;
     let image = shard.image();
     let topics = request
         .topics

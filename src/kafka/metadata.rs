@@ -61,7 +61,10 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                 }
                 Some(topic) => MetadataResponseTopic::default()
                     .with_name(Some(topic_name))
-                    .with_is_internal(name == crate::group::coordinator_key::OFFSETS_TOPIC)
+                    .with_is_internal(
+                        name == crate::group::coordinator_key::OFFSETS_TOPIC
+                            || name == crate::txn::TRANSACTION_STATE_TOPIC,
+                    )
                     .with_topic_id(topic.id)
                     .with_partitions(
                         (0..)

@@ -1,11 +1,15 @@
 //! Request handlers, one module per API family. A handler runs on the shard that
 //! owns the connection and sends each owning shard its share of the work.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod admin;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_admin;
@@ -13,11 +17,14 @@ pub mod group_membership;
 pub mod group_routing;
 pub mod init_producer_id;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 pub mod slow_requests;
+pub mod txn_offset_commit;
+pub mod txn_routing;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -131,7 +138,32 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
         RequestKind::InitProducerId(body) => respond(
             correlation_id,
             version,
-            &init_producer_id::handle(shard, body).await,
+            &init_producer_id::handle(shard, body, version).await,
+        ),
+        RequestKind::AddPartitionsToTxn(body) => respond(
+            correlation_id,
+            version,
+            &add_partitions_to_txn::handle(shard, body, version).await,
+        ),
+        RequestKind::AddOffsetsToTxn(body) => respond(
+            correlation_id,
+            version,
+            &add_offsets_to_txn::handle(shard, body, version).await,
+        ),
+        RequestKind::DescribeTransactions(body) => respond(
+            correlation_id,
+            version,
+            &describe_transactions::handle(shard, body).await,
+        ),
+        RequestKind::ListTransactions(body) => respond(
+            correlation_id,
+            version,
+            &list_transactions::handle(shard, body).await,
+        ),
+        RequestKind::EndTxn(body) => respond(
+            correlation_id,
+            version,
+            &end_txn::handle(shard, body, version).await,
         ),
         RequestKind::DeleteTopics(body) => respond(
             correlation_id,
@@ -166,6 +198,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &offset_commit::handle(shard, body).await,
+        ),
+        RequestKind::TxnOffsetCommit(body) => respond(
+            correlation_id,
+            version,
+            &txn_offset_commit::handle(shard, body).await,
         ),
         RequestKind::OffsetFetch(body) => respond(
             correlation_id,
@@ -323,10 +360,14 @@ pub async fn fan_out<C: ShardCall>(
 }
 
 /// Creates `names` with the broker's defaults if auto-creation is on; returns
-/// once every shard knows them. `__consumer_offsets` is never auto-created here:
-/// the group coordinator creates it with its own settings.
+/// once every shard knows them. `__consumer_offsets` and `__transaction_state`
+/// are never auto-created here: their coordinators create them with their own
+/// settings.
 pub async fn auto_create(shard: &Rc<Shard>, mut names: Vec<String>) {
-    names.retain(|name| name != crate::group::coordinator_key::OFFSETS_TOPIC);
+    names.retain(|name| {
+        name != crate::group::coordinator_key::OFFSETS_TOPIC
+            && name != crate::txn::TRANSACTION_STATE_TOPIC
+    });
     if names.is_empty() || !shard.config().auto_create_topics_enable {
         return;
     }

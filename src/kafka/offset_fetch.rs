@@ -1,6 +1,8 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+), each
 //! asked of its coordinating shard (one message per shard). Partitions without
-//! a commit, and unknown groups, answer offset -1.
+//! a commit, and unknown groups, answer offset -1. With `require_stable` (v7+,
+//! KIP-447) a partition whose offset a transaction has pending answers
+//! UNSTABLE_OFFSET_COMMIT, and the consumer asks again.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -14,14 +16,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::group::ids::GroupId;
 use crate::group::offsets::TopicPartition;
-use crate::group::records::OffsetValue;
-use crate::group::requests::{FetchOffsets, FetchedOffsets};
+use crate::group::requests::{FetchOffsets, FetchedOffset, FetchedOffsets};
 use crate::kafka::fan_out;
 use crate::kafka::group_routing::split_by_coordinator;
 use crate::shard::Shard;
 
-/// One partition's answer: (partition, offset, leader epoch, metadata).
-type PartitionOffset = (i32, i64, i32, String);
+/// One partition's answer: (partition, offset, leader epoch, metadata, error).
+type PartitionOffset = (i32, i64, i32, String, i16);
 
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -52,7 +53,8 @@ pub async fn handle(
         vec![(request.group_id.to_string(), partitions)]
     };
     let names: Vec<String> = asked.iter().map(|(g, _)| g.clone()).collect();
-    let results = fetch_all(shard, asked).await;
+    // The field exists from v7; older versions decode it as false.
+    let results = fetch_all(shard, asked, request.require_stable).await;
     if version >= 8 {
         let groups = names
             .into_iter()
@@ -72,9 +74,10 @@ pub async fn handle(
                                     .with_partitions(
                                         partitions
                                             .into_iter()
-                                            .map(|(p, offset, epoch, metadata)| {
+                                            .map(|(p, offset, epoch, metadata, error)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
+                                                    .with_error_code(error)
                                                     .with_committed_offset(offset)
                                                     .with_committed_leader_epoch(epoch)
                                                     .with_metadata(Some(StrBytes::from_string(
@@ -103,9 +106,10 @@ pub async fn handle(
                         .with_partitions(
                             partitions
                                 .into_iter()
-                                .map(|(p, offset, epoch, metadata)| {
+                                .map(|(p, offset, epoch, metadata, error)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(error)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
                                         .with_metadata(Some(StrBytes::from_string(metadata)))
@@ -126,6 +130,7 @@ fn topic_name(topic: String) -> TopicName {
 async fn fetch_all(
     shard: &Rc<Shard>,
     asked: Vec<(String, Option<Vec<TopicPartition>>)>,
+    require_stable: bool,
 ) -> Vec<FetchedOffsets> {
     let count = asked.len();
     let mut results: Vec<FetchedOffsets> = vec![Ok(Vec::new()); count];
@@ -146,7 +151,13 @@ async fn fetch_all(
                 .map(|(index, (group, partitions))| (index, (GroupId(group), partitions)))
                 .unzip();
             indexes.insert(owner, owner_indexes);
-            (owner, FetchOffsets(groups))
+            (
+                owner,
+                FetchOffsets {
+                    groups,
+                    require_stable,
+                },
+            )
         })
         .collect();
     for (owner, fetched) in fan_out(shard, requests).await {
@@ -158,14 +169,13 @@ async fn fetch_all(
 }
 
 /// Groups partition answers by topic, in the order topics first appear.
-fn by_topic(
-    offsets: Vec<(TopicPartition, Option<OffsetValue>)>,
-) -> Vec<(String, Vec<PartitionOffset>)> {
+fn by_topic(offsets: Vec<(TopicPartition, FetchedOffset)>) -> Vec<(String, Vec<PartitionOffset>)> {
     let mut topics: Vec<(String, Vec<PartitionOffset>)> = Vec::new();
     for ((topic, partition), value) in offsets {
         let answer = match value {
-            Some(v) => (partition, v.offset, v.leader_epoch, v.metadata),
-            None => (partition, -1, -1, String::new()),
+            Ok(Some(v)) => (partition, v.offset, v.leader_epoch, v.metadata, 0),
+            Ok(None) => (partition, -1, -1, String::new(), 0),
+            Err(error) => (partition, -1, -1, String::new(), error.code()),
         };
         match topics.iter_mut().find(|(name, _)| *name == topic) {
             Some((_, partitions)) => partitions.push(answer),

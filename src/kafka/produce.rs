@@ -17,6 +17,7 @@ use crate::partition::AppendTiming;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::produce::{Produce, ProduceItem, ProduceResult};
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 /// The response, and the timing of the partition acknowledged last (the one a
 /// slow request waited for), if any was appended.
@@ -51,8 +52,8 @@ pub async fn handle(
                 _ if invalid_acks => {
                     results.insert(at, Err(ErrorCode::InvalidRequiredAcks.into()));
                 }
-                // Only the group coordinator writes the internal topic, as in Kafka.
-                _ if key.topic == OFFSETS_TOPIC => {
+                // Only the coordinators write the internal topics, as in Kafka.
+                _ if key.topic == OFFSETS_TOPIC || key.topic == TRANSACTION_STATE_TOPIC => {
                     results.insert(at, Err(ErrorCode::InvalidTopicException.into()));
                 }
                 None => {
@@ -71,11 +72,13 @@ pub async fn handle(
             }
         }
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     split
         .run(
             shard,
             |items| Produce {
                 zstd_allowed: version >= 7,
+                transactional_id: transactional_id.clone(),
                 items,
             },
             &mut results,

@@ -22,6 +22,9 @@ use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
+pub use crate::storage::producer_state::{ProducerInfo, TxnMarker};
+pub use crate::storage::read::Isolation;
+
 /// Where a produced batch landed, and when each step of getting it there ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -66,15 +69,6 @@ impl OffsetSpec {
             ts => OffsetSpec::Timestamp(TimestampMs(ts)),
         }
     }
-}
-
-/// Which records a fetch may see (Fetch's `isolation_level`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// Up to the high watermark.
-    ReadUncommitted,
-    /// Up to the last stable offset.
-    ReadCommitted,
 }
 
 pub struct Partition {
@@ -132,14 +126,29 @@ impl Partition {
         self.log.high_watermark()
     }
 
-    /// The offset below which no transaction is open: the high watermark until
-    /// transactions exist.
+    /// The offset below which every transaction is decided (Kafka's LSO): the
+    /// first offset of the earliest open transaction, else the high watermark.
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        let lso = self.log.last_stable_offset();
+        debug_assert!(lso <= self.high_watermark());
+        lso
     }
 
     pub fn log_start_offset(&self) -> Offset {
         self.log.log_start_offset()
+    }
+
+    /// Whether the producer's transaction is open here (Kafka's
+    /// `hasOngoingTransaction`: KIP-890 verifies with the coordinator only
+    /// before the first transactional batch of a transaction).
+    pub fn has_ongoing_transaction(&self, producer_id: crate::types::ProducerId) -> bool {
+        self.log.has_open_transaction(producer_id)
+    }
+
+    /// The producers this partition remembers, with their open transactions
+    /// (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.log.producers()
     }
 
     pub fn log_end_offset(&self) -> Offset {
@@ -203,6 +212,31 @@ impl Partition {
         self.append(batch, None).await.map(|info| info.base_offset)
     }
 
+    /// WriteTxnMarkers on this partition: appends the commit or abort marker
+    /// (durably, as any append), which ends the producer's open transaction here
+    /// and, for an abort, adds its `.txnindex` entry; the last stable offset
+    /// moves and waiting fetches wake. A marker for a producer with nothing open
+    /// is still written (as Kafka does). Refused: an epoch older than the
+    /// producer's (INVALID_PRODUCER_EPOCH), a coordinator epoch older than the
+    /// last marker's (TRANSACTION_COORDINATOR_FENCED).
+    pub async fn write_txn_marker(&self, marker: TxnMarker) -> Result<Offset, ErrorCode> {
+        let options = AppendOptions {
+            leader_epoch: self.leader_epoch.get(),
+            log_append_time: None,
+        };
+        let offset = self
+            .log
+            .append_marker(&marker, options)
+            .await
+            .map_err(|error| {
+                tracing::debug!(partition = %self.key, ?marker, %error, "marker refused");
+                error.error_code()
+            })?;
+        debug_assert!(self.last_stable_offset() <= self.high_watermark());
+        self.waiters.wake_all();
+        Ok(offset)
+    }
+
     async fn append(
         &self,
         batch: &[u8],
@@ -229,14 +263,9 @@ impl Partition {
         isolation: Isolation,
         first: bool,
     ) -> Result<ReadOutcome, LogError> {
-        let visible = match isolation {
-            Isolation::ReadUncommitted => self.high_watermark(),
-            Isolation::ReadCommitted => self.last_stable_offset(),
-        };
-        // The log reads up to its own high watermark, which is the visible end at
-        // both levels until replication and transactions move them apart.
-        debug_assert_eq!(visible, self.log.high_watermark());
-        self.log.read(offset, max_bytes, first).await
+        self.log
+            .read_isolated(offset, max_bytes, first, isolation)
+            .await
     }
 
     /// Wakes `waiter` at the next append here.
@@ -245,18 +274,26 @@ impl Partition {
     }
 
     /// ListOffsets: an offset and its timestamp, `None` when no record matches.
+    /// As in Kafka, nothing at or past what `isolation` may fetch is answered:
+    /// latest is the high watermark, or the last stable offset for
+    /// `read_committed`, and a timestamp lookup that finds a later offset finds
+    /// nothing.
     pub async fn offset_for(
         &self,
         spec: OffsetSpec,
+        isolation: Isolation,
     ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
-        match spec {
-            OffsetSpec::Earliest => Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
-            OffsetSpec::Latest => Ok(Some((self.high_watermark(), TimestampMs::NONE))),
-            OffsetSpec::MaxTimestamp => {
-                Ok(self.log.max_timestamp().map(|(ts, offset)| (offset, ts)))
-            }
-            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await,
-        }
+        let fetchable = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        };
+        let found = match spec {
+            OffsetSpec::Earliest => return Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
+            OffsetSpec::Latest => return Ok(Some((fetchable, TimestampMs::NONE))),
+            OffsetSpec::MaxTimestamp => self.log.max_timestamp().map(|(ts, offset)| (offset, ts)),
+            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await?,
+        };
+        Ok(found.filter(|&(offset, _)| offset < fetchable))
     }
 
     /// DeleteRecords: moves the log start offset to `before` (`None`: the high
@@ -314,5 +351,70 @@ mod tests {
             OffsetSpec::from_wire(1_700_000_000_000),
             OffsetSpec::Timestamp(TimestampMs(1_700_000_000_000))
         );
+    }
+
+    #[test]
+    fn a_marker_moves_the_lso_wakes_waiting_fetches_and_refuses_old_epochs() {
+        use crate::record::control::MarkerKind;
+        use crate::storage::test_support::{run, txn_batch};
+        use crate::types::{ProducerEpoch, ProducerId};
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let configs = TopicConfigs::resolve(
+                &crate::config::BrokerConfig::default(),
+                &std::collections::BTreeMap::new(),
+            );
+            let image = PartitionImage {
+                shard: crate::types::ShardId(0),
+                leader_epoch: LeaderEpoch(0),
+            };
+            let key = PartitionKey {
+                topic: "t".into(),
+                partition: 0,
+            };
+            let (partition, _) = Partition::open(dir.path(), key, &image, Rc::new(configs))
+                .await
+                .unwrap();
+            partition
+                .append_internal(&txn_batch(7, 0, 2))
+                .await
+                .unwrap();
+            assert_eq!(
+                (partition.last_stable_offset(), partition.high_watermark()),
+                (Offset(0), Offset(2))
+            );
+            let newest = |isolation| partition.offset_for(OffsetSpec::MaxTimestamp, isolation);
+            let committed = newest(Isolation::ReadCommitted).await.unwrap();
+            assert_eq!(committed, None, "the newest batch is past the LSO");
+            let uncommitted = newest(Isolation::ReadUncommitted).await.unwrap();
+            assert_eq!(uncommitted.map(|(offset, _)| offset), Some(Offset(0)));
+            let waiter = DataWaiter::new();
+            partition.wait_for_data(&waiter);
+            let marker = |epoch| TxnMarker {
+                producer_id: ProducerId(7),
+                producer_epoch: ProducerEpoch(epoch),
+                coordinator_epoch: 0,
+                kind: MarkerKind::Commit,
+            };
+            assert_eq!(partition.write_txn_marker(marker(1)).await, Ok(Offset(2)));
+            glommio::timer::timeout(std::time::Duration::from_secs(5), async {
+                waiter.woken().await;
+                Ok(())
+            })
+            .await
+            .expect("the marker woke the waiting fetch");
+            assert_eq!(partition.last_stable_offset(), Offset(3));
+            assert!(!partition.has_ongoing_transaction(ProducerId(7)));
+            let latest = partition
+                .offset_for(OffsetSpec::Latest, Isolation::ReadCommitted)
+                .await
+                .unwrap();
+            assert_eq!(latest, Some((Offset(3), TimestampMs::NONE)));
+            assert_eq!(
+                partition.write_txn_marker(marker(0)).await,
+                Err(ErrorCode::InvalidProducerEpoch)
+            );
+            partition.close().await.unwrap();
+        });
     }
 }

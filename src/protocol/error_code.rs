@@ -53,6 +53,7 @@ pub enum ErrorCode {
     InvalidSessionTimeout = 26,
     RebalanceInProgress = 27,
     InvalidCommitOffsetSize = 28,
+    UnstableOffsetCommit = 88,
     NotCoordinator = 16,
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
@@ -60,6 +61,7 @@ pub enum ErrorCode {
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
+    OperationNotAttempted = 55,
 }
 
 impl ErrorCode {

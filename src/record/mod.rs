@@ -8,6 +8,7 @@ pub mod batch;
 pub mod builder;
 pub mod compression;
 pub mod control;
+pub mod key_value;
 pub mod record_checks;
 pub mod records;
 pub mod validate;

@@ -8,6 +8,7 @@ pub mod group_host;
 pub mod image_updates;
 pub mod mesh;
 pub mod runtime;
+pub mod txn_host;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct Shard {
     next_request: Cell<u64>,
     /// The consumer groups this shard coordinates.
     groups: crate::group::coordinator::Coordinator,
+    /// The transactional ids this shard coordinates.
+    transactions: crate::txn::coordinator::TxnCoordinator,
     /// Metadata images waiting to be applied, one at a time.
     image_updates: ImageUpdates,
     /// Controller shard only: one topic change at a time, each answered only
@@ -62,6 +65,7 @@ impl Shard {
             pending: RefCell::new(HashMap::new()),
             next_request: Cell::new(0),
             groups: crate::group::coordinator::Coordinator::default(),
+            transactions: crate::txn::coordinator::TxnCoordinator::default(),
             image_updates: ImageUpdates::default(),
             controller_turn: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new(None),
@@ -97,6 +101,10 @@ impl Shard {
 
     pub fn groups(&self) -> &crate::group::coordinator::Coordinator {
         &self.groups
+    }
+
+    pub fn transactions(&self) -> &crate::txn::coordinator::TxnCoordinator {
+        &self.transactions
     }
 
     /// Partitions this shard owns but could not open, with the reason.

@@ -58,6 +58,16 @@ pub enum ProducerError {
         got: i32,
         expected_after: Option<i32>,
     },
+    /// A plain batch from a producer whose transaction on this partition is open.
+    #[error("producer {producer_id} has an open transaction: expected a transactional batch")]
+    NotTransactional { producer_id: i64 },
+    /// A marker from a coordinator older than one that already wrote here.
+    #[error("producer {producer_id}: coordinator epoch {got} is older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        got: i32,
+        current: i32,
+    },
 }
 
 impl ProducerError {
@@ -65,6 +75,8 @@ impl ProducerError {
         match self {
             ProducerError::InvalidEpoch { .. } => ErrorCode::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => ErrorCode::OutOfOrderSequenceNumber,
+            ProducerError::NotTransactional { .. } => ErrorCode::InvalidTxnState,
+            ProducerError::CoordinatorFenced { .. } => ErrorCode::TransactionCoordinatorFenced,
         }
     }
 }

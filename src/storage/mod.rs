@@ -42,5 +42,5 @@ pub mod zero_fill;
 pub use config::{Durability, GroupCommit, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog};
-pub use read::{ReadChunk, ReadOutcome};
+pub use read::{Isolation, ReadChunk, ReadOutcome};
 pub use recovery::{RecoveryEvent, RecoveryReport};

@@ -7,6 +7,7 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use crate::storage::error::{LogError, io};
 use crate::storage::segment_reader::SegmentReader;
+use crate::storage::txn_index::AbortedTxn;
 use crate::types::Offset;
 
 /// One contiguous range of whole batches (or part of a run of them).
@@ -88,7 +89,20 @@ pub struct ReadOutcome {
     /// Offset after the last batch returned (the next fetch offset).
     pub next_offset: Offset,
     pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
     pub log_start_offset: Offset,
+    /// `read_committed`: the aborted transactions with data in the range
+    /// returned (Fetch's `aborted_transactions`); `None` for `read_uncommitted`.
+    pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// Which records a read may see (Fetch's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the high watermark.
+    ReadUncommitted,
+    /// Up to the last stable offset.
+    ReadCommitted,
 }
 
 impl ReadOutcome {

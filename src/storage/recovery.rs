@@ -13,7 +13,7 @@ use crate::storage::error::{LogError, io};
 use crate::storage::offset_index::OffsetIndex;
 use crate::storage::segment::{
     INDEX_SUFFIX, LOG_SUFFIX, Segment, SegmentIndexes, SegmentSettings, TIME_INDEX_SUFFIX,
-    open_segment_file, parse_segment_name, segment_file,
+    TXN_INDEX_SUFFIX, open_segment_file, parse_segment_name, segment_file,
 };
 use crate::storage::segment_reader::SegmentReader;
 use crate::storage::summary::BatchSummary;
@@ -209,6 +209,7 @@ fn list_segments(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Offset>,
             report.record(dir, RecoveryEvent::StrayFileRemoved { path: entry.path() });
         } else if let Some(base) = parse_segment_name(&name, INDEX_SUFFIX)
             .or_else(|| parse_segment_name(&name, TIME_INDEX_SUFFIX))
+            .or_else(|| parse_segment_name(&name, TXN_INDEX_SUFFIX))
         {
             indexes.push((base, entry.path()));
         }
@@ -343,7 +344,12 @@ async fn load_indexes(
 }
 
 pub async fn remove_segment_files(dir: &Path, base: Offset) -> Result<(), LogError> {
-    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [
+        LOG_SUFFIX,
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+    ] {
         match std::fs::remove_file(segment_file(dir, base, suffix)) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
             _ => {}

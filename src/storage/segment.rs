@@ -26,6 +26,8 @@ use crate::types::{Offset, TimestampMs};
 pub const LOG_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// The aborted-transaction index (`storage::log::aborted`).
+pub const TXN_INDEX_SUFFIX: &str = "txnindex";
 
 /// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's file naming.
 pub fn segment_file(dir: &Path, base: Offset, suffix: &str) -> PathBuf {
@@ -394,7 +396,7 @@ async fn read_tail_block(file: &DmaFile, size: u64) -> Result<Vec<u8>, LogError>
     Ok(tail)
 }
 
-fn file_name(base: Offset, suffix: &str) -> String {
+pub fn file_name(base: Offset, suffix: &str) -> String {
     format!("{:020}.{suffix}", base.0)
 }
 
@@ -436,6 +438,7 @@ mod tests {
                 max_timestamp: TimestampMs(1000 + n as i64),
                 leader_epoch: crate::types::LeaderEpoch(0),
                 producer: None,
+                control: false,
             });
         }
         // Entries once more than 100 bytes passed since the last: batches 2, 4, 6, 8.

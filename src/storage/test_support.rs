@@ -89,6 +89,27 @@ pub fn producer_batch(first_sequence: i32, count: usize) -> Vec<u8> {
     bytes
 }
 
+/// A transactional batch of `count` records from `producer` (epoch 0) whose
+/// sequences start at `first_sequence`.
+pub fn txn_batch(producer: i64, first_sequence: i32, count: usize) -> Vec<u8> {
+    let records: Vec<NewRecord<'_>> = (0..count)
+        .map(|_| NewRecord {
+            key: None,
+            value: Some(b"txn"),
+            timestamp_ms: 0,
+        })
+        .collect();
+    crate::record::builder::build_batch_with(
+        &records,
+        crate::record::builder::BatchWriter {
+            attributes: crate::record::attributes::Attributes(0).with_transactional(),
+            producer_id: crate::types::ProducerId(producer),
+            producer_epoch: crate::types::ProducerEpoch(0),
+            base_sequence: first_sequence,
+        },
+    )
+}
+
 /// The `.log` files in `dir`, by name.
 pub fn log_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -17,6 +17,7 @@ use crate::shard::Shard;
 use crate::shard::call::ShardCall;
 use crate::storage::LogError;
 use crate::storage::read::{ReadChunk, ReadOutcome};
+use crate::storage::txn_index::AbortedTxn;
 use crate::types::{LeaderEpoch, Offset};
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,15 @@ impl FetchOffsets {
             log_start_offset: partition.log_start_offset(),
         }
     }
+
+    /// The offsets the read saw.
+    fn read_at(outcome: &ReadOutcome) -> FetchOffsets {
+        FetchOffsets {
+            high_watermark: outcome.high_watermark,
+            last_stable_offset: outcome.last_stable_offset,
+            log_start_offset: outcome.log_start_offset,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,14 +63,26 @@ pub struct FetchResult {
     pub offsets: Option<FetchOffsets>,
     /// Copied from memory, or ranges of segment files to send zero-copy.
     pub records: Pieces,
+    /// `read_committed`: the aborted transactions of the records returned.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 impl FetchResult {
+    fn failed_at(error: LogError, partition: &Partition) -> FetchResult {
+        FetchResult {
+            error: error.error_code(),
+            offsets: Some(FetchOffsets::of(partition)),
+            records: Pieces::default(),
+            aborted: None,
+        }
+    }
+
     pub fn failed(error: ErrorCode) -> FetchResult {
         FetchResult {
             error,
             offsets: None,
             records: Pieces::default(),
+            aborted: None,
         }
     }
 }
@@ -124,6 +146,7 @@ impl Fetch {
                     error,
                     offsets: Some(FetchOffsets::of(&partition)),
                     records: Pieces::default(),
+                    aborted: None,
                 });
                 continue;
             }
@@ -135,21 +158,17 @@ impl Fetch {
             let read = partition
                 .read(item.offset, limit as u64, self.isolation, first)
                 .await;
-            let records = match read {
-                Ok(outcome) => pieces_of(&outcome).await,
-                Err(error) => Err(error),
-            };
-            let result = match records {
-                Ok(records) => FetchResult {
-                    error: ErrorCode::None,
-                    offsets: Some(FetchOffsets::of(&partition)),
-                    records,
+            let result = match read {
+                Ok(outcome) => match pieces_of(&outcome).await {
+                    Ok(records) => FetchResult {
+                        error: ErrorCode::None,
+                        offsets: Some(FetchOffsets::read_at(&outcome)),
+                        records,
+                        aborted: outcome.aborted,
+                    },
+                    Err(error) => FetchResult::failed_at(error, &partition),
                 },
-                Err(error) => FetchResult {
-                    error: error.error_code(),
-                    offsets: Some(FetchOffsets::of(&partition)),
-                    records: Pieces::default(),
-                },
+                Err(error) => FetchResult::failed_at(error, &partition),
             };
             budget = budget.saturating_sub(result.records.len() as usize);
             results.push(result);

@@ -8,6 +8,7 @@ use crate::group::host::GroupHost;
 use crate::group::requests::{
     CommitOffsets, DeleteGroups, DeleteOffsets, DescribeGroups, FetchOffsets, FetchedOffsets,
     GroupDescription, GroupHeartbeat, JoinGroup, LeaveGroup, ListGroups, ListedGroup, SyncGroup,
+    TxnCommitOffsets,
 };
 use crate::group::state::{JoinResult, SyncResult};
 use crate::protocol::error_code::ErrorCode;
@@ -42,6 +43,7 @@ group_call!(SyncGroup => SyncResult, async);
 group_call!(GroupHeartbeat => ErrorCode);
 group_call!(LeaveGroup => Result<Vec<ErrorCode>, ErrorCode>);
 group_call!(CommitOffsets => ErrorCode, async);
+group_call!(TxnCommitOffsets => ErrorCode, async);
 group_call!(FetchOffsets => Vec<FetchedOffsets>);
 group_call!(DescribeGroups => Vec<GroupDescription>);
 group_call!(ListGroups => Vec<ListedGroup>);

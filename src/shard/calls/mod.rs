@@ -8,3 +8,6 @@ pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 pub mod topics;
+pub mod txn;
+pub mod txn_markers;
+pub mod txn_verify;

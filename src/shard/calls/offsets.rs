@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use crate::cluster::image::PartitionKey;
-use crate::partition::OffsetSpec;
+use crate::partition::{Isolation, OffsetSpec};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::call::ShardCall;
@@ -17,6 +17,8 @@ pub struct ListOffsets {
     /// Each partition, the offset asked for, and the leader epoch the client
     /// believes current (v4+).
     pub items: Vec<(PartitionKey, (OffsetSpec, Option<LeaderEpoch>))>,
+    /// The request's `isolation_level`: what the answers may reach.
+    pub isolation: Isolation,
 }
 
 impl ShardCall for ListOffsets {
@@ -27,7 +29,10 @@ impl ShardCall for ListOffsets {
         for (key, (spec, epoch)) in self.items {
             let result = match shard.partition(&key) {
                 Ok(partition) => match partition.check_leader_epoch(epoch) {
-                    Ok(()) => partition.offset_for(spec).await.map_err(|e| e.error_code()),
+                    Ok(()) => partition
+                        .offset_for(spec, self.isolation)
+                        .await
+                        .map_err(|e| e.error_code()),
                     Err(error) => Err(error),
                 },
                 Err(error) => Err(error),

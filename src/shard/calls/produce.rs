@@ -11,6 +11,7 @@ use crate::partition::append_rules::Refusal;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::call::ShardCall;
+use crate::shard::calls::txn_verify;
 
 #[derive(Debug)]
 pub struct ProduceItem {
@@ -24,6 +25,9 @@ pub type ProduceResult = Result<Appended, Refusal>;
 pub struct Produce {
     /// zstd batches need Produce v7+ (older clients cannot read them back).
     pub zstd_allowed: bool,
+    /// The request's transactional id: a transaction's first batch on a
+    /// partition is verified with its coordinator (KIP-890 part 1).
+    pub transactional_id: Option<String>,
     pub items: Vec<ProduceItem>,
 }
 
@@ -32,12 +36,22 @@ impl ShardCall for Produce {
 
     async fn run(self, shard: Rc<Shard>) -> Vec<ProduceResult> {
         let zstd_allowed = self.zstd_allowed;
+        let refusals = match &self.transactional_id {
+            Some(id) => txn_verify::refusals(&shard, id, &self.items).await,
+            None => self.items.iter().map(|_| None).collect(),
+        };
         let tasks: Vec<_> = self
             .items
             .into_iter()
-            .map(|item| {
+            .zip(refusals)
+            .map(|(item, refusal)| {
                 let shard = Rc::clone(&shard);
-                glommio::spawn_local(async move { produce_one(&shard, item, zstd_allowed).await })
+                glommio::spawn_local(async move {
+                    match refusal {
+                        Some(refusal) => Err(refusal),
+                        None => produce_one(&shard, item, zstd_allowed).await,
+                    }
+                })
             })
             .collect();
         let mut results = Vec::with_capacity(tasks.len());

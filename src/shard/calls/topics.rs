@@ -244,6 +244,10 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
             if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
                 crate::group::load::load_partition(shard.as_ref(), key.partition, &partition).await;
             }
+            if key.topic == crate::txn::TRANSACTION_STATE_TOPIC {
+                let host: Rc<dyn crate::txn::host::TxnHost> = Rc::clone(shard) as _;
+                crate::txn::load::load_partition(&host, key.partition, &partition).await;
+            }
         }
         Err(error) => {
             tracing::error!(

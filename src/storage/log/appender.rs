@@ -9,13 +9,14 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::record::batch::{Assigned, BatchHeader};
+use crate::record::control::MarkerKind;
 use crate::storage::commit_round;
 use crate::storage::config::{Durability, GroupCommit};
 use crate::storage::error::{LogError, io};
-use crate::storage::producer_state::SequenceCheck;
+use crate::storage::producer_state::{SequenceCheck, TxnMarker};
 use crate::storage::summary::ProducerBatch;
 use crate::storage::write_buffer::align_up;
-use crate::types::Offset;
+use crate::types::{Offset, TimestampMs};
 
 use super::state::Mark;
 use super::{AppendInfo, AppendOptions, FlushTimes, PartitionLog};
@@ -115,18 +116,29 @@ impl PartitionLog {
         ))
     }
 
-    /// Checks the producer's sequence, then copies the batch into the write buffer
-    /// and assigns its offsets there. A retried batch is not copied again: its
-    /// original offsets come back. Also returns the truncation count it was
-    /// buffered at.
+    /// Checks the producer's sequence (or, for a marker, its epochs), then copies
+    /// the batch into the write buffer and assigns its offsets there. A retried
+    /// batch is not copied again: its original offsets come back. Also returns
+    /// the truncation count it was buffered at.
     pub(super) fn buffer_append(
         &self,
         batch: &[u8],
         options: AppendOptions,
     ) -> Result<(AppendInfo, u64), LogError> {
+        let header = BatchHeader::parse(batch).expect("validated batch");
+        let marker = if header.attributes().is_control() {
+            Some(TxnMarker::of_batch(batch).map_err(|error| {
+                LogError::Corrupt(format!("a control batch to append: {error}"))
+            })?)
+        } else {
+            None
+        };
+        let producer = ProducerBatch::of(header);
         let mut state = self.state.borrow_mut();
         let truncations = state.truncations;
-        let producer = ProducerBatch::of(BatchHeader::parse(batch).expect("validated batch"));
+        if let Some(marker) = &marker {
+            state.producers.check_marker(marker)?;
+        }
         if let Some(producer) = &producer
             && let SequenceCheck::Duplicate {
                 base_offset,
@@ -154,12 +166,32 @@ impl PartitionLog {
         if let Some(producer) = &producer {
             state.producers.record(producer, base_offset, last_offset);
         }
+        if let Some(marker) = &marker {
+            let segment_base = state.active().base;
+            state.end_txn(marker, base_offset, segment_base);
+        }
         let info = AppendInfo {
             base_offset,
             last_offset,
             log_start_offset: state.log_start,
         };
         Ok((info, truncations))
+    }
+
+    /// Appends a transaction marker: the control batch goes through the group
+    /// commit as any batch; the producer's open transaction ends with it, and an
+    /// abort's `.txnindex` entry is on disk before this returns its offset.
+    pub async fn append_marker(
+        &self,
+        marker: &TxnMarker,
+        options: AppendOptions,
+    ) -> Result<Offset, LogError> {
+        let batch = marker.build_batch(options.log_append_time.unwrap_or_else(TimestampMs::now));
+        let info = self.append(&batch, options).await?;
+        if marker.kind == MarkerKind::Abort {
+            self.write_aborted_indexes().await?;
+        }
+        Ok(info.base_offset)
     }
 
     /// Waits until `target` is acknowledged by the durability policy. If nobody is
@@ -278,6 +310,11 @@ impl PartitionLog {
         }
         if let Some(round) = &mut round {
             round.synced().await;
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            let readable = state.readable(self.durability()).offset;
+            state.producers.forget_decided(readable);
         }
         if self.state.borrow().epochs_dirty {
             self.write_epochs().await?;

@@ -12,14 +12,16 @@ use crate::storage::checkpoint::{
 };
 use crate::storage::config::LogConfig;
 use crate::storage::error::LogError;
-use crate::storage::producer_state::{ProducerState, SNAPSHOT_FILE};
+use crate::storage::producer_state::{ProducerState, SNAPSHOT_FILE, TxnMarker};
 use crate::storage::recovery;
 use crate::storage::retention::{SegmentStats, segments_to_delete};
-use crate::storage::scan::HeaderScanner;
+use crate::storage::scan::{HeaderScanner, SegmentSource};
 use crate::storage::segment::Segment;
+use crate::storage::summary::BatchSummary;
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 use super::PartitionLog;
+use super::aborted::apply_marker;
 
 /// Where DeleteRecords moves the log start: `Ok(None)` when it is already at or
 /// past `offset`; an error for an offset that is negative or above the high
@@ -119,6 +121,7 @@ impl PartitionLog {
                 .front()
                 .expect("the active segment remains")
                 .base;
+            state.aborted.drop_below(first_base);
             let new_start = state.log_start.max(first_base);
             let moved = new_start != state.log_start;
             state.log_start = new_start;
@@ -185,10 +188,14 @@ impl PartitionLog {
         checkpoint::write_atomically(&self.dir, SNAPSHOT_FILE, snapshot).await
     }
 
-    /// Loads the producer snapshot and replays the batches after it (all of the log
-    /// if there is no usable snapshot).
+    /// Loads the `.txnindex` files and the producer snapshot and replays the
+    /// batches after it (all of the log if there is no usable snapshot, or if a
+    /// transaction index must be rebuilt), then writes the index files the
+    /// replay completed.
     pub(super) async fn load_producer_state(&self) -> Result<(), LogError> {
+        let indexes_whole = self.load_aborted_indexes().await?;
         let snapshot = match checkpoint::read_optional(&self.dir.join(SNAPSHOT_FILE)).await? {
+            Some(_) if !indexes_whole => None,
             Some(bytes) => match ProducerState::decode(&bytes) {
                 Ok(decoded) => Some(decoded),
                 Err(error) => {
@@ -202,10 +209,11 @@ impl PartitionLog {
             replay_start(snapshot, self.log_start_offset(), self.log_end_offset());
         let producers = self.replay_producers(producers, next).await?;
         self.state.borrow_mut().producers = producers;
-        Ok(())
+        self.write_aborted_indexes().await
     }
 
-    /// Feeds `producers` every producer batch of the readable log from `next` on.
+    /// Feeds `producers` every producer batch and marker of the readable log from
+    /// `next` on; an abort marker whose `.txnindex` entry is missing gets it.
     pub(super) async fn replay_producers(
         &self,
         mut producers: ProducerState,
@@ -228,11 +236,47 @@ impl PartitionLog {
                 if let Some(producer) = &summary.producer {
                     producers.record(producer, summary.base_offset, summary.last_offset);
                 }
+                if summary.control {
+                    let marker = self.read_marker(&view.source, &summary).await?;
+                    let mut state = self.state.borrow_mut();
+                    let (_, indexed) = apply_marker(
+                        &mut producers,
+                        &mut state.aborted,
+                        &marker,
+                        summary.base_offset,
+                        view.base,
+                    );
+                    if indexed {
+                        tracing::warn!(dir = %self.dir.display(), offset = %summary.base_offset, "abort marker missing from its transaction index; added");
+                    }
+                }
                 next = summary.last_offset.plus(1);
             }
             after_base = Some(view.base);
         }
         Ok(producers)
+    }
+
+    /// The marker of the control batch `summary` describes.
+    async fn read_marker(
+        &self,
+        source: &SegmentSource,
+        summary: &BatchSummary,
+    ) -> Result<TxnMarker, LogError> {
+        let len = usize::try_from(summary.len).expect("a batch fits in memory");
+        let bytes = source.read(summary.position, len).await?;
+        let batch = bytes.get(..len).ok_or_else(|| {
+            LogError::Corrupt(format!(
+                "short read of the control batch at {}",
+                summary.position
+            ))
+        })?;
+        TxnMarker::of_batch(batch).map_err(|error| {
+            LogError::Corrupt(format!(
+                "control batch at offset {}: {error}",
+                summary.base_offset
+            ))
+        })
     }
 }
 
@@ -329,6 +373,7 @@ mod tests {
             epoch: 0,
             first_sequence: 0,
             last_sequence: 0,
+            transactional: false,
         };
         state.record(&batch, Offset(3), Offset(3));
         let (kept, next) = replay_start(Some((state.clone(), Offset(8))), Offset(0), Offset(10));

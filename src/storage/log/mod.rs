@@ -10,12 +10,14 @@
 //! - `housekeeping`: retention, DeleteRecords, checkpoints and producer-state
 //!   replay;
 //! - `truncate`: cutting the log back to an offset, for replication;
+//! - `aborted`: the `.txnindex` files of aborted transactions;
 //! - `state`: the state they share and the order its offsets keep.
 //!
 //! Locking: one task at a time writes (flushes, rolls, truncations, checkpoints and
 //! deletions) under the flush lock; sealing a rolled segment holds the seal lock;
 //! work that must see no write, roll or seal in progress takes both.
 
+mod aborted;
 mod appender;
 mod housekeeping;
 mod reader;
@@ -210,6 +212,8 @@ impl PartitionLog {
         self.write_offset(HIGH_WATERMARK_FILE, self.high_watermark())
             .await?;
         self.write_offset(LOG_START_OFFSET_FILE, log_start).await?;
+        // Every index file before the snapshot: replay trusts them up to it.
+        self.write_aborted_indexes_locked().await?;
         self.write_producer_snapshot(end).await?;
         self.write_offset(RECOVERY_POINT_FILE, end).await
     }
@@ -259,6 +263,35 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> Offset {
         self.state.borrow().log_start
+    }
+
+    /// The offset below which every transaction is durably decided: the first
+    /// offset of the earliest transaction still open or whose marker is not yet
+    /// readable, else the high watermark.
+    pub fn last_stable_offset(&self) -> Offset {
+        let high_watermark = self.high_watermark();
+        self.state
+            .borrow()
+            .producers
+            .last_stable_offset(high_watermark)
+    }
+
+    /// Open transactions on the partition.
+    pub fn open_transactions(&self) -> usize {
+        self.state.borrow().producers.open_transactions()
+    }
+
+    /// Whether `producer_id` has an open transaction here.
+    pub fn has_open_transaction(&self, producer_id: crate::types::ProducerId) -> bool {
+        self.state
+            .borrow()
+            .producers
+            .has_open_transaction(producer_id)
+    }
+
+    /// The producers the partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::storage::producer_state::ProducerInfo> {
+        self.state.borrow().producers.describe()
     }
 
     /// The log's offsets now: log start, high watermark, durable, written, log end.

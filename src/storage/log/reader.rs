@@ -11,7 +11,7 @@ use crate::record::batch::RecordBatch;
 use crate::record::records::{RecordIter, records_section};
 use crate::record::{Compression, TimestampType};
 use crate::storage::error::LogError;
-use crate::storage::read::{ReadChunk, ReadOutcome};
+use crate::storage::read::{Isolation, ReadChunk, ReadOutcome};
 use crate::storage::scan::{HeaderScanner, SegmentSource};
 use crate::storage::summary::BatchSummary;
 use crate::types::{Offset, TimestampMs};
@@ -33,17 +33,18 @@ pub(super) struct SegmentView {
 #[derive(Debug, Clone, Copy)]
 struct BatchRun {
     start: Offset,
-    high_watermark: Offset,
+    /// The high watermark, or for `read_committed` the last stable offset.
+    visible_end: Offset,
     max_bytes: u64,
     min_one_batch: bool,
     found: Option<(u64, u64, Offset)>,
 }
 
 impl BatchRun {
-    fn new(start: Offset, high_watermark: Offset, max_bytes: u64, min_one_batch: bool) -> Self {
+    fn new(start: Offset, visible_end: Offset, max_bytes: u64, min_one_batch: bool) -> Self {
         BatchRun {
             start,
-            high_watermark,
+            visible_end,
             max_bytes,
             min_one_batch,
             found: None,
@@ -55,7 +56,7 @@ impl BatchRun {
         if summary.last_offset < self.start {
             return true;
         }
-        if summary.base_offset >= self.high_watermark {
+        if summary.base_offset >= self.visible_end {
             return false;
         }
         let from = self.found.map_or(summary.position, |(from, _, _)| from);
@@ -71,16 +72,34 @@ impl BatchRun {
 }
 
 impl PartitionLog {
-    /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
-    /// `min_one_batch`, as Kafka does for the first partition of a fetch), never past
-    /// the high watermark.
+    /// `read_uncommitted` [`PartitionLog::read_isolated`]: up to the high watermark.
     pub async fn read(
         &self,
         start: Offset,
         max_bytes: u64,
         min_one_batch: bool,
     ) -> Result<ReadOutcome, LogError> {
+        self.read_isolated(start, max_bytes, min_one_batch, Isolation::ReadUncommitted)
+            .await
+    }
+
+    /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
+    /// `min_one_batch`, as Kafka does for the first partition of a fetch), never past
+    /// the high watermark, nor, for `read_committed`, past the last stable offset
+    /// (then with the aborted transactions of the range returned).
+    pub async fn read_isolated(
+        &self,
+        start: Offset,
+        max_bytes: u64,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<ReadOutcome, LogError> {
         let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
+        let visible = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
+        };
         let (log_start, log_end) = {
             let state = self.state.borrow();
             (state.log_start, state.log_end())
@@ -90,7 +109,9 @@ impl PartitionLog {
             bytes: 0,
             next_offset: start,
             high_watermark,
+            last_stable_offset,
             log_start_offset: log_start,
+            aborted: (isolation == Isolation::ReadCommitted).then(Vec::new),
         };
         if start < log_start || start > log_end {
             return Err(LogError::OffsetOutOfRange {
@@ -100,15 +121,17 @@ impl PartitionLog {
             });
         }
         let mut after_base = None;
+        let mut start_segment = None;
         const MAX_SEGMENTS_PER_READ: usize = 64;
         for _ in 0..MAX_SEGMENTS_PER_READ {
-            if start >= high_watermark {
+            if start >= visible {
                 break;
             }
             let Some(view) = self.segment_view(start, after_base) else {
                 break;
             };
-            let run = BatchRun::new(start, high_watermark, max_bytes, min_one_batch);
+            let start_segment = *start_segment.get_or_insert(view.base);
+            let run = BatchRun::new(start, visible, max_bytes, min_one_batch);
             if let Some((from, to, next_offset)) = read_segment(&view, run).await? {
                 outcome.chunks = match view.source.tail.chunks(from, to) {
                     Some(chunks) => chunks,
@@ -121,10 +144,15 @@ impl PartitionLog {
                 };
                 outcome.bytes = to - from;
                 outcome.next_offset = next_offset;
+                if let Some(aborted) = &mut outcome.aborted {
+                    let state = self.state.borrow();
+                    *aborted = state.aborted.collect(start_segment, start, next_offset);
+                }
                 break;
             }
             after_base = Some(view.base);
         }
+        debug_assert!(outcome.next_offset <= visible.max(start));
         Ok(outcome)
     }
 
@@ -276,6 +304,7 @@ mod tests {
             max_timestamp: TimestampMs(0),
             leader_epoch: LeaderEpoch(0),
             producer: None,
+            control: false,
         }
     }
 

@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 use crate::storage::config::Durability;
 use crate::storage::error::LogError;
 use crate::storage::leader_epoch::LeaderEpochCache;
-use crate::storage::producer_state::ProducerState;
+use crate::storage::producer_state::{ProducerState, TxnMarker};
 use crate::storage::segment::Segment;
+
+use super::aborted::{AbortedIndexes, apply_marker};
 use crate::types::Offset;
 
 /// A point in the active segment: the offset after some batch and its end position.
@@ -48,6 +50,7 @@ pub(super) struct LogState {
     pub epochs: LeaderEpochCache,
     pub epochs_dirty: bool,
     pub producers: ProducerState,
+    pub aborted: AbortedIndexes,
 }
 
 impl LogState {
@@ -72,7 +75,19 @@ impl LogState {
             epochs,
             epochs_dirty,
             producers: ProducerState::default(),
+            aborted: AbortedIndexes::default(),
         }
+    }
+
+    /// Applies a marker appended at `offset` in the segment at `segment_base`.
+    pub fn end_txn(&mut self, marker: &TxnMarker, offset: Offset, segment_base: Offset) {
+        apply_marker(
+            &mut self.producers,
+            &mut self.aborted,
+            marker,
+            offset,
+            segment_base,
+        );
     }
 
     pub fn active(&self) -> &Segment {

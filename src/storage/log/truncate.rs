@@ -103,6 +103,7 @@ impl PartitionLog {
         match plan(offset, log_start, cut) {
             Truncation::Cut(cut) => {
                 self.cut_at(cut, log_start).await?;
+                self.state.borrow_mut().aborted.truncate(cut.new_end);
                 let remembered = self.state.borrow().producers.remembers_from(cut.new_end);
                 if remembered {
                     let producers = self
@@ -115,6 +116,7 @@ impl PartitionLog {
             }
             Truncation::Restart { at } => self.restart_at(at).await?,
         }
+        self.write_aborted_indexes_locked().await?;
         if self.state.borrow().epochs_dirty {
             self.write_epochs().await?;
         }
@@ -229,6 +231,7 @@ impl PartitionLog {
         {
             let mut state = self.state.borrow_mut();
             state.producers = ProducerState::default();
+            state.aborted.clear();
             state.epochs = LeaderEpochCache::default();
             state.epochs_dirty = true;
         }

@@ -1,0 +1,111 @@
+//! TxnOffsetCommit (v0-3): a transactional producer commits a group's offsets
+//! as part of its transaction (`send_offsets_to_transaction`). Partitions of
+//! topics that exist go in one transactional append to the group's
+//! `__consumer_offsets` partition on the coordinating shard, pending until the
+//! transaction's marker; the others get UNKNOWN_TOPIC_OR_PARTITION, as Kafka
+//! answers them. v3 adds the member, generation and instance id checks.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
+use crate::group::offsets::MAX_METADATA_BYTES;
+use crate::group::records::OffsetValue;
+use crate::group::requests::TxnCommitOffsets;
+use crate::kafka::group_routing::call;
+use crate::protocol::error_code::ErrorCode;
+use crate::shard::Shard;
+use crate::types::{ProducerEpoch, ProducerId, TimestampMs};
+
+pub async fn handle(shard: &Rc<Shard>, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let now_ms = TimestampMs::now().0;
+    // Per topic, per partition: the error, None until the coordinator answers.
+    let mut errors: Vec<Vec<Option<ErrorCode>>> = Vec::with_capacity(request.topics.len());
+    let mut offsets = Vec::new();
+    {
+        let image = shard.image();
+        for topic in &request.topics {
+            let known_topic = image.topic(topic.name.as_str());
+            let mut topic_errors = Vec::with_capacity(topic.partitions.len());
+            for partition in &topic.partitions {
+                let known =
+                    known_topic.is_some_and(|t| t.partition(partition.partition_index).is_some());
+                let metadata = partition
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default();
+                let error = if !known {
+                    Some(ErrorCode::UnknownTopicOrPartition)
+                } else if metadata.len() > MAX_METADATA_BYTES {
+                    Some(ErrorCode::OffsetMetadataTooLarge)
+                } else {
+                    offsets.push((
+                        (topic.name.to_string(), partition.partition_index),
+                        OffsetValue {
+                            offset: partition.committed_offset,
+                            leader_epoch: partition.committed_leader_epoch,
+                            metadata,
+                            commit_timestamp: now_ms,
+                        },
+                    ));
+                    None
+                };
+                topic_errors.push(error);
+            }
+            errors.push(topic_errors);
+        }
+    }
+    let group_error = if offsets.is_empty() {
+        ErrorCode::None
+    } else if request.producer_id.0 < 0 || request.producer_epoch < 0 {
+        // A transactional batch needs its producer: InitProducerId hands out
+        // non-negative ids and epochs only.
+        ErrorCode::InvalidProducerIdMapping
+    } else {
+        let group = request.group_id.to_string();
+        let commit = TxnCommitOffsets {
+            group: GroupId(group.clone()),
+            producer_id: ProducerId(request.producer_id.0),
+            producer_epoch: ProducerEpoch(request.producer_epoch),
+            // v0-2 decode these as "", -1 and null: a commit outside group
+            // management.
+            member: MemberId(request.member_id.to_string()),
+            instance: request
+                .group_instance_id
+                .as_ref()
+                .map(|i| InstanceId(i.to_string())),
+            generation: GenerationId(request.generation_id),
+            offsets,
+        };
+        call(shard, &group, commit)
+            .await
+            .unwrap_or_else(|error| error)
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .zip(errors)
+        .map(|(topic, topic_errors)| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .zip(topic_errors)
+                        .map(|(partition, error)| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(partition.partition_index)
+                                .with_error_code(error.unwrap_or(group_error).code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

@@ -1,0 +1,119 @@
+//! KIP-890 part 1 on the partition's owner: before a producer's first
+//! transactional batch of a transaction on a partition, the coordinator is asked
+//! whether the partition was added to the ongoing transaction, and the batch is
+//! refused otherwise — so a late or stray batch cannot open a transaction that
+//! no coordinator will ever end (a "hanging" transaction that stalls the last
+//! stable offset). Later batches of the same transaction skip the check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use crate::partition::append_rules::Refusal;
+use crate::protocol::error_code::ErrorCode;
+use crate::record::BatchHeader;
+use crate::shard::Shard;
+use crate::shard::calls::produce::ProduceItem;
+use crate::txn::requests::VerifyTxn;
+use crate::types::{ProducerEpoch, ProducerId};
+
+/// For each item, the refusal verification gives it, if any.
+pub async fn refusals(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    items: &[ProduceItem],
+) -> Vec<Option<Refusal>> {
+    let mut refusals: Vec<Option<Refusal>> = items.iter().map(|_| None).collect();
+    // A request comes from one producer; grouping keeps a malformed one correct.
+    let mut to_verify: BTreeMap<(ProducerId, ProducerEpoch), Vec<usize>> = BTreeMap::new();
+    for (index, item) in items.iter().enumerate() {
+        // A batch without a readable header is refused by validation.
+        let Some(header) = item.records.as_deref().and_then(BatchHeader::parse) else {
+            continue;
+        };
+        if !header.attributes().is_transactional() {
+            continue;
+        }
+        let producer_id = ProducerId(header.producer_id.get());
+        let open = shard
+            .partition(&item.key)
+            .is_ok_and(|partition| partition.has_ongoing_transaction(producer_id));
+        if !open {
+            to_verify
+                .entry((producer_id, ProducerEpoch(header.producer_epoch.get())))
+                .or_default()
+                .push(index);
+        }
+    }
+    if to_verify.is_empty() {
+        return refusals;
+    }
+    let coordinator = shard.txn_coordinator_shard(transactional_id);
+    for ((producer_id, producer_epoch), indices) in to_verify {
+        let partitions: BTreeSet<_> = indices
+            .iter()
+            .map(|&i| (items[i].key.topic.clone(), items[i].key.partition))
+            .collect();
+        let verified = match coordinator {
+            Some(coordinator) => {
+                let call = VerifyTxn {
+                    transactional_id: transactional_id.to_string(),
+                    producer_id,
+                    producer_epoch,
+                    partitions,
+                };
+                shard.call(coordinator, call).await
+            }
+            None => Err(ErrorCode::CoordinatorNotAvailable),
+        };
+        for index in indices {
+            let key = &items[index].key;
+            refusals[index] = match &verified {
+                Ok(missing) if missing.contains(&(key.topic.clone(), key.partition)) => {
+                    Some(Refusal {
+                        message: Some("Partition was not added to the transaction".into()),
+                        ..Refusal::from(ErrorCode::InvalidTxnState)
+                    })
+                }
+                Ok(_) => None,
+                Err(error) => Some(Refusal::from(produce_error(*error))),
+            };
+        }
+    }
+    refusals
+}
+
+/// Kafka's translation of a failed verification for Produce: retriable
+/// coordinator errors become NOT_ENOUGH_REPLICAS, which every client retries
+/// without a metadata refresh, and a fenced producer sees
+/// INVALID_PRODUCER_EPOCH.
+fn produce_error(error: ErrorCode) -> ErrorCode {
+    match error {
+        ErrorCode::ConcurrentTransactions
+        | ErrorCode::CoordinatorLoadInProgress
+        | ErrorCode::CoordinatorNotAvailable
+        | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+        ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retriable_coordinator_errors_are_retried_by_every_client() {
+        assert_eq!(
+            produce_error(ErrorCode::ConcurrentTransactions),
+            ErrorCode::NotEnoughReplicas
+        );
+        assert_eq!(
+            produce_error(ErrorCode::ProducerFenced),
+            ErrorCode::InvalidProducerEpoch
+        );
+        assert_eq!(
+            produce_error(ErrorCode::InvalidProducerIdMapping),
+            ErrorCode::InvalidProducerIdMapping
+        );
+    }
+}
