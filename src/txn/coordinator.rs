@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::protocol::error_code::ErrorCode;
 use crate::record::builder::{NewRecord, build_batch};
+use crate::storage::wake_list::{Wait, WakeList};
 use crate::txn::coordinator_key::partition_for;
 use crate::txn::host::TxnHost;
 use crate::txn::log_records::{TxnLogKey, VALUE_VERSION_V1};
@@ -25,11 +26,19 @@ pub struct TxnCoordinator {
     /// `__transaction_state` partitions read back since this shard opened them.
     loaded: RefCell<BTreeSet<i32>>,
     tasks_started: Cell<bool>,
+    /// Woken whenever a transition of any id ends (written or forgotten), for
+    /// requests waiting out a transaction that is completing.
+    transitions: WakeList,
 }
 
 impl TxnCoordinator {
     pub fn mark_loaded(&self, partition: i32) {
         self.loaded.borrow_mut().insert(partition);
+    }
+
+    /// Resolves after the next transition of any id on this shard ends.
+    pub fn next_transition(&self) -> Wait<'_> {
+        self.transitions.wait()
     }
 
     /// Sets the flag that the shard's timer task runs; true if it already did.
@@ -78,6 +87,8 @@ pub async fn transition(
         prepare(metadata).map_err(|error| log_refusal(transactional_id, &error))?
     };
     let written = write(host, partition, transactional_id, &transit).await;
+    // Wakes waiters once this function returns, whichever way it ends.
+    let _wake = WakeOnDrop(&host.txn_coordinator().transitions);
     let mut ids = host.txn_coordinator().ids.borrow_mut();
     let Some(metadata) = ids.get_mut(transactional_id) else {
         // Only a Dead transition removes an id, and it is pending here.
@@ -95,6 +106,14 @@ pub async fn transition(
         .complete_transition(transit.clone())
         .map_err(|error| log_refusal(transactional_id, &error))?;
     Ok(transit)
+}
+
+struct WakeOnDrop<'a>(&'a WakeList);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.wake_all();
+    }
 }
 
 fn log_refusal(transactional_id: &str, error: &TxnError) -> ErrorCode {

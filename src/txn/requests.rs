@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use crate::protocol::error_code::ErrorCode;
 use crate::txn::coordinator::{MAX_TXN_IDS_PER_SHARD, owned_partition, transition};
@@ -144,19 +145,36 @@ async fn allocate(host: &Rc<dyn TxnHost>) -> Result<ProducerId, ErrorCode> {
         .ok_or(ErrorCode::CoordinatorNotAvailable)
 }
 
+/// How long AddPartitionsToTxn and AddOffsetsToTxn wait for the producer's
+/// previous transaction to complete before answering CONCURRENT_TRANSACTIONS.
+/// A client's first add of a transaction usually arrives while the markers of
+/// the one it just committed are being written (a few fsyncs), and librdkafka
+/// backs off 100 ms on CONCURRENT_TRANSACTIONS: waiting here instead answers as
+/// soon as the completion is durable.
+const COMPLETION_WAIT: Duration = Duration::from_millis(50);
+/// Transitions waited through at most within `COMPLETION_WAIT`.
+const COMPLETION_WAIT_ROUNDS: usize = 64;
+
 impl AddToTxn {
     pub async fn serve(self, host: &Rc<dyn TxnHost>) -> ErrorCode {
         let id = self.transactional_id.as_str();
         if let Err(error) = owned_partition(host.as_ref(), id) {
             return error;
         }
+        let deadline = Instant::now() + COMPLETION_WAIT;
+        let mut plan = self.plan(host.as_ref());
+        for _ in 0..COMPLETION_WAIT_ROUNDS {
+            let now = Instant::now();
+            if plan != Err(ErrorCode::ConcurrentTransactions) || now >= deadline {
+                break;
+            }
+            futures_lite::future::or(host.txn_coordinator().next_transition(), async {
+                glommio::timer::sleep(deadline - now).await;
+            })
+            .await;
+            plan = self.plan(host.as_ref());
+        }
         // No await between the plan and the prepare: nothing changes in between.
-        let plan = match host.txn_coordinator().ids.borrow().get(id) {
-            None => Err(ErrorCode::InvalidProducerIdMapping),
-            Some(metadata) => metadata
-                .plan_add_partitions(self.producer_id, self.producer_epoch, &self.partitions)
-                .map_err(|error| error.error_code()),
-        };
         match plan {
             Err(error) => error,
             Ok(AddPartitionsPlan::AlreadyAdded) => ErrorCode::None,
@@ -172,6 +190,22 @@ impl AddToTxn {
                     Err(error) => error,
                 }
             }
+        }
+    }
+}
+
+impl AddToTxn {
+    fn plan(&self, host: &dyn TxnHost) -> Result<AddPartitionsPlan, ErrorCode> {
+        match host
+            .txn_coordinator()
+            .ids
+            .borrow()
+            .get(&self.transactional_id)
+        {
+            None => Err(ErrorCode::InvalidProducerIdMapping),
+            Some(metadata) => metadata
+                .plan_add_partitions(self.producer_id, self.producer_epoch, &self.partitions)
+                .map_err(|error| error.error_code()),
         }
     }
 }
