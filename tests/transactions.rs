@@ -6,7 +6,8 @@
 //! decided right before a SIGKILL completes after the restart; raw requests check
 //! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum, a produce to a partition not added
-//! to the transaction).
+//! to the transaction) and the APIs only admin tools and brokers send
+//! (DescribeProducers).
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -21,11 +22,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
-    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeProducersRequest,
+    DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
+    ListTransactionsResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,6 +48,7 @@ const INVALID_TXN_STATE: i16 = 48;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Two shards, few `__transaction_state` partitions, and a timeout check every
 /// 200 ms so a silent producer is aborted quickly.
@@ -575,4 +578,79 @@ async fn a_produce_to_a_partition_not_in_the_transaction_is_refused() {
         0
     );
     assert_eq!(end_txn(&mut wire, id, producer_id, epoch, 3), 0);
+}
+
+/// The producers partition 0 of `topic` remembers, and partition 1's error code
+/// (the tests' topics have one partition, so it is unknown).
+fn describe_producers(
+    wire: &mut Wire,
+    topic: &str,
+) -> (
+    Vec<kafka_protocol::messages::describe_producers_response::ProducerState>,
+    i16,
+) {
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_indexes(vec![0, 1]),
+    ]);
+    let (reply, _): (DescribeProducersResponse, _) =
+        wire.call(ApiKey::DescribeProducers, 0, &request);
+    let partitions = &reply.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    (
+        partitions[0].active_producers.clone(),
+        partitions[1].error_code,
+    )
+}
+
+/// DescribeProducers shows a producer's open transaction on a partition and,
+/// once the commit marker is written, the coordinator epoch that wrote it and
+/// no open transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_producers_shows_open_transactions() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-producers", 1, &[]).await;
+    let id = "txn-producers-id";
+    let (mut wire, producer_id, epoch) = init_raw(&broker, id, 60_000);
+    let (producers, unknown) = describe_producers(&mut wire, "txn-producers");
+    assert!(producers.is_empty(), "{producers:?}");
+    assert_eq!(unknown, UNKNOWN_TOPIC_OR_PARTITION);
+
+    assert_eq!(
+        add_partition(&mut wire, id, producer_id, epoch, "txn-producers"),
+        0
+    );
+    assert_eq!(
+        produce_transactional(&mut wire, id, producer_id, epoch, "txn-producers", 0),
+        0
+    );
+    let (producers, _) = describe_producers(&mut wire, "txn-producers");
+    assert_eq!(producers.len(), 1, "{producers:?}");
+    let open = &producers[0];
+    assert_eq!(
+        (
+            open.producer_id.0,
+            open.producer_epoch,
+            open.last_sequence,
+            open.last_timestamp,
+            open.coordinator_epoch,
+            open.current_txn_start_offset
+        ),
+        (producer_id, i32::from(epoch), 0, 1_700_000_000_000, -1, 0)
+    );
+
+    assert_eq!(end_txn(&mut wire, id, producer_id, epoch, 3), 0);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (producers, _) = describe_producers(&mut wire, "txn-producers");
+        let producer = &producers[0];
+        if producer.current_txn_start_offset == -1 {
+            assert!(producer.coordinator_epoch >= 0, "{producer:?}");
+            assert_eq!(producer.last_sequence, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit marker never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

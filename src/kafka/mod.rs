@@ -8,6 +8,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -154,6 +155,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &describe_transactions::handle(shard, body).await,
+        ),
+        RequestKind::DescribeProducers(body) => respond(
+            correlation_id,
+            version,
+            &describe_producers::handle(shard, body).await,
         ),
         RequestKind::ListTransactions(body) => respond(
             correlation_id,

@@ -40,6 +40,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised range of `key`, if the broker serves it.
@@ -67,6 +68,7 @@ mod tests {
         }
         assert_eq!(range(ApiKey::Produce), Some((0, 11)));
         assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(range(ApiKey::DescribeProducers), Some((0, 0)));
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
     }
 }
