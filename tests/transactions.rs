@@ -7,7 +7,7 @@
 //! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum, a produce to a partition not added
 //! to the transaction) and the APIs only admin tools and brokers send
-//! (DescribeProducers).
+//! (DescribeProducers, the batched AddPartitionsToTxn v4-5 with `verify_only`).
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -49,6 +49,9 @@ const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const OPERATION_NOT_ATTEMPTED: i16 = 55;
+const TRANSACTION_ABORTABLE: i16 = 120;
 
 /// Two shards, few `__transaction_state` partitions, and a timeout check every
 /// 200 ms so a silent producer is aborted quickly.
@@ -653,4 +656,134 @@ async fn describe_producers_shows_open_transactions() {
         assert!(Instant::now() < deadline, "the commit marker never came");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// One transaction of a batched (v4+) AddPartitionsToTxn: partitions of `topic`.
+fn batched_txn(
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    verify_only: bool,
+    topic: &str,
+    partitions: &[i32],
+) -> kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction {
+    kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default(
+    )
+    .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+    .with_producer_id(ProducerId(producer_id))
+    .with_producer_epoch(epoch)
+    .with_verify_only(verify_only)
+    .with_topics(vec![
+        AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(partitions.to_vec()),
+    ])
+}
+
+/// Sends the batched form at `version`; per transaction, per partition:
+/// (partition, error code), in request order.
+fn add_batched(
+    wire: &mut Wire,
+    version: i16,
+    transactions: Vec<
+        kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction,
+    >,
+) -> Vec<(String, Vec<(i32, i16)>)> {
+    let request = AddPartitionsToTxnRequest::default().with_transactions(transactions);
+    let (reply, _): (AddPartitionsToTxnResponse, _) =
+        wire.call(ApiKey::AddPartitionsToTxn, version, &request);
+    assert_eq!(reply.error_code, 0);
+    reply
+        .results_by_transaction
+        .iter()
+        .map(|txn| {
+            let partitions = txn
+                .topic_results
+                .iter()
+                .flat_map(|topic| {
+                    topic
+                        .results_by_partition
+                        .iter()
+                        .map(|p| (p.partition_index, p.partition_error_code))
+                })
+                .collect();
+            (txn.transactional_id.0.to_string(), partitions)
+        })
+        .collect()
+}
+
+/// AddPartitionsToTxn v4-5, the broker-to-coordinator form: several
+/// transactions in one request, each added or, with `verify_only`, only
+/// checked; a partition not in the transaction is TRANSACTION_ABORTABLE from
+/// v5 and INVALID_TXN_STATE at v4, and the answers gate Produce the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_add_partitions_adds_and_verifies_several_transactions() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-batched", 2, &[]).await;
+    let (topic, first, second) = ("txn-batched", "txn-batched-a", "txn-batched-b");
+    let (mut wire, a_id, a_epoch) = init_raw(&broker, first, 60_000);
+    let (_, b_id, b_epoch) = init_raw(&broker, second, 60_000);
+
+    // Nothing added yet: verification fails, in each version's words.
+    let verify_a = |partitions: &[i32]| batched_txn(first, a_id, a_epoch, true, topic, partitions);
+    assert_eq!(
+        add_batched(&mut wire, 5, vec![verify_a(&[0])]),
+        [(first.to_string(), vec![(0, TRANSACTION_ABORTABLE)])]
+    );
+    assert_eq!(
+        add_batched(&mut wire, 4, vec![verify_a(&[0])]),
+        [(first.to_string(), vec![(0, INVALID_TXN_STATE)])]
+    );
+
+    // One request adds to two transactions; the second names a partition the
+    // broker does not have, so none of its partitions is attempted.
+    assert_eq!(
+        add_batched(
+            &mut wire,
+            4,
+            vec![
+                batched_txn(first, a_id, a_epoch, false, topic, &[0]),
+                batched_txn(second, b_id, b_epoch, false, topic, &[1, 7]),
+            ]
+        ),
+        [
+            (first.to_string(), vec![(0, 0)]),
+            (
+                second.to_string(),
+                vec![
+                    (1, OPERATION_NOT_ATTEMPTED),
+                    (7, UNKNOWN_TOPIC_OR_PARTITION)
+                ]
+            ),
+        ]
+    );
+
+    // Verification now finds partition 0 and not 1; another epoch and an
+    // unknown transactional id fail for every partition.
+    assert_eq!(
+        add_batched(
+            &mut wire,
+            5,
+            vec![
+                verify_a(&[0, 1]),
+                batched_txn(first, a_id, a_epoch + 1, true, topic, &[0]),
+                batched_txn("txn-batched-never", a_id, 0, true, topic, &[0]),
+                batched_txn(second, b_id, b_epoch, true, topic, &[1]),
+            ]
+        ),
+        [
+            (first.to_string(), vec![(0, 0), (1, TRANSACTION_ABORTABLE)]),
+            (first.to_string(), vec![(0, PRODUCER_FENCED)]),
+            (
+                "txn-batched-never".to_string(),
+                vec![(0, INVALID_PRODUCER_ID_MAPPING)]
+            ),
+            (second.to_string(), vec![(1, TRANSACTION_ABORTABLE)]),
+        ]
+    );
+    assert_eq!(
+        produce_transactional(&mut wire, first, a_id, a_epoch, topic, 0),
+        0
+    );
+    assert_eq!(end_txn(&mut wire, first, a_id, a_epoch, 3), 0);
 }

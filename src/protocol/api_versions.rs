@@ -33,7 +33,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    // v4-5 are the broker-to-coordinator form (a batch, `verify_only`).
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     // v4 only allows TRANSACTION_ABORTABLE, which this coordinator never sends;
     // EndTxn v5 is transaction.version 2 (an epoch bump per EndTxn): not yet.
     (ApiKey::AddOffsetsToTxn, 0, 4),
