@@ -7,7 +7,9 @@
 //! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum, a produce to a partition not added
 //! to the transaction) and the APIs only admin tools and brokers send
-//! (DescribeProducers, the batched AddPartitionsToTxn v4-5 with `verify_only`).
+//! (DescribeProducers, the batched AddPartitionsToTxn v4-5 with `verify_only`)
+//! and `transaction.version` 2 as Kafka 4 clients speak it (Produce v12,
+//! EndTxn v5, TxnOffsetCommit v5).
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -21,13 +23,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeProducersRequest,
-    DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
-    EndTxnRequest, EndTxnResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ListTransactionsRequest,
-    ListTransactionsResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
-    TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -529,6 +535,18 @@ fn produce_transactional(
     topic: &str,
     sequence: i32,
 ) -> i16 {
+    produce_transactional_at(wire, 9, id, (producer_id, epoch), topic, sequence)
+}
+
+/// One transactional record to partition 0 of `topic` with Produce `version`.
+fn produce_transactional_at(
+    wire: &mut Wire,
+    version: i16,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    topic: &str,
+    sequence: i32,
+) -> i16 {
     let batch = build_batch_with(
         &[NewRecord {
             key: None,
@@ -555,7 +573,7 @@ fn produce_transactional(
                         .with_records(Some(Bytes::from(batch))),
                 ]),
         ]);
-    let (reply, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, 9, &request);
+    let (reply, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, version, &request);
     reply.responses[0].partition_responses[0].error_code
 }
 
@@ -786,4 +804,173 @@ async fn batched_add_partitions_adds_and_verifies_several_transactions() {
         0
     );
     assert_eq!(end_txn(&mut wire, first, a_id, a_epoch, 3), 0);
+}
+
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+
+/// Produce v12, retried while the coordinator completes the previous
+/// transaction (NOT_ENOUGH_REPLICAS, as Kafka answers it).
+fn produce_v12(wire: &mut Wire, id: &str, producer: (i64, i16), topic: &str, sequence: i32) -> i16 {
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        match produce_transactional_at(wire, 12, id, producer, topic, sequence) {
+            NOT_ENOUGH_REPLICAS if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            error => return error,
+        }
+    }
+}
+
+/// EndTxn v5: (error, producer id, epoch), retried while the transaction
+/// completes (a retry of an EndTxn that was answered gets the same answer).
+fn end_txn_v5(
+    wire: &mut Wire,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (reply, _): (EndTxnResponse, _) = wire.call(ApiKey::EndTxn, 5, &end);
+        if reply.error_code != CONCURRENT_TRANSACTIONS || Instant::now() >= deadline {
+            return (reply.error_code, reply.producer_id.0, reply.producer_epoch);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// TxnOffsetCommit v5 of partition 0 of `topic` for `group`, outside group
+/// management, retried while a coordinator loads.
+fn txn_offset_commit_v5(
+    wire: &mut Wire,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (reply, _): (TxnOffsetCommitResponse, _) =
+            wire.call(ApiKey::TxnOffsetCommit, 5, &request);
+        let error = reply.topics[0].partitions[0].error_code;
+        // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+        if !matches!(error, 14..=16) || Instant::now() >= deadline {
+            return error;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `transaction.version` 2 (KIP-890 part 2) as a Kafka 4 client speaks it:
+/// ApiVersions finalizes level 2; Produce v12 and TxnOffsetCommit v5 add their
+/// partitions without AddPartitionsToTxn or AddOffsetsToTxn; EndTxn v5 bumps
+/// the epoch on every commit and abort and answers it, which fences the old
+/// epoch; `read_committed` readers see the committed transaction only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_version_2_bumps_the_epoch_and_adds_partitions_implicitly() {
+    let broker = start_broker();
+    let topic = "txn-tv2";
+    create_topic(&broker, topic, 1, &[]).await;
+    let id = "txn-tv2-id";
+    let (mut wire, producer_id, epoch) = init_raw(&broker, id, 60_000);
+
+    let (versions, _): (ApiVersionsResponse, _) = wire.call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("wire-test"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    let feature = |features: &[(String, i16, i16)]| {
+        features
+            .iter()
+            .find(|(name, _, _)| name == "transaction.version")
+            .map(|&(_, min, max)| (min, max))
+    };
+    let finalized: Vec<_> = versions
+        .finalized_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+        .collect();
+    let supported: Vec<_> = versions
+        .supported_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+        .collect();
+    assert_eq!(feature(&finalized), Some((2, 2)));
+    assert_eq!(feature(&supported), Some((0, 2)));
+    assert!(versions.finalized_features_epoch >= 0);
+
+    // A transaction started by Produce v12 alone, committed with EndTxn v5.
+    assert_eq!(
+        produce_v12(&mut wire, id, (producer_id, epoch), topic, 0),
+        0
+    );
+    let committed = end_txn_v5(&mut wire, id, (producer_id, epoch), true);
+    assert_eq!(committed, (0, producer_id, epoch + 1));
+    // Its retry, once complete, gets the same answer; the old epoch is fenced.
+    let retried = end_txn_v5(&mut wire, id, (producer_id, epoch), true);
+    assert_eq!(retried, (0, producer_id, epoch + 1));
+    assert_eq!(
+        produce_v12(&mut wire, id, (producer_id, epoch), topic, 1),
+        INVALID_PRODUCER_EPOCH
+    );
+
+    // The next transaction at the new epoch, with offsets, aborted: one more bump.
+    let next = (producer_id, epoch + 1);
+    assert_eq!(produce_v12(&mut wire, id, next, topic, 0), 0);
+    assert_eq!(
+        txn_offset_commit_v5(&mut wire, id, next, "txn-tv2-group", topic, 1),
+        0
+    );
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str(id))]);
+    let (described, _): (DescribeTransactionsResponse, _) =
+        wire.call(ApiKey::DescribeTransactions, 0, &describe);
+    let mut in_txn: Vec<_> = described.transaction_states[0]
+        .topics
+        .iter()
+        .map(|t| t.topic.0.to_string())
+        .collect();
+    in_txn.sort();
+    assert_eq!(in_txn, ["__consumer_offsets", topic]);
+    assert_eq!(
+        end_txn_v5(&mut wire, id, next, false),
+        (0, producer_id, epoch + 2)
+    );
+    // Retried until the abort completed; then an abort with nothing in the
+    // transaction bumps the epoch too.
+    assert_eq!(
+        end_txn_v5(&mut wire, id, next, false),
+        (0, producer_id, epoch + 2)
+    );
+    assert_eq!(
+        end_txn_v5(&mut wire, id, (producer_id, epoch + 2), false),
+        (0, producer_id, epoch + 3)
+    );
+
+    assert_eq!(read_all(&broker, topic, "read_committed", 1).len(), 1);
+    assert_eq!(read_all(&broker, topic, "read_uncommitted", 2).len(), 2);
 }

@@ -22,7 +22,7 @@ use crate::kafka::txn_routing;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::txn::requests::{AddToTxn, VerifyTxn};
-use crate::txn::state::{TxnPartition, error_code_for_client};
+use crate::txn::state::{TxnPartition, TxnVersion, error_code_for_client};
 use crate::types::{ProducerEpoch, ProducerId};
 
 /// The first version of the broker form (a batch of transactions, `verify_only`).
@@ -148,6 +148,13 @@ async fn one_transaction(
             producer_id: transaction.producer_id,
             producer_epoch: transaction.producer_epoch,
             partitions: partitions.clone(),
+            // Only brokers send the batched form, for Produce v12 and
+            // TxnOffsetCommit v5: those producers speak transaction version 2.
+            client_version: if version >= FIRST_BATCHED_VERSION {
+                TxnVersion::TV_2
+            } else {
+                TxnVersion::TV_0
+            },
         };
         let error = txn_routing::call(&shard, &id, call)
             .await

@@ -208,7 +208,7 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
         RequestKind::TxnOffsetCommit(body) => respond(
             correlation_id,
             version,
-            &txn_offset_commit::handle(shard, body).await,
+            &txn_offset_commit::handle(shard, body, version).await,
         ),
         RequestKind::OffsetFetch(body) => respond(
             correlation_id,
