@@ -6,7 +6,10 @@
 //! decided right before a SIGKILL completes after the restart; raw requests check
 //! the refusals a client never provokes on purpose (out-of-order transitions,
 //! stale epochs, timeouts over the maximum, a produce to a partition not added
-//! to the transaction).
+//! to the transaction) and the APIs only admin tools and brokers send
+//! (DescribeProducers, the batched AddPartitionsToTxn v4-5 with `verify_only`)
+//! and `transaction.version` 2 as Kafka 4 clients speak it (Produce v12,
+//! EndTxn v5, TxnOffsetCommit v5).
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -20,12 +23,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
-    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ListTransactionsResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse, ProduceRequest,
+    ProduceResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,6 +54,10 @@ const INVALID_TXN_STATE: i16 = 48;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const OPERATION_NOT_ATTEMPTED: i16 = 55;
+const TRANSACTION_ABORTABLE: i16 = 120;
 
 /// Two shards, few `__transaction_state` partitions, and a timeout check every
 /// 200 ms so a silent producer is aborted quickly.
@@ -523,6 +535,18 @@ fn produce_transactional(
     topic: &str,
     sequence: i32,
 ) -> i16 {
+    produce_transactional_at(wire, 9, id, (producer_id, epoch), topic, sequence)
+}
+
+/// One transactional record to partition 0 of `topic` with Produce `version`.
+fn produce_transactional_at(
+    wire: &mut Wire,
+    version: i16,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    topic: &str,
+    sequence: i32,
+) -> i16 {
     let batch = build_batch_with(
         &[NewRecord {
             key: None,
@@ -549,7 +573,7 @@ fn produce_transactional(
                         .with_records(Some(Bytes::from(batch))),
                 ]),
         ]);
-    let (reply, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, 9, &request);
+    let (reply, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, version, &request);
     reply.responses[0].partition_responses[0].error_code
 }
 
@@ -575,4 +599,378 @@ async fn a_produce_to_a_partition_not_in_the_transaction_is_refused() {
         0
     );
     assert_eq!(end_txn(&mut wire, id, producer_id, epoch, 3), 0);
+}
+
+/// The producers partition 0 of `topic` remembers, and partition 1's error code
+/// (the tests' topics have one partition, so it is unknown).
+fn describe_producers(
+    wire: &mut Wire,
+    topic: &str,
+) -> (
+    Vec<kafka_protocol::messages::describe_producers_response::ProducerState>,
+    i16,
+) {
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_indexes(vec![0, 1]),
+    ]);
+    let (reply, _): (DescribeProducersResponse, _) =
+        wire.call(ApiKey::DescribeProducers, 0, &request);
+    let partitions = &reply.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    (
+        partitions[0].active_producers.clone(),
+        partitions[1].error_code,
+    )
+}
+
+/// DescribeProducers shows a producer's open transaction on a partition and,
+/// once the commit marker is written, the coordinator epoch that wrote it and
+/// no open transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_producers_shows_open_transactions() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-producers", 1, &[]).await;
+    let id = "txn-producers-id";
+    let (mut wire, producer_id, epoch) = init_raw(&broker, id, 60_000);
+    let (producers, unknown) = describe_producers(&mut wire, "txn-producers");
+    assert!(producers.is_empty(), "{producers:?}");
+    assert_eq!(unknown, UNKNOWN_TOPIC_OR_PARTITION);
+
+    assert_eq!(
+        add_partition(&mut wire, id, producer_id, epoch, "txn-producers"),
+        0
+    );
+    assert_eq!(
+        produce_transactional(&mut wire, id, producer_id, epoch, "txn-producers", 0),
+        0
+    );
+    let (producers, _) = describe_producers(&mut wire, "txn-producers");
+    assert_eq!(producers.len(), 1, "{producers:?}");
+    let open = &producers[0];
+    assert_eq!(
+        (
+            open.producer_id.0,
+            open.producer_epoch,
+            open.last_sequence,
+            open.last_timestamp,
+            open.coordinator_epoch,
+            open.current_txn_start_offset
+        ),
+        (producer_id, i32::from(epoch), 0, 1_700_000_000_000, -1, 0)
+    );
+
+    assert_eq!(end_txn(&mut wire, id, producer_id, epoch, 3), 0);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (producers, _) = describe_producers(&mut wire, "txn-producers");
+        let producer = &producers[0];
+        if producer.current_txn_start_offset == -1 {
+            assert!(producer.coordinator_epoch >= 0, "{producer:?}");
+            assert_eq!(producer.last_sequence, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit marker never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One transaction of a batched (v4+) AddPartitionsToTxn: partitions of `topic`.
+fn batched_txn(
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    verify_only: bool,
+    topic: &str,
+    partitions: &[i32],
+) -> kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction {
+    kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default(
+    )
+    .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+    .with_producer_id(ProducerId(producer_id))
+    .with_producer_epoch(epoch)
+    .with_verify_only(verify_only)
+    .with_topics(vec![
+        AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(partitions.to_vec()),
+    ])
+}
+
+/// Sends the batched form at `version`; per transaction, per partition:
+/// (partition, error code), in request order.
+fn add_batched(
+    wire: &mut Wire,
+    version: i16,
+    transactions: Vec<
+        kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTransaction,
+    >,
+) -> Vec<(String, Vec<(i32, i16)>)> {
+    let request = AddPartitionsToTxnRequest::default().with_transactions(transactions);
+    let (reply, _): (AddPartitionsToTxnResponse, _) =
+        wire.call(ApiKey::AddPartitionsToTxn, version, &request);
+    assert_eq!(reply.error_code, 0);
+    reply
+        .results_by_transaction
+        .iter()
+        .map(|txn| {
+            let partitions = txn
+                .topic_results
+                .iter()
+                .flat_map(|topic| {
+                    topic
+                        .results_by_partition
+                        .iter()
+                        .map(|p| (p.partition_index, p.partition_error_code))
+                })
+                .collect();
+            (txn.transactional_id.0.to_string(), partitions)
+        })
+        .collect()
+}
+
+/// AddPartitionsToTxn v4-5, the broker-to-coordinator form: several
+/// transactions in one request, each added or, with `verify_only`, only
+/// checked; a partition not in the transaction is TRANSACTION_ABORTABLE from
+/// v5 and INVALID_TXN_STATE at v4, and the answers gate Produce the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_add_partitions_adds_and_verifies_several_transactions() {
+    let broker = start_broker();
+    create_topic(&broker, "txn-batched", 2, &[]).await;
+    let (topic, first, second) = ("txn-batched", "txn-batched-a", "txn-batched-b");
+    let (mut wire, a_id, a_epoch) = init_raw(&broker, first, 60_000);
+    let (_, b_id, b_epoch) = init_raw(&broker, second, 60_000);
+
+    // Nothing added yet: verification fails, in each version's words.
+    let verify_a = |partitions: &[i32]| batched_txn(first, a_id, a_epoch, true, topic, partitions);
+    assert_eq!(
+        add_batched(&mut wire, 5, vec![verify_a(&[0])]),
+        [(first.to_string(), vec![(0, TRANSACTION_ABORTABLE)])]
+    );
+    assert_eq!(
+        add_batched(&mut wire, 4, vec![verify_a(&[0])]),
+        [(first.to_string(), vec![(0, INVALID_TXN_STATE)])]
+    );
+
+    // One request adds to two transactions; the second names a partition the
+    // broker does not have, so none of its partitions is attempted.
+    assert_eq!(
+        add_batched(
+            &mut wire,
+            4,
+            vec![
+                batched_txn(first, a_id, a_epoch, false, topic, &[0]),
+                batched_txn(second, b_id, b_epoch, false, topic, &[1, 7]),
+            ]
+        ),
+        [
+            (first.to_string(), vec![(0, 0)]),
+            (
+                second.to_string(),
+                vec![
+                    (1, OPERATION_NOT_ATTEMPTED),
+                    (7, UNKNOWN_TOPIC_OR_PARTITION)
+                ]
+            ),
+        ]
+    );
+
+    // Verification now finds partition 0 and not 1; another epoch and an
+    // unknown transactional id fail for every partition.
+    assert_eq!(
+        add_batched(
+            &mut wire,
+            5,
+            vec![
+                verify_a(&[0, 1]),
+                batched_txn(first, a_id, a_epoch + 1, true, topic, &[0]),
+                batched_txn("txn-batched-never", a_id, 0, true, topic, &[0]),
+                batched_txn(second, b_id, b_epoch, true, topic, &[1]),
+            ]
+        ),
+        [
+            (first.to_string(), vec![(0, 0), (1, TRANSACTION_ABORTABLE)]),
+            (first.to_string(), vec![(0, PRODUCER_FENCED)]),
+            (
+                "txn-batched-never".to_string(),
+                vec![(0, INVALID_PRODUCER_ID_MAPPING)]
+            ),
+            (second.to_string(), vec![(1, TRANSACTION_ABORTABLE)]),
+        ]
+    );
+    assert_eq!(
+        produce_transactional(&mut wire, first, a_id, a_epoch, topic, 0),
+        0
+    );
+    assert_eq!(end_txn(&mut wire, first, a_id, a_epoch, 3), 0);
+}
+
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+
+/// Produce v12, retried while the coordinator completes the previous
+/// transaction (NOT_ENOUGH_REPLICAS, as Kafka answers it).
+fn produce_v12(wire: &mut Wire, id: &str, producer: (i64, i16), topic: &str, sequence: i32) -> i16 {
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        match produce_transactional_at(wire, 12, id, producer, topic, sequence) {
+            NOT_ENOUGH_REPLICAS if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            error => return error,
+        }
+    }
+}
+
+/// EndTxn v5: (error, producer id, epoch), retried while the transaction
+/// completes (a retry of an EndTxn that was answered gets the same answer).
+fn end_txn_v5(
+    wire: &mut Wire,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (reply, _): (EndTxnResponse, _) = wire.call(ApiKey::EndTxn, 5, &end);
+        if reply.error_code != CONCURRENT_TRANSACTIONS || Instant::now() >= deadline {
+            return (reply.error_code, reply.producer_id.0, reply.producer_epoch);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// TxnOffsetCommit v5 of partition 0 of `topic` for `group`, outside group
+/// management, retried while a coordinator loads.
+fn txn_offset_commit_v5(
+    wire: &mut Wire,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(id.to_string())))
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ]);
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        let (reply, _): (TxnOffsetCommitResponse, _) =
+            wire.call(ApiKey::TxnOffsetCommit, 5, &request);
+        let error = reply.topics[0].partitions[0].error_code;
+        // COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+        if !matches!(error, 14..=16) || Instant::now() >= deadline {
+            return error;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `transaction.version` 2 (KIP-890 part 2) as a Kafka 4 client speaks it:
+/// ApiVersions finalizes level 2; Produce v12 and TxnOffsetCommit v5 add their
+/// partitions without AddPartitionsToTxn or AddOffsetsToTxn; EndTxn v5 bumps
+/// the epoch on every commit and abort and answers it, which fences the old
+/// epoch; `read_committed` readers see the committed transaction only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_version_2_bumps_the_epoch_and_adds_partitions_implicitly() {
+    let broker = start_broker();
+    let topic = "txn-tv2";
+    create_topic(&broker, topic, 1, &[]).await;
+    let id = "txn-tv2-id";
+    let (mut wire, producer_id, epoch) = init_raw(&broker, id, 60_000);
+
+    let (versions, _): (ApiVersionsResponse, _) = wire.call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("wire-test"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    let feature = |features: &[(String, i16, i16)]| {
+        features
+            .iter()
+            .find(|(name, _, _)| name == "transaction.version")
+            .map(|&(_, min, max)| (min, max))
+    };
+    let finalized: Vec<_> = versions
+        .finalized_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+        .collect();
+    let supported: Vec<_> = versions
+        .supported_features
+        .iter()
+        .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+        .collect();
+    assert_eq!(feature(&finalized), Some((2, 2)));
+    assert_eq!(feature(&supported), Some((0, 2)));
+    assert!(versions.finalized_features_epoch >= 0);
+
+    // A transaction started by Produce v12 alone, committed with EndTxn v5.
+    assert_eq!(
+        produce_v12(&mut wire, id, (producer_id, epoch), topic, 0),
+        0
+    );
+    let committed = end_txn_v5(&mut wire, id, (producer_id, epoch), true);
+    assert_eq!(committed, (0, producer_id, epoch + 1));
+    // Its retry, once complete, gets the same answer; the old epoch is fenced.
+    let retried = end_txn_v5(&mut wire, id, (producer_id, epoch), true);
+    assert_eq!(retried, (0, producer_id, epoch + 1));
+    assert_eq!(
+        produce_v12(&mut wire, id, (producer_id, epoch), topic, 1),
+        INVALID_PRODUCER_EPOCH
+    );
+
+    // The next transaction at the new epoch, with offsets, aborted: one more bump.
+    let next = (producer_id, epoch + 1);
+    assert_eq!(produce_v12(&mut wire, id, next, topic, 0), 0);
+    assert_eq!(
+        txn_offset_commit_v5(&mut wire, id, next, "txn-tv2-group", topic, 1),
+        0
+    );
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str(id))]);
+    let (described, _): (DescribeTransactionsResponse, _) =
+        wire.call(ApiKey::DescribeTransactions, 0, &describe);
+    let mut in_txn: Vec<_> = described.transaction_states[0]
+        .topics
+        .iter()
+        .map(|t| t.topic.0.to_string())
+        .collect();
+    in_txn.sort();
+    assert_eq!(in_txn, ["__consumer_offsets", topic]);
+    assert_eq!(
+        end_txn_v5(&mut wire, id, next, false),
+        (0, producer_id, epoch + 2)
+    );
+    // Retried until the abort completed; then an abort with nothing in the
+    // transaction bumps the epoch too.
+    assert_eq!(
+        end_txn_v5(&mut wire, id, next, false),
+        (0, producer_id, epoch + 2)
+    );
+    assert_eq!(
+        end_txn_v5(&mut wire, id, (producer_id, epoch + 2), false),
+        (0, producer_id, epoch + 3)
+    );
+
+    assert_eq!(read_all(&broker, topic, "read_committed", 1).len(), 1);
+    assert_eq!(read_all(&broker, topic, "read_uncommitted", 2).len(), 2);
 }

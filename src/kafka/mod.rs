@@ -8,6 +8,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod delete_records;
 pub mod describe;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -155,6 +156,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             version,
             &describe_transactions::handle(shard, body).await,
         ),
+        RequestKind::DescribeProducers(body) => respond(
+            correlation_id,
+            version,
+            &describe_producers::handle(shard, body).await,
+        ),
         RequestKind::ListTransactions(body) => respond(
             correlation_id,
             version,
@@ -202,7 +208,7 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
         RequestKind::TxnOffsetCommit(body) => respond(
             correlation_id,
             version,
-            &txn_offset_commit::handle(shard, body).await,
+            &txn_offset_commit::handle(shard, body, version).await,
         ),
         RequestKind::OffsetFetch(body) => respond(
             correlation_id,

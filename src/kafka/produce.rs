@@ -19,6 +19,10 @@ use crate::shard::Shard;
 use crate::shard::calls::produce::{Produce, ProduceItem, ProduceResult};
 use crate::txn::TRANSACTION_STATE_TOPIC;
 
+/// The first Produce version of `transaction.version` 2: a transaction's first
+/// batch on a partition adds the partition to the transaction.
+const FIRST_IMPLICIT_ADD_VERSION: i16 = 12;
+
 /// The response, and the timing of the partition acknowledged last (the one a
 /// slow request waited for), if any was appended.
 pub async fn handle(
@@ -79,6 +83,7 @@ pub async fn handle(
             |items| Produce {
                 zstd_allowed: version >= 7,
                 transactional_id: transactional_id.clone(),
+                adds_partitions: version >= FIRST_IMPLICIT_ADD_VERSION,
                 items,
             },
             &mut results,

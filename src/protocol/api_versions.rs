@@ -6,7 +6,8 @@ use kafka_protocol::messages::ApiKey;
 /// (API, min version, max version).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // librdkafka checks that Produce starts at 0; v0-2 are refused when used.
-    (ApiKey::Produce, 0, 11),
+    // v12 is transaction.version 2 (a transactional produce adds its partition).
+    (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 9),
     (ApiKey::Metadata, 0, 12),
@@ -28,19 +29,34 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::TxnOffsetCommit, 0, 3),
+    // v4 only adds TRANSACTION_ABORTABLE; v5 adds the offsets partition.
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::AddPartitionsToTxn, 0, 3),
-    // v4 only allows TRANSACTION_ABORTABLE, which this coordinator never sends;
-    // EndTxn v5 is transaction.version 2 (an epoch bump per EndTxn): not yet.
+    // v4-5 are the broker-to-coordinator form (a batch, `verify_only`).
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    // v4 only allows TRANSACTION_ABORTABLE, which this coordinator never sends.
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
+    // v5 is transaction.version 2: an epoch bump on every commit and abort.
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
+
+/// The feature KIP-890 part 2 clients look for in ApiVersions v3+.
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+/// The `transaction.version` levels the broker speaks.
+pub const TRANSACTION_VERSION_SUPPORTED: (i16, i16) = (0, 2);
+/// The finalized level: 2, so Kafka 4 clients use Produce v12, TxnOffsetCommit
+/// v5 and EndTxn v5; older clients (librdkafka) cap their versions and keep
+/// the level 0 protocol, which the coordinator still serves.
+pub const TRANSACTION_VERSION_FINALIZED: i16 = 2;
+/// The epoch of the finalized features. They never change on a running broker,
+/// and clients only compare epochs, so any fixed non-negative value works.
+pub const FINALIZED_FEATURES_EPOCH: i64 = 1;
 
 /// The advertised range of `key`, if the broker serves it.
 pub fn range(key: ApiKey) -> Option<(i16, i16)> {
@@ -65,8 +81,9 @@ mod tests {
             );
             assert!(min <= max);
         }
-        assert_eq!(range(ApiKey::Produce), Some((0, 11)));
+        assert_eq!(range(ApiKey::Produce), Some((0, 12)));
         assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
+        assert_eq!(range(ApiKey::DescribeProducers), Some((0, 0)));
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
     }
 }

@@ -12,14 +12,16 @@
 //! watermark), else the high watermark: a `read_committed` reader never sees
 //! data whose fate is not durably decided.
 //!
-//! Snapshot file `producer-state.snapshot` (text), version 1: a version line,
+//! Snapshot file `producer-state.snapshot` (text), version 2: a version line,
 //! the offset the snapshot covers up to, the offset of the latest marker (-1:
 //! none), then per producer a line `p producer_id epoch coordinator_epoch
-//! txn_first_offset` (-1: no open transaction) followed by its batches, one line
-//! each: `b first_sequence last_sequence base_offset last_offset`. Version 0
-//! (one line per batch: `producer_id epoch first_sequence last_sequence
-//! base_offset last_offset`, no transactions) is still read. A snapshot is only
-//! written with every marker readable, so it holds no undecided completions.
+//! txn_first_offset last_timestamp` (-1: no open transaction, no timestamp)
+//! followed by its batches, one line each: `b first_sequence last_sequence
+//! base_offset last_offset`. Version 1 (the same without `last_timestamp`) and
+//! version 0 (one line per batch: `producer_id epoch first_sequence
+//! last_sequence base_offset last_offset`, no transactions) are still read. A
+//! snapshot is only written with every marker readable, so it holds no
+//! undecided completions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -27,7 +29,7 @@ use crate::record::batch::RecordBatch;
 use crate::record::control::{ControlError, EndTxnMarker, MarkerKind};
 use crate::storage::error::ProducerError;
 use crate::storage::summary::ProducerBatch;
-use crate::types::{Offset, ProducerEpoch, ProducerId};
+use crate::types::{Offset, ProducerEpoch, ProducerId, TimestampMs};
 
 pub const SNAPSHOT_FILE: &str = "producer-state.snapshot";
 /// Batches remembered per producer (Kafka's NUM_BATCHES_TO_RETAIN).
@@ -82,6 +84,9 @@ pub struct ProducerInfo {
     pub producer_epoch: ProducerEpoch,
     /// The last sequence of its newest batch remembered (-1: none).
     pub last_sequence: i32,
+    /// The largest timestamp of its newest batch (NONE: not known, as after
+    /// a restart from a version 0 or 1 snapshot).
+    pub last_timestamp: TimestampMs,
     /// -1 until a marker for it was written.
     pub coordinator_epoch: i32,
     /// The first offset of its open transaction here.
@@ -114,6 +119,8 @@ struct ProducerEntry {
     /// The first offset of the producer's open transaction here.
     txn_first_offset: Option<Offset>,
     batches: VecDeque<BatchEntry>,
+    /// The largest timestamp of its newest batch.
+    last_timestamp: TimestampMs,
     /// Appends seen on this partition when the producer last wrote (for eviction).
     last_used: u64,
 }
@@ -125,6 +132,7 @@ impl Default for ProducerEntry {
             coordinator_epoch: NO_COORDINATOR_EPOCH,
             txn_first_offset: None,
             batches: VecDeque::new(),
+            last_timestamp: TimestampMs::NONE,
             last_used: 0,
         }
     }
@@ -250,6 +258,7 @@ impl ProducerState {
         let entry = self.producers.entry(batch.producer_id).or_default();
         entry.set_epoch(batch.epoch);
         entry.last_used = appends;
+        entry.last_timestamp = batch.max_timestamp;
         if batch.has_sequence() {
             entry.batches.push_back(BatchEntry {
                 first_sequence: batch.first_sequence,
@@ -416,6 +425,7 @@ impl ProducerState {
                 producer_id: ProducerId(id),
                 producer_epoch: ProducerEpoch(entry.epoch),
                 last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp: entry.last_timestamp,
                 coordinator_epoch: entry.coordinator_epoch,
                 current_txn_start_offset: entry.txn_first_offset,
             })
@@ -430,15 +440,15 @@ impl ProducerState {
             "a snapshot is written with every marker readable"
         );
         let last_marker = self.last_marker.map_or(-1, |offset| offset.0);
-        let mut text = format!("1\n{}\n{last_marker}\n", up_to.0);
+        let mut text = format!("2\n{}\n{last_marker}\n", up_to.0);
         let mut ids: Vec<&i64> = self.producers.keys().collect();
         ids.sort();
         for id in ids {
             let entry = &self.producers[id];
             let txn_first = entry.txn_first_offset.map_or(-1, |offset| offset.0);
             text.push_str(&format!(
-                "p {id} {} {} {txn_first}\n",
-                entry.epoch, entry.coordinator_epoch
+                "p {id} {} {} {txn_first} {}\n",
+                entry.epoch, entry.coordinator_epoch, entry.last_timestamp.0
             ));
             for batch in &entry.batches {
                 text.push_str(&format!(
@@ -453,8 +463,8 @@ impl ProducerState {
         text.into_bytes()
     }
 
-    /// Parses a snapshot (version 1, or the older version 0): the state and the
-    /// offset it covers up to.
+    /// Parses a snapshot (version 2, or the older versions 1 and 0): the state
+    /// and the offset it covers up to.
     pub fn decode(bytes: &[u8]) -> Result<(ProducerState, Offset), String> {
         let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
         let mut lines = text.lines();
@@ -465,7 +475,8 @@ impl ProducerState {
             .ok_or("missing snapshot offset")?;
         let state = match version {
             Some("0") => decode_v0(lines)?,
-            Some("1") => decode_v1(lines)?,
+            Some("1") => decode_v1(lines, false)?,
+            Some("2") => decode_v1(lines, true)?,
             _ => return Err("unknown snapshot version".into()),
         };
         Ok((state, Offset(up_to)))
@@ -490,13 +501,19 @@ fn decode_v0<'a>(lines: impl Iterator<Item = &'a str>) -> Result<ProducerState, 
             first_sequence: first as i32,
             last_sequence: last as i32,
             transactional: false,
+            max_timestamp: TimestampMs::NONE,
         };
         state.record(&batch, Offset(base), Offset(last_offset));
     }
     Ok(state)
 }
 
-fn decode_v1<'a>(mut lines: impl Iterator<Item = &'a str>) -> Result<ProducerState, String> {
+/// Versions 1 and 2; `with_timestamp`: version 2, whose producer lines end
+/// with the last timestamp.
+fn decode_v1<'a>(
+    mut lines: impl Iterator<Item = &'a str>,
+    with_timestamp: bool,
+) -> Result<ProducerState, String> {
     let mut state = ProducerState::default();
     let last_marker: i64 = lines
         .next()
@@ -507,9 +524,17 @@ fn decode_v1<'a>(mut lines: impl Iterator<Item = &'a str>) -> Result<ProducerSta
     for line in lines {
         let bad = || format!("bad snapshot line {line:?}");
         if let Some(rest) = line.strip_prefix("p ") {
-            let [id, epoch, coordinator_epoch, txn_first] = numbers(rest)?[..] else {
-                return Err(bad());
-            };
+            let fields = numbers(rest)?;
+            let (id, epoch, coordinator_epoch, txn_first, last_timestamp) =
+                match (with_timestamp, &fields[..]) {
+                    (false, &[id, epoch, coordinator, first]) => {
+                        (id, epoch, coordinator, first, TimestampMs::NONE)
+                    }
+                    (true, &[id, epoch, coordinator, first, timestamp]) => {
+                        (id, epoch, coordinator, first, TimestampMs(timestamp))
+                    }
+                    _ => return Err(bad()),
+                };
             state.appends += 1;
             let txn_first_offset = (txn_first >= 0).then_some(Offset(txn_first));
             if let Some(first) = txn_first_offset
@@ -522,6 +547,7 @@ fn decode_v1<'a>(mut lines: impl Iterator<Item = &'a str>) -> Result<ProducerSta
                 coordinator_epoch: i32::try_from(coordinator_epoch).map_err(|_| bad())?,
                 txn_first_offset,
                 batches: VecDeque::new(),
+                last_timestamp,
                 last_used: state.appends,
             };
             if state.producers.insert(id, entry).is_some() {
@@ -563,6 +589,7 @@ mod tests {
             first_sequence: first,
             last_sequence: last,
             transactional: false,
+            max_timestamp: TimestampMs(1_000 + i64::from(last)),
         }
     }
 
@@ -642,6 +669,7 @@ mod tests {
             first_sequence: first,
             last_sequence: last,
             transactional: true,
+            max_timestamp: TimestampMs(1_000 + i64::from(last)),
         }
     }
 
@@ -759,11 +787,13 @@ mod tests {
         state.end_txn(&marker(2, 4, 9, MarkerKind::Commit), Offset(3));
         state.record(&batch(0, 0, 0), Offset(4), Offset(4));
         let text = state.encode(Offset(5));
-        assert!(text.starts_with(b"1\n5\n3\n"));
+        assert!(text.starts_with(b"2\n5\n3\n"));
         let (decoded, up_to) = ProducerState::decode(&text).unwrap();
         assert_eq!(up_to, Offset(5));
         assert_eq!(decoded.last_stable_offset(Offset(5)), Offset(0));
         assert_eq!(decoded.encode(Offset(5)), text);
+        assert_eq!(decoded.describe(), state.describe());
+        assert_eq!(decoded.describe()[0].last_timestamp, TimestampMs(1_001));
         assert!(decoded.remembers_from(Offset(3)), "the marker at 3");
         assert_eq!(
             decoded
@@ -782,7 +812,11 @@ mod tests {
         assert_eq!(old.check(&batch(1, 5, 5)), Ok(SequenceCheck::Append));
         assert_eq!(old.last_stable_offset(Offset(9)), Offset(9));
         assert!(ProducerState::decode(b"1\n9\n-1\nb 0 0 1 1\n").is_err());
-        assert!(ProducerState::decode(b"2\n9\n").is_err());
+        assert!(ProducerState::decode(b"3\n9\n").is_err());
+        let (v1, _) = ProducerState::decode(b"1\n9\n-1\np 7 1 -1 -1\nb 0 4 5 9\n").unwrap();
+        assert_eq!(v1.describe()[0].last_timestamp, TimestampMs::NONE);
+        assert_eq!(v1.check(&batch(1, 5, 5)), Ok(SequenceCheck::Append));
+        assert!(ProducerState::decode(b"2\n9\n-1\np 7 1 -1 -1\n").is_err());
     }
 
     #[test]
@@ -812,6 +846,7 @@ mod tests {
                 producer_id: ProducerId(9),
                 producer_epoch: ProducerEpoch(1),
                 last_sequence: -1,
+                last_timestamp: TimestampMs(999),
                 coordinator_epoch: NO_COORDINATOR_EPOCH,
                 current_txn_start_offset: Some(Offset(3)),
             }]

@@ -28,6 +28,8 @@ pub struct ProducerBatch {
     pub last_sequence: i32,
     /// Part of the producer's transaction on this partition.
     pub transactional: bool,
+    /// The batch's largest timestamp (DescribeProducers' last timestamp).
+    pub max_timestamp: TimestampMs,
 }
 
 impl ProducerBatch {
@@ -58,6 +60,7 @@ impl ProducerBatch {
             last_sequence: ((i64::from(first_sequence) + i64::from(count))
                 % (i64::from(i32::MAX) + 1)) as i32,
             transactional: attributes.is_transactional(),
+            max_timestamp: header.max_timestamp(),
         })
     }
 }

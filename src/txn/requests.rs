@@ -11,15 +11,11 @@ use crate::protocol::error_code::ErrorCode;
 use crate::txn::coordinator::{MAX_TXN_IDS_PER_SHARD, owned_partition, transition};
 use crate::txn::host::TxnHost;
 use crate::txn::state::{
-    AddPartitionsPlan, EndTxnPlan, InitPlan, TxnMetadata, TxnPartition, TxnVersion,
+    AddPartitionsPlan, EndTxnPlan, InitPlan, TxnError, TxnMetadata, TxnPartition, TxnVersion,
     validate_timeout,
 };
 use crate::txn::{completion, expiry};
 use crate::types::{ProducerEpoch, ProducerId, TimestampMs};
-
-/// The `transaction.version` this coordinator speaks with clients: 0, the
-/// protocol before KIP-890 part 2 (no epoch bump on EndTxn).
-const CLIENT_VERSION: TxnVersion = TxnVersion::TV_0;
 
 /// InitProducerId with a transactional id.
 #[derive(Debug)]
@@ -31,13 +27,17 @@ pub struct InitTxnProducer {
 }
 
 /// AddPartitionsToTxn, and AddOffsetsToTxn with the group's
-/// `__consumer_offsets` partition.
+/// `__consumer_offsets` partition; with `transaction.version` 2 also the
+/// implicit adds of Produce v12 and TxnOffsetCommit v5.
 #[derive(Debug)]
 pub struct AddToTxn {
     pub transactional_id: String,
     pub producer_id: ProducerId,
     pub producer_epoch: ProducerEpoch,
     pub partitions: BTreeSet<TxnPartition>,
+    /// The protocol the producer speaks: TV_2 for the implicit adds and the
+    /// broker form of AddPartitionsToTxn, TV_0 for the client requests.
+    pub client_version: TxnVersion,
 }
 
 /// The verify-only check a partition leader makes before a producer's first
@@ -58,6 +58,9 @@ pub struct EndTxn {
     pub producer_id: ProducerId,
     pub producer_epoch: ProducerEpoch,
     pub commit: bool,
+    /// TV_2 for EndTxn v5: every commit and abort bumps the epoch, and the
+    /// answer carries the producer id and epoch the client goes on with.
+    pub client_version: TxnVersion,
 }
 
 impl InitTxnProducer {
@@ -181,8 +184,9 @@ impl AddToTxn {
             Ok(AddPartitionsPlan::Add) => {
                 let now = TimestampMs::now();
                 let added = self.partitions;
+                let client_version = self.client_version;
                 match transition(host.as_ref(), id, |metadata| {
-                    metadata.prepare_add_partitions(added, now, CLIENT_VERSION)
+                    metadata.prepare_add_partitions(added, now, client_version)
                 })
                 .await
                 {
@@ -224,54 +228,64 @@ impl VerifyTxn {
 }
 
 impl EndTxn {
-    pub async fn serve(self, host: &Rc<dyn TxnHost>) -> ErrorCode {
+    /// The producer id and epoch the client goes on with: with TV_2 the bumped
+    /// epoch, or a new producer id at epoch 0 when the bump exhausted the
+    /// epochs; otherwise the unchanged ones.
+    pub async fn serve(
+        self,
+        host: &Rc<dyn TxnHost>,
+    ) -> Result<(ProducerId, ProducerEpoch), ErrorCode> {
         let id = self.transactional_id.as_str();
-        if let Err(error) = owned_partition(host.as_ref(), id) {
-            return error;
-        }
-        let plan = match host.txn_coordinator().ids.borrow().get(id) {
-            None => Err(ErrorCode::InvalidProducerIdMapping),
-            Some(metadata) => metadata
-                .plan_end_txn(
-                    self.producer_id,
-                    self.producer_epoch,
-                    self.commit,
-                    CLIENT_VERSION,
-                )
-                .map_err(|error| error.error_code()),
+        owned_partition(host.as_ref(), id)?;
+        let plan = |metadata: &TxnMetadata| {
+            metadata.plan_end_txn(
+                self.producer_id,
+                self.producer_epoch,
+                self.commit,
+                self.client_version,
+            )
         };
-        let (state, no_partition_added) = match plan {
-            Err(error) => return error,
-            Ok(EndTxnPlan::AlreadyDone) => return ErrorCode::None,
-            Ok(EndTxnPlan::Prepare {
-                state,
-                needs_new_producer_id,
-                no_partition_added,
-            }) => {
-                debug_assert!(
-                    !needs_new_producer_id,
-                    "only transaction.version 2 rotates ids on EndTxn"
-                );
-                (state, no_partition_added)
-            }
+        let (planned, current) = {
+            let ids = host.txn_coordinator().ids.borrow();
+            let metadata = ids.get(id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
+            let planned = plan(metadata).map_err(|error| error.error_code())?;
+            (planned, (metadata.producer_id, metadata.producer_epoch))
+        };
+        let EndTxnPlan::Prepare {
+            state,
+            needs_new_producer_id,
+            no_partition_added,
+        } = planned
+        else {
+            // A retry of an EndTxn that completed.
+            return Ok(current);
+        };
+        let next_producer_id = if needs_new_producer_id {
+            allocate(host).await?
+        } else {
+            ProducerId::NONE
         };
         let now = TimestampMs::now();
-        let prepared = transition(host.as_ref(), id, |metadata| {
+        let client_version = self.client_version;
+        let transit = transition(host.as_ref(), id, |metadata| {
+            // The allocation awaited: the id may have moved on since the plan.
+            if plan(metadata)? != planned {
+                return Err(TxnError::ConcurrentTransactions);
+            }
             metadata.prepare_abort_or_commit(
                 state,
-                CLIENT_VERSION,
-                ProducerId::NONE,
+                client_version,
+                next_producer_id,
                 now,
                 no_partition_added,
             )
         })
-        .await;
-        match prepared {
-            Ok(_) => {
-                completion::spawn(Rc::clone(host), self.transactional_id);
-                ErrorCode::None
-            }
-            Err(error) => error,
+        .await?;
+        completion::spawn(Rc::clone(host), self.transactional_id);
+        if transit.next_producer_id == ProducerId::NONE {
+            Ok((transit.producer_id, transit.producer_epoch))
+        } else {
+            Ok((transit.next_producer_id, ProducerEpoch(0)))
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Produce {
     /// The request's transactional id: a transaction's first batch on a
     /// partition is verified with its coordinator (KIP-890 part 1).
     pub transactional_id: Option<String>,
+    /// Produce v12 (`transaction.version` 2): that first batch adds its
+    /// partition to the transaction instead (KIP-890 part 2).
+    pub adds_partitions: bool,
     pub items: Vec<ProduceItem>,
 }
 
@@ -37,7 +40,7 @@ impl ShardCall for Produce {
     async fn run(self, shard: Rc<Shard>) -> Vec<ProduceResult> {
         let zstd_allowed = self.zstd_allowed;
         let refusals = match &self.transactional_id {
-            Some(id) => txn_verify::refusals(&shard, id, &self.items).await,
+            Some(id) => txn_verify::refusals(&shard, id, &self.items, self.adds_partitions).await,
             None => self.items.iter().map(|_| None).collect(),
         };
         let tasks: Vec<_> = self

@@ -39,7 +39,7 @@ macro_rules! txn_call {
 
 txn_call!(InitTxnProducer => Result<(ProducerId, ProducerEpoch), ErrorCode>);
 txn_call!(AddToTxn => ErrorCode);
-txn_call!(EndTxn => ErrorCode);
+txn_call!(EndTxn => Result<(ProducerId, ProducerEpoch), ErrorCode>);
 txn_call!(VerifyTxn => Result<BTreeSet<TxnPartition>, ErrorCode>, sync);
 txn_call!(DescribeTxns => Vec<Result<TxnMetadata, ErrorCode>>, sync);
 txn_call!(ListTxns => Vec<ListedTxn>, sync);

@@ -4,6 +4,10 @@
 //! refused otherwise — so a late or stray batch cannot open a transaction that
 //! no coordinator will ever end (a "hanging" transaction that stalls the last
 //! stable offset). Later batches of the same transaction skip the check.
+//!
+//! With Produce v12 (`transaction.version` 2, KIP-890 part 2) the client sends
+//! no AddPartitionsToTxn: the same first batch adds the partition to the
+//! transaction on the coordinator instead, and is refused only if that fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -13,14 +17,17 @@ use crate::protocol::error_code::ErrorCode;
 use crate::record::BatchHeader;
 use crate::shard::Shard;
 use crate::shard::calls::produce::ProduceItem;
-use crate::txn::requests::VerifyTxn;
+use crate::txn::requests::{AddToTxn, VerifyTxn};
+use crate::txn::state::TxnVersion;
 use crate::types::{ProducerEpoch, ProducerId};
 
-/// For each item, the refusal verification gives it, if any.
+/// For each item, the refusal verification gives it, if any. `adds_partitions`:
+/// add the partitions to the transaction rather than verify them (Produce v12).
 pub async fn refusals(
     shard: &Rc<Shard>,
     transactional_id: &str,
     items: &[ProduceItem],
+    adds_partitions: bool,
 ) -> Vec<Option<Refusal>> {
     let mut refusals: Vec<Option<Refusal>> = items.iter().map(|_| None).collect();
     // A request comes from one producer; grouping keeps a malformed one correct.
@@ -54,6 +61,19 @@ pub async fn refusals(
             .map(|&i| (items[i].key.topic.clone(), items[i].key.partition))
             .collect();
         let verified = match coordinator {
+            Some(coordinator) if adds_partitions => {
+                let call = AddToTxn {
+                    transactional_id: transactional_id.to_string(),
+                    producer_id,
+                    producer_epoch,
+                    partitions,
+                    client_version: TxnVersion::TV_2,
+                };
+                match shard.call(coordinator, call).await {
+                    ErrorCode::None => Ok(BTreeSet::new()),
+                    error => Err(error),
+                }
+            }
             Some(coordinator) => {
                 let call = VerifyTxn {
                     transactional_id: transactional_id.to_string(),

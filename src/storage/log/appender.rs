@@ -133,7 +133,11 @@ impl PartitionLog {
         } else {
             None
         };
-        let producer = ProducerBatch::of(header);
+        // LogAppendTime replaces the batch's max timestamp when it is buffered.
+        let producer = ProducerBatch::of(header).map(|producer| ProducerBatch {
+            max_timestamp: options.log_append_time.unwrap_or(producer.max_timestamp),
+            ..producer
+        });
         let mut state = self.state.borrow_mut();
         let truncations = state.truncations;
         if let Some(marker) = &marker {

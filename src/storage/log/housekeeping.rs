@@ -374,6 +374,7 @@ mod tests {
             first_sequence: 0,
             last_sequence: 0,
             transactional: false,
+            max_timestamp: crate::types::TimestampMs::NONE,
         };
         state.record(&batch, Offset(3), Offset(3));
         let (kept, next) = replay_start(Some((state.clone(), Offset(8))), Offset(0), Offset(10));
