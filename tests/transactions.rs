@@ -180,6 +180,81 @@ async fn committed_and_aborted_transactions_end_with_markers() {
     assert_eq!(committed, ["c0", "c1", "c2", "c3"]);
 }
 
+/// librdkafka's 0129-fetch_aborted_msgs on its own: an aborted transaction of
+/// 1,000 records spread over many small segments gives `read_committed` fetch
+/// responses holding only aborted batches (librdkafka once took those for
+/// records too large to fetch, #2993). The consumer skips them all, with no
+/// error, and reaches the end of the partition past the abort marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_skips_an_aborted_transaction_spanning_segments() {
+    const RECORDS: usize = 1_000;
+    let broker = start_broker();
+    create_topic(
+        &broker,
+        "txn-aborted-only",
+        1,
+        &[("max.message.bytes", "10000"), ("segment.bytes", "20000")],
+    )
+    .await;
+    let producer: FutureProducer<TestContext> = client_config(&broker)
+        .set("transactional.id", "txn-aborted-only-producer")
+        .set("message.max.bytes", "10000")
+        .set("linger.ms", "100")
+        .create_with_context(TestContext)
+        .expect("create a transactional producer");
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+    producer.begin_transaction().expect("begin");
+    let value = vec![b'x'; 1_000];
+    let deliveries: Vec<_> = (0..RECORDS)
+        .map(|_| {
+            producer
+                .send_result(
+                    FutureRecord::<(), [u8]>::to("txn-aborted-only")
+                        .partition(0)
+                        .payload(&value),
+                )
+                .unwrap_or_else(|(error, _)| panic!("enqueue: {error}"))
+        })
+        .collect();
+    for delivery in deliveries {
+        delivery
+            .await
+            .expect("delivery future")
+            .unwrap_or_else(|(error, _)| panic!("deliver: {error}"));
+    }
+    producer.abort_transaction(OP_TIMEOUT).expect("abort");
+
+    let consumer: BaseConsumer<TestContext> = client_config(&broker)
+        .set("group.id", "sluice-test-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create_with_context(TestContext)
+        .expect("create consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("txn-aborted-only", 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + OP_TIMEOUT;
+    loop {
+        assert!(Instant::now() < deadline, "no end of partition");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => panic!("an aborted record was read at {}", message.offset()),
+            Some(Err(KafkaError::PartitionEOF(0))) => break,
+            Some(Err(error)) => panic!("consume: {error}"),
+            None => {}
+        }
+    }
+    let position = consumer.position().expect("position");
+    let end = position
+        .find_partition("txn-aborted-only", 0)
+        .expect("the assigned partition")
+        .offset();
+    // The records and the abort marker after them.
+    assert_eq!(end, Offset::Offset(RECORDS as i64 + 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_producer_with_the_same_id_fences_the_first() {
     let broker = start_broker();
