@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use command::run_bounded;
 
-/// Far above the script's own run time (about a minute); its client calls are
+/// Far above the script's own run time (about 100 s); its client calls are
 /// bounded by `timeout` each (30 s for kcat, 120 s and 180 s for the
 /// transactional checks).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);

@@ -4,14 +4,17 @@ with a state store, its input re-keyed by word through a repartition topic.
 
 Usage: quixstreams_eos_check.py [--bootstrap HOST:PORT] [--sentences N]
 
-Three application runs over one consumer group, each with an empty state
-directory, so each restores the counts from the changelog topic first:
-1. counts the first half of the sentences;
-2. counts the second half, but fails halfway through its words: Quix aborts the
+Four application runs over one consumer group, each with an empty state
+directory, so each restores the counts from the changelog topic first; a third
+of the sentences is produced before each of the first three:
+1. counts the first third;
+2. counts the second third, but fails halfway through its words: Quix aborts the
    open transaction, so the counts, changelog entries and offsets written since
    its last commit are discarded;
-3. counts what the second run left, restoring the state from a changelog that
-   now holds aborted entries.
+3. counts what is left, but its process exits abruptly halfway (no abort): its
+   open transaction is aborted by the broker when its timeout (5 s) expires;
+4. counts what is left, restoring the state from a changelog that now holds
+   aborted entries.
 Every record the application writes, the repartitioned words, the changelog and
 the counts, goes through a transaction with the consumed offsets
 (processing_guarantee="exactly-once"), so the counts topic, read with
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +49,12 @@ IDLE_STOP_S = 5.0
 COMMIT_INTERVAL_S = 0.5
 # How long the failing run waits before it fails, for its records to be sent.
 FAIL_LINGER_S = 1.0
+# The crashing run's transaction and session timeouts: the broker aborts its open
+# transaction and removes it from the group after them, so the fourth run can
+# join and read past it.
+CRASH_TXN_TIMEOUT_MS = 5000
+CRASH_SESSION_TIMEOUT_MS = 6000
+CRASH_EXIT = 3
 # How long the reader keeps polling after it has every count, to catch extra ones.
 SETTLE_S = 1.5
 WORDS = ["sluice", "kafka", "log", "offset", "marker", "epoch", "batch", "shard",
@@ -70,7 +80,9 @@ def sentence(i):
 
 
 def create_topics(bootstrap, names):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # Warnings and worse only: librdkafka notes at info level that a destroyed
+    # admin client had unserved background events, which says nothing here.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     futures = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names],
                                   operation_timeout=10, request_timeout=TIMEOUT_S)
     for future in futures.values():
@@ -92,9 +104,11 @@ def produce_sentences(bootstrap, topic, indices):
     check(left == 0 and not errors, f"{left} sentences undelivered, errors: {errors[:3]}")
 
 
-def count_words(bootstrap, group, text_topic, counts_topic, state_dir, fail_at=None):
+def count_words(bootstrap, group, text_topic, counts_topic, state_dir, fail_at=None,
+                crash=False):
     """Runs the word count application until it has been idle for IDLE_STOP_S;
-    with `fail_at`, it raises InjectedFailure on that word instead."""
+    with `fail_at`, it raises InjectedFailure on that word instead, or with
+    `crash` exits the process there."""
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
@@ -105,6 +119,10 @@ def count_words(bootstrap, group, text_topic, counts_topic, state_dir, fail_at=N
         loglevel="WARNING",
         request_timeout=TIMEOUT_S,
         broker_availability_timeout=TIMEOUT_S,
+        producer_extra_config={"transaction.timeout.ms": CRASH_TXN_TIMEOUT_MS} if crash else {},
+        # The crashed member leaves the group when its session expires; the
+        # next run joins only then.
+        consumer_extra_config={"session.timeout.ms": CRASH_SESSION_TIMEOUT_MS} if crash else {},
     )
     # Quix configures its logger once per process, so the level is set here:
     # the failing run logs the injected failure with its traceback, which is
@@ -123,6 +141,8 @@ def count_words(bootstrap, group, text_topic, counts_topic, state_dir, fail_at=N
             # Long enough for the producer to send what it holds, so the
             # transaction about to be aborted has counts on the broker.
             time.sleep(FAIL_LINGER_S)
+            if crash:
+                os._exit(CRASH_EXIT)
             raise InjectedFailure(f"injected failure at word {counted}")
         total = state.get("count", 0) + 1
         state.set("count", total)
@@ -134,6 +154,18 @@ def count_words(bootstrap, group, text_topic, counts_topic, state_dir, fail_at=N
     sdf = sdf.apply(count, stateful=True)
     sdf.to_topic(counts)
     app.run(timeout=IDLE_STOP_S)
+
+
+def crash_run(bootstrap, group, text_topic, counts_topic, state_dir, fail_at):
+    """Runs count_words with `crash` in a child process (this script with
+    --crash-run) and checks that it exited at `fail_at`."""
+    spec = json.dumps([group, text_topic, counts_topic, state_dir, fail_at])
+    command = [sys.executable, __file__, "--bootstrap", bootstrap, "--crash-run", spec]
+    child = subprocess.run(command, timeout=4 * TIMEOUT_S,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    check(child.returncode == CRASH_EXIT,
+          f"the crashing run exited {child.returncode}, expected {CRASH_EXIT}: "
+          f"{child.stdout.decode(errors='replace')[-2000:]}")
 
 
 def read_counts(bootstrap, topic, isolation_level, expected):
@@ -175,16 +207,23 @@ def read_counts(bootstrap, topic, isolation_level, expected):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=os.environ.get("BOOTSTRAP", "127.0.0.1:9092"))
-    parser.add_argument("--sentences", type=int, default=60)
+    parser.add_argument("--sentences", type=int, default=90)
+    parser.add_argument("--crash-run", help="internal: the crashing run's parameters (JSON)")
     args = parser.parse_args()
+    if args.crash_run:
+        group, text_topic, counts_topic, state_dir, fail_at = json.loads(args.crash_run)
+        count_words(args.bootstrap, group, text_topic, counts_topic, state_dir, fail_at, crash=True)
+        return 1  # count_words exits the process at fail_at
 
     run = f"{os.getpid()}-{int(time.time())}"
     text_topic = f"compat-quix-text-{run}"
     counts_topic = f"compat-quix-counts-{run}"
     group = f"compat-quix-wordcount-{run}"
-    first = range(0, args.sentences // 2)
-    second = range(args.sentences // 2, args.sentences)
+    third = args.sentences // 3
+    first, second, last = (range(0, third), range(third, 2 * third),
+                           range(2 * third, args.sentences))
     second_words = sum(len(sentence(i).split()) for i in second)
+    last_words = sum(len(sentence(i).split()) for i in last)
     expected = collections.Counter(w for i in range(args.sentences) for w in sentence(i).split())
     total = sum(expected.values())
     work = tempfile.mkdtemp(prefix="sluice-quix-")
@@ -205,8 +244,13 @@ def main():
         except InjectedFailure:
             pass
         print(f"quixstreams: run 2 failed at word {second_words // 2} of {second_words}")
-        run_app(3)
-        print("quixstreams: run 3 counted the rest")
+        produce_sentences(args.bootstrap, text_topic, last)
+        # What run 2 left plus the last third: at least last_words words.
+        crash_run(args.bootstrap, group, text_topic, counts_topic,
+                  os.path.join(work, "state-3"), last_words // 2)
+        print(f"quixstreams: run 3 exited abruptly at word {last_words // 2}")
+        run_app(4)
+        print("quixstreams: run 4 counted the rest")
 
         seen = read_counts(args.bootstrap, counts_topic, "read_committed", total)
         for word, occurrences in sorted(expected.items()):
@@ -219,7 +263,7 @@ def main():
         everything = read_counts(args.bootstrap, counts_topic, "read_uncommitted", total)
         written = sum(map(len, everything.values()))
         check(written > total, f"read_uncommitted saw {written} counts, expected more than "
-              f"the {total} committed (run 2's aborted ones)")
+              f"the {total} committed (the aborted ones of runs 2 and 3)")
         print(f"quixstreams: read_uncommitted: {written} counts, {written - total} of them aborted")
     except CheckFailed as failure:
         print(f"quixstreams: FAILED: {failure}", file=sys.stderr)

@@ -171,7 +171,8 @@ kafka_python_txn() {
     timeout 120 python3 "$HERE/kafka_python_txn_check.py" --bootstrap "$BOOTSTRAP"
 }
 
-# Two application runs, the second restoring its state from the changelog.
+# Four application runs restoring their state from the changelog; one fails
+# (Quix aborts), one exits abruptly (the broker aborts on the timeout).
 quixstreams_eos() {
     timeout 180 python3 "$HERE/quixstreams_eos_check.py" --bootstrap "$BOOTSTRAP"
 }
