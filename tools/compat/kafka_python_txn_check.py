@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """kafka-python's transactional producer against a running Sluice broker:
 committed and aborted transactions read back at both isolation levels, a
-consume-transform-produce loop with send_offsets_to_transaction, and a producer
-fenced by a second one with the same transactional id.
+consume-transform-produce loop with send_offsets_to_transaction, a
+read_committed consumer held at an open transaction, and a producer fenced by a
+second one with the same transactional id.
 
 Usage: kafka_python_txn_check.py [--bootstrap HOST:PORT] [--count N]
 
@@ -215,6 +216,66 @@ def consume_transform_produce(bootstrap, source, run, inputs):
           f"exactly once, group offsets at the ends")
 
 
+def poll_values(consumer, want, message):
+    """Polls until `want` values arrived, then SETTLE_S more for values beyond."""
+    got = []
+    deadline = time.monotonic() + TIMEOUT_S
+    settle_until = None
+    while settle_until is None or time.monotonic() < settle_until:
+        check(time.monotonic() < deadline, f"{message}: read {len(got)} of {want} records")
+        for records in consumer.poll(timeout_ms=200).values():
+            got.extend(r.value for r in records)
+        if settle_until is None and len(got) >= want:
+            settle_until = time.monotonic() + SETTLE_S
+    return got
+
+
+def open_transaction(bootstrap, run, count):
+    """While a transaction is open, a read_committed consumer stops at its first
+    offset (the last stable offset, which ListOffsets answers as the end) and
+    sees its records once it commits."""
+    topic = f"compat-kafka-python-txn-open-{run}"
+    create_topic(bootstrap, topic)
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    done = [f"done-{i:03d}".encode() for i in range(count)]
+    pending = [f"pending-{i:03d}".encode() for i in range(count)]
+    producer = transactional_producer(bootstrap, f"compat-kp-open-{run}")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=10_000 + 500,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        send_transaction(producer, topic, done, commit=True)
+        producer.begin_transaction()
+        futures = [producer.send(topic, value=v, partition=i % PARTITIONS)
+                   for i, v in enumerate(pending)]
+        producer.flush(timeout=TIMEOUT_S)
+        for future in futures:
+            future.get(timeout=TIMEOUT_S)
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        got = poll_values(consumer, count, "read_committed with a transaction open")
+        check(sorted(got) == sorted(done), f"with a transaction open, read_committed saw {got}")
+        ends = consumer.end_offsets(tps)
+        for tp in tps:
+            # The partition's committed records, then the marker ending them.
+            stable = len(per_partition(done)[tp.partition]) + 1
+            check(ends[tp] == stable,
+                  f"read_committed end offset {ends[tp]} on {tp}, expected the LSO {stable}")
+        producer.commit_transaction()
+        got = poll_values(consumer, count, "read_committed after the commit")
+        check(sorted(got) == sorted(pending), f"after the commit, read_committed saw {got}")
+    finally:
+        consumer.close()
+        producer.close(timeout=TIMEOUT_S)
+    print(f"kafka-python txn: read_committed stopped at the open transaction (end offset = LSO) "
+          f"and read its {count} records after the commit")
+
+
 def fencing(bootstrap, run, count):
     """A second producer with the same transactional id fences the first: its open
     transaction is aborted, its commit fails with ProducerFencedError, and the
@@ -261,6 +322,7 @@ def main():
         create_topic(args.bootstrap, topic)
         inputs = commit_and_abort(args.bootstrap, topic, run, args.count)
         consume_transform_produce(args.bootstrap, topic, run, inputs)
+        open_transaction(args.bootstrap, run, args.count)
         fencing(args.bootstrap, run, args.count)
     except CheckFailed as failure:
         print(f"kafka-python txn: FAILED: {failure}", file=sys.stderr)
