@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compatibility checks with third-party Kafka clients against a Sluice broker:
-# kcat (Debian's build of librdkafka), including a consumer group (-G), and
-# kafka-python (kafka_python_check.py).
+# kcat (Debian's build of librdkafka), including a consumer group (-G),
+# kafka-python (kafka_python_check.py), kafka-python's transactional producer
+# (kafka_python_txn_check.py) and a Quix Streams word count in exactly-once mode
+# (quixstreams_eos_check.py, on confluent-kafka's librdkafka).
 #
 #   BOOTSTRAP=127.0.0.1:9092 tools/compat/run.sh     # a broker already running there
 #   SLUICE_BIN=target/debug/sluice tools/compat/run.sh
@@ -11,7 +13,7 @@
 # `cargo test` runs it the second way, on a free port (tests/compat.rs).
 #
 # Needs:  apt-get install -y kcat
-#         python3 -m pip install 'kafka-python>=3,<4'
+#         python3 -m pip install 'kafka-python>=3,<4' 'quixstreams>=3,<4' 'confluent-kafka>=2,<3'
 # Exits non-zero if any check fails. Topic names are unique per run.
 set -euo pipefail
 
@@ -32,6 +34,10 @@ for tool in kcat python3 timeout; do
 done
 python3 -c 'import kafka' 2>/dev/null || {
     note "kafka-python not installed (python3 -m pip install 'kafka-python>=3,<4')"
+    exit 2
+}
+python3 -c 'import quixstreams, confluent_kafka' 2>/dev/null || {
+    note "quixstreams not installed (python3 -m pip install 'quixstreams>=3,<4' 'confluent-kafka>=2,<3')"
     exit 2
 }
 
@@ -160,7 +166,18 @@ kafka_python() {
     python3 "$HERE/kafka_python_check.py" --bootstrap "$BOOTSTRAP" --count "$COUNT"
 }
 
-for check in kcat_roundtrip kcat_group kafka_python; do
+# Commit, abort, both isolation levels and send_offsets_to_transaction.
+kafka_python_txn() {
+    timeout 120 python3 "$HERE/kafka_python_txn_check.py" --bootstrap "$BOOTSTRAP"
+}
+
+# Four application runs restoring their state from the changelog; one fails
+# (Quix aborts), one exits abruptly (the broker aborts on the timeout).
+quixstreams_eos() {
+    timeout 180 python3 "$HERE/quixstreams_eos_check.py" --bootstrap "$BOOTSTRAP"
+}
+
+for check in kcat_roundtrip kcat_group kafka_python kafka_python_txn quixstreams_eos; do
     if "$check"; then
         passed=$((passed + 1))
     else
