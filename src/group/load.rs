@@ -14,14 +14,10 @@ use crate::group::records::{GroupValue, OffsetValue, RecordKey};
 use crate::group::state::{Group, GroupLimits};
 use crate::group::txn_offsets::{self, PendingTxnOffsets};
 use crate::partition::{Isolation, Partition};
-use crate::record::batch::BatchHeader;
 use crate::record::control::{EndTxnMarker, MarkerKind};
-use crate::record::varint::read_varlong;
+use crate::record::key_value::{batches, key_values};
 use crate::record::{Compression, RecordBatch};
 use crate::types::{ProducerId, TimestampMs};
-
-/// A record's key and value (`None`: null).
-type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// How much of the log one read brings in.
 const READ_BYTES: u64 = 1 << 20;
@@ -96,7 +92,7 @@ fn apply_batch(
         tracing::warn!(partition, offset = %header.base_offset(), "skipping a compressed batch in {OFFSETS_TOPIC}: the broker writes none");
         return 0;
     }
-    let records = key_values(batch.records(), header.records_count.get());
+    let records = key_values(batch);
     let count = records.len();
     for (key, value) in records {
         let Some(key) = key else { continue };
@@ -170,64 +166,11 @@ fn apply_batch(
     count
 }
 
-/// The whole batches in `bytes`, as the log returns them.
-fn batches(mut bytes: &[u8]) -> impl Iterator<Item = RecordBatch<'_>> {
-    std::iter::from_fn(move || {
-        let len = BatchHeader::parse(bytes)?.total_len()?;
-        if len > bytes.len() {
-            return None;
-        }
-        let (batch, rest) = bytes.split_at(len);
-        bytes = rest;
-        Some(RecordBatch::new_unchecked(batch))
-    })
-}
-
-/// The key and value of each record of an uncompressed batch; stops at the
-/// first malformed record.
-fn key_values(mut rest: &[u8], count: i32) -> Vec<KeyValue<'_>> {
-    let mut out = Vec::new();
-    for _ in 0..count.max(0) {
-        let Some(record) = next_record(&mut rest) else {
-            break;
-        };
-        out.push(record);
-    }
-    out
-}
-
-fn next_record<'a>(rest: &mut &'a [u8]) -> Option<KeyValue<'a>> {
-    let (length, used) = read_varlong(rest)?;
-    let length = usize::try_from(length).ok()?;
-    let mut body = rest.get(used..used + length)?;
-    *rest = &rest[used + length..];
-    // Attributes (1 byte), timestamp delta, offset delta, key, value, headers.
-    body = body.get(1..)?;
-    for _ in 0..2 {
-        let (_, used) = read_varlong(body)?;
-        body = &body[used..];
-    }
-    let key = read_bytes(&mut body)?;
-    let value = read_bytes(&mut body)?;
-    Some((key, value))
-}
-
-fn read_bytes<'a>(body: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
-    let (len, used) = read_varlong(body)?;
-    *body = &body[used..];
-    if len < 0 {
-        return Some(None);
-    }
-    let len = usize::try_from(len).ok()?;
-    let bytes = body.get(..len)?;
-    *body = &body[len..];
-    Some(Some(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::attributes::Attributes;
+    use crate::record::batch::BatchHeader;
     use crate::record::builder::{BatchWriter, NewRecord, build_batch, build_batch_with};
     use crate::record::control::MarkerKind;
     use crate::types::ProducerEpoch;
@@ -349,9 +292,7 @@ mod tests {
         }]);
         let mut bytes = first.clone();
         bytes.extend_from_slice(&second);
-        let found: Vec<_> = batches(&bytes)
-            .flat_map(|b| key_values(b.records(), b.header().records_count.get()))
-            .collect();
+        let found: Vec<_> = batches(&bytes).flat_map(key_values).collect();
         assert_eq!(
             found,
             vec![

@@ -16,11 +16,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::group::ids::{GenerationId, GroupId, InstanceId, MemberId};
-use crate::group::offsets::MAX_METADATA_BYTES;
-use crate::group::records::OffsetValue;
 use crate::group::requests::TxnCommitOffsets;
 use crate::kafka::add_offsets_to_txn::{OffsetsProducer, add_offsets_partition};
 use crate::kafka::group_routing::call;
+use crate::kafka::offset_commit::{CommittedPartition, check_commits};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::txn::state::TxnVersion;
@@ -35,43 +34,19 @@ pub async fn handle(
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let now_ms = TimestampMs::now().0;
-    // Per topic, per partition: the error, None until the coordinator answers.
-    let mut errors: Vec<Vec<Option<ErrorCode>>> = Vec::with_capacity(request.topics.len());
-    let mut offsets = Vec::new();
-    {
-        let image = shard.image();
-        for topic in &request.topics {
-            let known_topic = image.topic(topic.name.as_str());
-            let mut topic_errors = Vec::with_capacity(topic.partitions.len());
-            for partition in &topic.partitions {
-                let known =
-                    known_topic.is_some_and(|t| t.partition(partition.partition_index).is_some());
-                let metadata = partition
-                    .committed_metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default();
-                let error = if !known {
-                    Some(ErrorCode::UnknownTopicOrPartition)
-                } else if metadata.len() > MAX_METADATA_BYTES {
-                    Some(ErrorCode::OffsetMetadataTooLarge)
-                } else {
-                    offsets.push((
-                        (topic.name.to_string(), partition.partition_index),
-                        OffsetValue {
-                            offset: partition.committed_offset,
-                            leader_epoch: partition.committed_leader_epoch,
-                            metadata,
-                            commit_timestamp: now_ms,
-                        },
-                    ));
-                    None
-                };
-                topic_errors.push(error);
-            }
-            errors.push(topic_errors);
-        }
-    }
+    let (errors, offsets) = check_commits(
+        shard,
+        request.topics.iter().map(|topic| {
+            let partitions = topic.partitions.iter().map(|p| CommittedPartition {
+                index: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.as_str()),
+            });
+            (topic.name.as_str(), partitions.collect())
+        }),
+        now_ms,
+    );
     let group_error = if offsets.is_empty() {
         ErrorCode::None
     } else if request.producer_id.0 < 0 || request.producer_epoch < 0 {
