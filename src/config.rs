@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::storage::{Durability, GroupCommit, LogConfig};
+use crate::storage::{Compaction, Durability, GroupCommit, LogConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +48,30 @@ pub struct BrokerConfig {
     pub log_retention_ms: i64,
     /// `log.retention.bytes` (-1: no limit).
     pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`: how often each log applies retention.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: run the log cleaner, which compacts the topics with
+    /// `cleanup.policy=compact` (among them `__consumer_offsets`).
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how long a shard's cleaner sleeps when no log
+    /// needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the cleaners' key → offset
+    /// maps, split evenly across shards.
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// `log.cleaner.io.buffer.size`: bytes a cleaner reads at once.
+    pub log_cleaner_io_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second`: the cleaners' read and write rate,
+    /// per shard (Kafka's default: unlimited).
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `log.cleaner.min.cleanable.ratio`: the default `min.cleanable.dirty.ratio`.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.delete.retention.ms`: the default `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: u64,
+    /// `log.cleaner.min.compaction.lag.ms`: the default `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: u64,
+    /// `log.cleaner.max.compaction.lag.ms`: the default `max.compaction.lag.ms`.
+    pub log_cleaner_max_compaction_lag_ms: i64,
     /// `group.initial.rebalance.delay.ms`: how long a group rebalancing from
     /// Empty waits for more members.
     pub group_initial_rebalance_delay_ms: u64,
@@ -60,6 +84,8 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when
     /// it is created (later changes do not move existing groups).
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: u64,
     /// `offsets.retention.minutes`: offsets of groups without members expire
     /// this long after the later of their commit and the group emptying.
     pub offsets_retention_minutes: u64,
@@ -68,6 +94,9 @@ pub struct BrokerConfig {
     /// `transaction.state.log.num.partitions`: partitions of
     /// `__transaction_state` when it is created.
     pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.segment.bytes`: `segment.bytes` of
+    /// `__transaction_state`.
+    pub transaction_state_log_segment_bytes: u64,
     /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a
     /// producer may ask for (INVALID_TRANSACTION_TIMEOUT above it).
     pub transaction_max_timeout_ms: i32,
@@ -103,14 +132,26 @@ impl Default for BrokerConfig {
             log_segment_bytes: 1 << 30,
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
+            log_cleaner_io_buffer_size: 512 << 10,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_delete_retention_ms: 86_400_000,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 10_000,
             offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 << 20,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             transaction_state_log_num_partitions: 50,
+            transaction_state_log_segment_bytes: 100 << 20,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_transaction_cleanup_interval_ms: 10_000,
             transactional_id_expiration_ms: 604_800_000,
@@ -153,6 +194,17 @@ impl BrokerConfig {
                 .ok()
                 .map(Duration::from_millis),
             retention_bytes: u64::try_from(self.log_retention_bytes).ok(),
+            retention_check_interval: Duration::from_millis(self.log_retention_check_interval_ms),
+            compaction: Compaction {
+                enabled: false,
+                min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
+                min_compaction_lag: Duration::from_millis(self.log_cleaner_min_compaction_lag_ms),
+                max_compaction_lag: u64::try_from(self.log_cleaner_max_compaction_lag_ms)
+                    .ok()
+                    .filter(|&ms| ms != i64::MAX as u64)
+                    .map(Duration::from_millis),
+                delete_retention: Duration::from_millis(self.log_cleaner_delete_retention_ms),
+            },
             ..LogConfig::default()
         }
     }
@@ -182,6 +234,37 @@ impl BrokerConfig {
         }
         if self.transaction_max_timeout_ms < 1 {
             return Err("transaction_max_timeout_ms must be at least 1".into());
+        }
+        if self.log_cleaner_max_compaction_lag_ms < 1 {
+            return Err("log_cleaner_max_compaction_lag_ms must be at least 1".into());
+        }
+        if self.log_cleaner_backoff_ms < 1 || self.log_cleaner_io_buffer_size < 4096 {
+            return Err(
+                "log_cleaner_backoff_ms must be at least 1 and log_cleaner_io_buffer_size at least 4096"
+                    .into(),
+            );
+        }
+        if self.log_cleaner_io_max_bytes_per_second.is_nan()
+            || self.log_cleaner_io_max_bytes_per_second < 1.0
+        {
+            return Err("log_cleaner_io_max_bytes_per_second must be at least 1".into());
+        }
+        for (name, bytes) in [
+            (
+                "offsets_topic_segment_bytes",
+                self.offsets_topic_segment_bytes,
+            ),
+            (
+                "transaction_state_log_segment_bytes",
+                self.transaction_state_log_segment_bytes,
+            ),
+        ] {
+            if !(14..=LogConfig::MAX_SEGMENT_BYTES).contains(&bytes) {
+                return Err(format!(
+                    "{name} must be in 14..={}",
+                    LogConfig::MAX_SEGMENT_BYTES
+                ));
+            }
         }
         if self.num_partitions < 1 {
             return Err("num_partitions must be at least 1".into());

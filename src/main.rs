@@ -100,6 +100,25 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_ALLOW_OFFLINE_PARTITIONS")]
     allow_offline_partitions: bool,
 
+    /// log.retention.check.interval.ms: how often each log applies retention.
+    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<u64>,
+    /// log.cleaner.enable: compact topics with cleanup.policy=compact.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_ENABLE")]
+    log_cleaner_enable: Option<bool>,
+    /// log.cleaner.backoff.ms: how long a shard's cleaner sleeps when no log needs it.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS")]
+    log_cleaner_backoff_ms: Option<u64>,
+    /// log.cleaner.dedupe.buffer.size: memory for the cleaners' key maps, split across shards.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
+    log_cleaner_dedupe_buffer_size: Option<u64>,
+    /// log.cleaner.io.max.bytes.per.second: each shard's cleaner I/O rate.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
+    log_cleaner_io_max_bytes_per_second: Option<f64>,
+    /// offsets.topic.segment.bytes: segment.bytes of __consumer_offsets.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_SEGMENT_BYTES")]
+    offsets_topic_segment_bytes: Option<u64>,
+
     /// Log where the time of every produce request at least this slow went (a
     /// WARN line per request: dispatch, validate, write, sync, acknowledge, respond)
     #[arg(long, env = "SLUICE_SLOW_REQUEST_MS", value_name = "MS")]
@@ -258,6 +277,28 @@ fn apply_group_args(args: &ServeArgs, config: &mut BrokerConfig) {
         args.offsets_retention_check_interval_ms,
         &mut config.offsets_retention_check_interval_ms,
     );
+    set(
+        args.log_retention_check_interval_ms,
+        &mut config.log_retention_check_interval_ms,
+    );
+    set(
+        args.log_cleaner_backoff_ms,
+        &mut config.log_cleaner_backoff_ms,
+    );
+    set(
+        args.log_cleaner_dedupe_buffer_size,
+        &mut config.log_cleaner_dedupe_buffer_size,
+    );
+    set(
+        args.offsets_topic_segment_bytes,
+        &mut config.offsets_topic_segment_bytes,
+    );
+    if let Some(enable) = args.log_cleaner_enable {
+        config.log_cleaner_enable = enable;
+    }
+    if let Some(rate) = args.log_cleaner_io_max_bytes_per_second {
+        config.log_cleaner_io_max_bytes_per_second = rate;
+    }
     if let Some(size) = args.group_max_size {
         config.group_max_size = size;
     }

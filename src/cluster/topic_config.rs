@@ -10,11 +10,15 @@ use crate::storage::LogConfig;
 /// Topic configs that change what the broker does (Kafka names).
 pub const KNOWN: &[&str] = &[
     "cleanup.policy",
+    "delete.retention.ms",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
@@ -26,9 +30,9 @@ pub const KNOWN: &[&str] = &[
 enum Kind {
     /// An integer at least this.
     Integer(i64),
+    /// An integer in this range, or -1 (the codec's default level).
+    Level(i64, i64),
     Boolean,
-    /// A number in 0..=1.
-    Ratio,
     Codec,
     /// A message format version such as `3.0-IV1` or `0.10.0.0`.
     Version,
@@ -42,23 +46,29 @@ enum Kind {
 /// would fail a topic creation that Kafka accepts. docs/configuration.md lists
 /// them.
 const RECORDED: &[(&str, &str, Kind)] = &[
+    ("compression.gzip.level", "-1", Kind::Level(1, 9)),
+    ("compression.lz4.level", "9", Kind::Level(1, 17)),
     ("compression.type", "producer", Kind::Codec),
-    ("delete.retention.ms", "86400000", Kind::Integer(0)),
+    ("compression.zstd.level", "3", Kind::Level(-131_072, 22)),
     ("file.delete.delay.ms", "60000", Kind::Integer(0)),
     ("flush.messages", "9223372036854775807", Kind::Integer(1)),
     ("flush.ms", "9223372036854775807", Kind::Integer(0)),
     ("follower.replication.throttled.replicas", "", Kind::Text),
     ("leader.replication.throttled.replicas", "", Kind::Text),
-    (
-        "max.compaction.lag.ms",
-        "9223372036854775807",
-        Kind::Integer(1),
-    ),
+    ("local.retention.bytes", "-2", Kind::Integer(-2)),
+    ("local.retention.ms", "-2", Kind::Integer(-2)),
+    ("message.downconversion.enable", "true", Kind::Boolean),
     ("message.format.version", "3.0-IV1", Kind::Version),
-    ("min.cleanable.dirty.ratio", "0.5", Kind::Ratio),
-    ("min.compaction.lag.ms", "0", Kind::Integer(0)),
+    (
+        "message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        Kind::Integer(0),
+    ),
     ("min.insync.replicas", "1", Kind::Integer(1)),
     ("preallocate", "false", Kind::Boolean),
+    ("remote.log.copy.disable", "false", Kind::Boolean),
+    ("remote.log.delete.on.disable", "false", Kind::Boolean),
+    ("remote.storage.enable", "false", Kind::Boolean),
     ("segment.index.bytes", "10485760", Kind::Integer(4)),
     ("segment.jitter.ms", "0", Kind::Integer(0)),
     ("unclean.leader.election.enable", "false", Kind::Boolean),
@@ -67,8 +77,10 @@ const RECORDED: &[(&str, &str, Kind)] = &[
 fn check_recorded(name: &str, value: &str, kind: Kind) -> Result<(), String> {
     let valid = match kind {
         Kind::Integer(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
+        Kind::Level(min, max) => value
+            .parse::<i64>()
+            .is_ok_and(|v| v == -1 || (min..=max).contains(&v)),
         Kind::Boolean => matches!(value, "true" | "false"),
-        Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
         Kind::Codec => matches!(
             value,
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
@@ -109,6 +121,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             )),
         },
         "retention.bytes" | "retention.ms" => number(-1),
+        "delete.retention.ms" | "min.compaction.lag.ms" => number(0),
+        "max.compaction.lag.ms" => number(1),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+            _ => Err(format!(
+                "invalid value {value:?} for min.cleanable.dirty.ratio: expected a number in [0, 1]"
+            )),
+        },
         "message.timestamp.after.max.ms" | "message.timestamp.before.max.ms" => number(0),
         "segment.bytes" => number(14).and_then(|()| {
             if value
@@ -173,6 +193,16 @@ fn acting(
             }
             let value = match name {
                 "cleanup.policy" => "delete".to_string(),
+                "delete.retention.ms" => log.compaction.delete_retention.as_millis().to_string(),
+                "max.compaction.lag.ms" => log
+                    .compaction
+                    .max_compaction_lag
+                    .map_or(i64::MAX, |d| d.as_millis() as i64)
+                    .to_string(),
+                "min.cleanable.dirty.ratio" => log.compaction.min_cleanable_dirty_ratio.to_string(),
+                "min.compaction.lag.ms" => {
+                    log.compaction.min_compaction_lag.as_millis().to_string()
+                }
                 "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
                 "max.message.bytes" => broker.message_max_bytes.to_string(),
                 "message.timestamp.type" => "CreateTime".to_string(),
@@ -275,6 +305,32 @@ fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Lo
     if let Some(bytes) = get("index.interval.bytes") {
         config.index_interval_bytes = bytes as u64;
     }
+    let policy = overrides
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str);
+    if !policy.contains("delete") {
+        // Kafka deletes segments by age or size only under the delete policy.
+        config.retention_ms = None;
+        config.retention_bytes = None;
+    }
+    let compaction = &mut config.compaction;
+    compaction.enabled = policy.contains("compact");
+    if let Some(ms) = get("delete.retention.ms") {
+        compaction.delete_retention = Duration::from_millis(ms.max(0) as u64);
+    }
+    if let Some(ms) = get("min.compaction.lag.ms") {
+        compaction.min_compaction_lag = Duration::from_millis(ms.max(0) as u64);
+    }
+    if let Some(ms) = get("max.compaction.lag.ms") {
+        compaction.max_compaction_lag =
+            (ms != i64::MAX).then(|| Duration::from_millis(ms.max(1) as u64));
+    }
+    if let Some(ratio) = overrides
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        compaction.min_cleanable_dirty_ratio = ratio;
+    }
     config
 }
 
@@ -299,6 +355,10 @@ mod tests {
         assert!(validate("delete.retention.ms", "900").is_ok());
         assert!(validate("min.cleanable.dirty.ratio", "0.1").is_ok());
         assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("compression.zstd.level", "-1").is_ok());
+        assert!(validate("compression.gzip.level", "10").is_err());
+        assert!(validate("remote.storage.enable", "false").is_ok());
+        assert!(validate("local.retention.ms", "-2").is_ok());
         assert!(validate("message.format.version", "0.10.0.0").is_ok());
         assert!(validate("preallocate", "yes").is_err());
         assert!(validate("dummy.doesntexist", "1").is_err());
@@ -341,5 +401,24 @@ mod tests {
         assert_eq!(configs.timestamp_type, MessageTimestampType::LogAppendTime);
         assert_eq!(configs.log.retention_ms, None);
         assert_eq!(configs.log.segment_bytes, 1 << 20);
+        assert!(configs.log.compaction.enabled);
+        let compact_only: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("max.compaction.lag.ms", "5000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let log = TopicConfigs::resolve(&broker, &compact_only).log;
+        assert_eq!((log.retention_ms, log.retention_bytes), (None, None));
+        assert_eq!(log.compaction.delete_retention, Duration::from_millis(100));
+        assert_eq!(log.compaction.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(
+            log.compaction.max_compaction_lag,
+            Some(Duration::from_secs(5))
+        );
+        assert!(!defaults.log.compaction.enabled);
     }
 }

@@ -30,7 +30,13 @@ pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCod
         partitions: shard.config().offsets_topic_num_partitions,
         replication_factor: -1,
         assignments: Vec::new(),
-        configs: vec![("cleanup.policy".to_string(), Some("compact".to_string()))],
+        configs: vec![
+            ("cleanup.policy".to_string(), Some("compact".to_string())),
+            (
+                "segment.bytes".to_string(),
+                Some(shard.config().offsets_topic_segment_bytes.to_string()),
+            ),
+        ],
         validate_only: false,
     };
     // Another request may create it at the same time: TOPIC_ALREADY_EXISTS is

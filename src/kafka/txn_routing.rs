@@ -11,10 +11,6 @@ use crate::shard::calls::topics::CreateTopics;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::txn::{TRANSACTION_STATE_TOPIC, partition_for};
 
-/// Kafka's `transaction.state.log.segment.bytes` default: small segments so
-/// compaction can reclaim superseded states.
-const STATE_SEGMENT_BYTES: &str = "104857600";
-
 /// Partitions of `__transaction_state`, creating it (compacted, internal)
 /// through the controller if it does not exist yet.
 pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode> {
@@ -36,7 +32,12 @@ pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode>
             ("cleanup.policy".to_string(), Some("compact".to_string())),
             (
                 "segment.bytes".to_string(),
-                Some(STATE_SEGMENT_BYTES.to_string()),
+                Some(
+                    shard
+                        .config()
+                        .transaction_state_log_segment_bytes
+                        .to_string(),
+                ),
             ),
         ],
         validate_only: false,

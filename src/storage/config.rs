@@ -24,8 +24,39 @@ pub enum GroupCommit {
     Shard,
 }
 
+/// `cleanup.policy=compact` and the topic configs of the log cleaner
+/// (`storage::cleaner`), Kafka's names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compaction {
+    /// The policy includes `compact`.
+    pub enabled: bool,
+    /// `min.cleanable.dirty.ratio`: clean once dirty bytes over all bytes of the
+    /// cleanable part reach this (0..=1).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this stay uncleaned.
+    pub min_compaction_lag: Duration,
+    /// `max.compaction.lag.ms`: a log with dirty records older than this is
+    /// cleaned whatever its dirty ratio; `None`: no such bound.
+    pub max_compaction_lag: Option<Duration>,
+    /// `delete.retention.ms`: how long tombstones and transaction markers stay
+    /// after the cleaner first passed them.
+    pub delete_retention: Duration,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            enabled: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag: Duration::ZERO,
+            max_compaction_lag: None,
+            delete_retention: Duration::from_millis(86_400_000),
+        }
+    }
+}
+
 /// Settings of one partition log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment past this size.
     pub segment_bytes: u64,
@@ -50,6 +81,8 @@ pub struct LogConfig {
     pub max_pending_bytes: usize,
     /// `log.retention.check.interval.ms`: how often retention runs.
     pub retention_check_interval: Duration,
+    /// Whether and how the log cleaner compacts this log.
+    pub compaction: Compaction,
 }
 
 impl Default for LogConfig {
@@ -66,6 +99,7 @@ impl Default for LogConfig {
             tail_cache_bytes: 4 << 20,
             max_pending_bytes: 32 << 20,
             retention_check_interval: Duration::from_millis(300_000),
+            compaction: Compaction::default(),
         }
     }
 }
@@ -96,6 +130,9 @@ impl LogConfig {
         }
         if self.retention_check_interval.is_zero() {
             return Err("the retention check interval must be at least 1 ms".into());
+        }
+        if !(0.0..=1.0).contains(&self.compaction.min_cleanable_dirty_ratio) {
+            return Err("min.cleanable.dirty.ratio must be in 0..=1".into());
         }
         if self.max_pending_bytes == 0 {
             return Err("max pending bytes must be positive".into());

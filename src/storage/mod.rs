@@ -39,7 +39,7 @@ pub mod wake_list;
 pub mod write_buffer;
 pub mod zero_fill;
 
-pub use config::{Durability, GroupCommit, LogConfig};
+pub use config::{Compaction, Durability, GroupCommit, LogConfig};
 pub use error::LogError;
 pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog};
 pub use read::{Isolation, ReadChunk, ReadOutcome};
