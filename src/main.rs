@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (defaults: 127.0.0.1:9092, data in ./data, one shard per core).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Append batches to a partition log for a while; report MB/s and ack latency.
     BenchLog(BenchLogArgs),
 }
@@ -192,7 +192,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::BenchLog(args) => bench_log(args),
     }
 }
