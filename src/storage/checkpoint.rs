@@ -12,6 +12,8 @@ pub const LOG_START_OFFSET_FILE: &str = "log-start-offset.checkpoint";
 pub const HIGH_WATERMARK_FILE: &str = "high-watermark.checkpoint";
 pub const RECOVERY_POINT_FILE: &str = "recovery-point.checkpoint";
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// Where the log cleaner's next pass starts: the first offset it has not mapped.
+pub const CLEANER_OFFSET_FILE: &str = "cleaner-offset.checkpoint";
 
 const VERSION: &str = "0";
 

@@ -93,6 +93,16 @@ pub struct ProducerInfo {
     pub current_txn_start_offset: Option<Offset>,
 }
 
+/// The newest batch of a producer, as the log cleaner must keep it (Kafka's
+/// `lastRecordsOfActiveProducers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastBatch {
+    pub epoch: ProducerEpoch,
+    /// The last offset of its newest data batch remembered; `None` when the
+    /// producer's newest entry is a marker.
+    pub last_data_offset: Option<Offset>,
+}
+
 /// A transaction a marker ended on this partition (only transactions that had
 /// data here: a marker for a producer with nothing open ends nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +256,21 @@ impl ProducerState {
             });
         }
         Ok(check)
+    }
+
+    /// Each producer's newest batch: the cleaner keeps those batches, emptied if
+    /// need be, so sequence checks still find them after a restart replays the log.
+    pub fn last_batches(&self) -> HashMap<ProducerId, LastBatch> {
+        self.producers
+            .iter()
+            .map(|(&id, entry)| {
+                let last = LastBatch {
+                    epoch: ProducerEpoch(entry.epoch),
+                    last_data_offset: entry.batches.back().map(|b| b.last_offset),
+                };
+                (ProducerId(id), last)
+            })
+            .collect()
     }
 
     /// Records a batch appended at `base_offset..=last_offset`; a transactional

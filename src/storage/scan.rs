@@ -107,3 +107,91 @@ impl<'a> HeaderScanner<'a> {
         Ok(Some(summary))
     }
 }
+
+/// Iterates whole batches, header and bytes, from `position` up to `end` (a batch
+/// boundary), reading at least `window` bytes at a time: the cleaner reads every
+/// byte of the segments it rewrites.
+pub struct BatchReader<'a> {
+    source: &'a SegmentSource,
+    position: u64,
+    end: u64,
+    window_len: usize,
+    window: Option<(u64, Bytes)>,
+}
+
+impl<'a> BatchReader<'a> {
+    pub fn new(source: &'a SegmentSource, position: u64, end: u64, window_len: usize) -> Self {
+        BatchReader {
+            source,
+            position,
+            end,
+            window_len: window_len.max(BATCH_HEADER_LEN),
+            window: None,
+        }
+    }
+
+    /// Whether the window holds `[position, position + len)`.
+    fn holds(&self, position: u64, len: u64) -> bool {
+        self.window.as_ref().is_some_and(|(start, bytes)| {
+            position >= *start && position + len <= start + bytes.len() as u64
+        })
+    }
+
+    /// Reads a window from `position` that holds at least `len` bytes.
+    async fn load(&mut self, position: u64, len: u64) -> Result<(), LogError> {
+        let want = (self.end - position).min(len.max(self.window_len as u64));
+        let bytes = self.source.read(position, want as usize).await?;
+        if (bytes.len() as u64) < len {
+            return Err(LogError::Corrupt(format!(
+                "short read at {position}: {} of {len} bytes",
+                bytes.len()
+            )));
+        }
+        self.window = Some((position, bytes));
+        Ok(())
+    }
+
+    /// The next batch and its bytes.
+    pub async fn next(&mut self) -> Result<Option<(BatchSummary, &[u8])>, LogError> {
+        let position = self.position;
+        if position >= self.end {
+            return Ok(None);
+        }
+        let header_len = BATCH_HEADER_LEN as u64;
+        if self.end - position < header_len {
+            return Err(LogError::Corrupt(format!(
+                "{} bytes at {position} before the end {} are less than a batch header",
+                self.end - position,
+                self.end
+            )));
+        }
+        if !self.holds(position, header_len) {
+            self.load(position, header_len).await?;
+        }
+        let len = {
+            let (start, bytes) = self.window.as_ref().expect("window just loaded");
+            let header = BatchHeader::parse(&bytes[(position - start) as usize..])
+                .expect("the window holds the header");
+            let len = header.total_len().unwrap_or(0) as u64;
+            if header.magic != MAGIC_V2
+                || len < header_len
+                || position + len > self.end
+            {
+                return Err(LogError::Corrupt(format!(
+                    "bad batch header at position {position} (magic {}, length {len}, end {})",
+                    header.magic, self.end
+                )));
+            }
+            len
+        };
+        if !self.holds(position, len) {
+            self.load(position, len).await?;
+        }
+        let (start, bytes) = self.window.as_ref().expect("window just loaded");
+        let at = (position - start) as usize;
+        let batch = &bytes[at..at + len as usize];
+        let header = BatchHeader::parse(batch).expect("the batch holds its header");
+        self.position += len;
+        Ok(Some((BatchSummary::of(header, position, len), batch)))
+    }
+}

@@ -77,6 +77,26 @@ impl AbortedIndexes {
         aborted
     }
 
+    /// The entries of the segment at `base`.
+    pub fn entries(&self, base: Offset) -> &[AbortedTxn] {
+        self.segments.get(&base).map_or(&[], Vec::as_slice)
+    }
+
+    /// Replaces the entries of the segments at `old_bases` by those of the
+    /// cleaned segments that replaced them, whose files the swap already wrote.
+    pub fn replace(&mut self, old_bases: &[Offset], cleaned: Vec<(Offset, Vec<AbortedTxn>)>) {
+        for base in old_bases {
+            self.segments.remove(base);
+            self.dirty.remove(base);
+        }
+        for (base, entries) in cleaned {
+            debug_assert!(entries.iter().all(|e| e.last_offset >= base));
+            if !entries.is_empty() {
+                self.segments.insert(base, entries);
+            }
+        }
+    }
+
     /// Forgets the segments deleted from the front of the log (their files go
     /// with them).
     pub fn drop_below(&mut self, first_base: Offset) {
