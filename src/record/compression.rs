@@ -1,8 +1,10 @@
-//! Decompression of a batch's records section, for the few checks that need the
-//! records themselves. Bounded: a batch never inflates past the caller's limit, so
-//! a small compressed batch cannot claim unbounded memory.
+//! Compression of a batch's records section: decompression for the few checks that
+//! need the records themselves, and compression for the log cleaner, which rewrites
+//! a batch with the codec (and snappy framing) it arrived with. Decompression is
+//! bounded: a batch never inflates past the caller's limit, so a small compressed
+//! batch cannot claim unbounded memory.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use crate::record::attributes::Compression;
 
@@ -10,6 +12,97 @@ use crate::record::attributes::Compression;
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 /// Magic, version and compatible version.
 const XERIAL_HEADER_LEN: usize = 16;
+/// The xerial format version and the oldest version able to read it, both 1.
+const XERIAL_VERSIONS: [u8; 8] = [0, 0, 0, 1, 0, 0, 0, 1];
+/// Uncompressed bytes per xerial block: the Java client's snappy block size.
+const XERIAL_BLOCK: usize = 32 << 10;
+/// Kafka's default gzip level (the JDK deflater's default).
+const GZIP_LEVEL: u32 = 6;
+/// Kafka's default zstd level.
+const ZSTD_LEVEL: i32 = 3;
+
+/// How snappy data is framed. Clients differ, and the cleaner writes back what it
+/// read so a consumer sees the framing its producer chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnappyFraming {
+    /// One raw snappy block (librdkafka, franz-go).
+    Raw,
+    /// Xerial's snappy-java stream: a 16-byte header, then length-prefixed raw
+    /// blocks (the Java client).
+    Xerial,
+}
+
+/// Which framing the snappy-compressed `data` uses.
+pub fn snappy_framing(data: &[u8]) -> SnappyFraming {
+    if data.starts_with(XERIAL_MAGIC) {
+        SnappyFraming::Xerial
+    } else {
+        SnappyFraming::Raw
+    }
+}
+
+/// Why data did not compress: only an encoder's own limits (snappy's input size)
+/// or an I/O error from an in-memory writer, neither expected in practice.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{codec:?} compression failed: {reason}")]
+pub struct CompressError {
+    pub codec: Compression,
+    pub reason: String,
+}
+
+/// `data` compressed with `codec` as Kafka clients write it: gzip at level 6, the
+/// LZ4 frame format with 64 KiB independent blocks, zstd at level 3, snappy in
+/// `framing` (ignored by the other codecs).
+pub fn compress(
+    codec: Compression,
+    data: &[u8],
+    framing: SnappyFraming,
+) -> Result<Vec<u8>, CompressError> {
+    let failed = |reason: String| CompressError { codec, reason };
+    match codec {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => {
+            let level = flate2::Compression::new(GZIP_LEVEL);
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), level);
+            encoder.write_all(data).map_err(|e| failed(e.to_string()))?;
+            encoder.finish().map_err(|e| failed(e.to_string()))
+        }
+        Compression::Lz4 => {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            encoder.write_all(data).map_err(|e| failed(e.to_string()))?;
+            encoder.finish().map_err(|e| failed(e.to_string()))
+        }
+        Compression::Zstd => {
+            zstd::bulk::compress(data, ZSTD_LEVEL).map_err(|e| failed(e.to_string()))
+        }
+        Compression::Snappy => {
+            let mut encoder = snap::raw::Encoder::new();
+            match framing {
+                SnappyFraming::Raw => encoder
+                    .compress_vec(data)
+                    .map_err(|e| failed(e.to_string())),
+                SnappyFraming::Xerial => {
+                    let mut out = Vec::with_capacity(XERIAL_HEADER_LEN + data.len() / 2);
+                    out.extend_from_slice(XERIAL_MAGIC);
+                    out.extend_from_slice(&XERIAL_VERSIONS);
+                    for part in data.chunks(XERIAL_BLOCK) {
+                        let block = encoder
+                            .compress_vec(part)
+                            .map_err(|e| failed(e.to_string()))?;
+                        let len = i32::try_from(block.len())
+                            .map_err(|_| failed("xerial block over 2 GiB".to_string()))?;
+                        out.extend_from_slice(&len.to_be_bytes());
+                        out.extend_from_slice(&block);
+                    }
+                    Ok(out)
+                }
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecompressError {
@@ -36,8 +129,10 @@ pub fn decompress(
                 .map_err(|e| corrupt(e.to_string()))?;
             read_bounded(codec, decoder, limit)
         }
-        Compression::Snappy if data.starts_with(XERIAL_MAGIC) => xerial_snappy(data, limit),
-        Compression::Snappy => raw_snappy(data, limit),
+        Compression::Snappy => match snappy_framing(data) {
+            SnappyFraming::Xerial => xerial_snappy(data, limit),
+            SnappyFraming::Raw => raw_snappy(data, limit),
+        },
     }
 }
 
@@ -136,7 +231,7 @@ mod tests {
         let zstd = zstd::stream::encode_all(&data[..], 1).unwrap();
         let snappy = snap::raw::Encoder::new().compress_vec(&data).unwrap();
         let mut xerial = XERIAL_MAGIC.to_vec();
-        xerial.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        xerial.extend_from_slice(&XERIAL_VERSIONS);
         for part in data.chunks(30_000) {
             let block = snap::raw::Encoder::new().compress_vec(part).unwrap();
             xerial.extend_from_slice(&(block.len() as i32).to_be_bytes());
@@ -169,5 +264,40 @@ mod tests {
                 "{codec:?} truncated"
             );
         }
+    }
+
+    #[test]
+    fn every_codec_compresses_what_it_decompresses() {
+        let data = sample();
+        let cases = [
+            (Compression::None, SnappyFraming::Raw),
+            (Compression::Gzip, SnappyFraming::Raw),
+            (Compression::Lz4, SnappyFraming::Raw),
+            (Compression::Zstd, SnappyFraming::Raw),
+            (Compression::Snappy, SnappyFraming::Raw),
+            (Compression::Snappy, SnappyFraming::Xerial),
+        ];
+        for (codec, framing) in cases {
+            for input in [&data[..], &data[..1], &[][..]] {
+                let compressed = compress(codec, input, framing).unwrap();
+                assert_eq!(
+                    decompress(codec, &compressed, input.len()).unwrap(),
+                    input,
+                    "{codec:?} {framing:?} of {} bytes",
+                    input.len()
+                );
+                if codec == Compression::Snappy {
+                    assert_eq!(snappy_framing(&compressed), framing);
+                }
+            }
+        }
+        let xerial = compress(Compression::Snappy, &data, SnappyFraming::Xerial).unwrap();
+        assert_eq!(&xerial[8..XERIAL_HEADER_LEN], &XERIAL_VERSIONS);
+        let first_block = i32::from_be_bytes(xerial[16..20].try_into().unwrap());
+        assert!(
+            (first_block as usize) < xerial.len() - 20,
+            "{} bytes split into several 32 KiB blocks",
+            data.len()
+        );
     }
 }

@@ -23,6 +23,13 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(raw as u8);
 }
 
+/// How many bytes [`write_varlong`] takes for `value`.
+pub fn varlong_len(value: i64) -> usize {
+    let raw = ((value << 1) ^ (value >> 63)) as u64;
+    let bits = 64 - raw.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +52,7 @@ mod tests {
             let mut out = Vec::new();
             write_varlong(&mut out, value);
             assert_eq!(read_varlong(&out), Some((value, out.len())));
+            assert_eq!(varlong_len(value), out.len(), "{value}");
         }
         assert_eq!(read_varlong(&[0x80, 0x80]), None);
     }
