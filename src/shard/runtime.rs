@@ -18,6 +18,7 @@ use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
 use crate::shard::{CONTROLLER_SHARD, Shard};
+use crate::storage::cleaner::CleanerConfig;
 use crate::storage::dir_lock::DirLock;
 
 /// How often a shard looks at the shutdown flag while idle.
@@ -69,6 +70,18 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     failure.map_or(Ok(()), Err)
 }
 
+/// This shard's cleaner settings (`None`: `log.cleaner.enable` is off).
+fn cleaner_config(config: &BrokerConfig, shards: usize) -> Option<CleanerConfig> {
+    let rate = config.log_cleaner_io_max_bytes_per_second;
+    config.log_cleaner_enable.then(|| CleanerConfig {
+        backoff: Duration::from_millis(config.log_cleaner_backoff_ms),
+        map_bytes: usize::try_from(config.log_cleaner_dedupe_buffer_size / shards.max(1) as u64)
+            .unwrap_or(usize::MAX),
+        io_bytes_per_second: (rate < u64::MAX as f64).then_some(rate as u64),
+        read_window: config.log_cleaner_io_buffer_size,
+    })
+}
+
 async fn shard_main(
     config: BrokerConfig,
     table: TopicTable,
@@ -105,6 +118,9 @@ async fn shard_main(
         glommio::timer::sleep(STARTUP_POLL).await;
     }
     let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
+    if let Some(cleaner) = cleaner_config(shard.config(), shards) {
+        crate::storage::cleaner::start(cleaner);
+    }
     if shard.id() == CONTROLLER_SHARD {
         tracing::info!(%listen, shards, data_dir = %shard.config().data_dir.display(), "sluice is serving");
     }

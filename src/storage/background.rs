@@ -1,5 +1,6 @@
 //! Background work of a partition log on its owning shard: retention and the high
-//! watermark checkpoint, and the periodic fdatasync of the interval policy.
+//! watermark checkpoint, the periodic fdatasync of the interval policy, and the
+//! registration with the shard's log cleaner.
 
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use crate::types::TimestampMs;
 /// handling). They hold only a weak reference and stop when the log is closed or
 /// dropped.
 pub fn spawn(log: &Rc<PartitionLog>, queue: Option<TaskQueueHandle>) {
+    crate::storage::cleaner::register(log);
     let config = log.config();
     every(
         log,

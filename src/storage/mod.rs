@@ -12,7 +12,9 @@
 
 pub mod background;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod commit_round;
+pub mod compaction_rules;
 pub mod config;
 #[cfg(test)]
 mod dependencies;

@@ -77,11 +77,6 @@ impl AbortedIndexes {
         aborted
     }
 
-    /// The entries of the segment at `base`.
-    pub fn entries(&self, base: Offset) -> &[AbortedTxn] {
-        self.segments.get(&base).map_or(&[], Vec::as_slice)
-    }
-
     /// Replaces the entries of the segments at `old_bases` by those of the
     /// cleaned segments that replaced them, whose files the swap already wrote.
     pub fn replace(&mut self, old_bases: &[Offset], cleaned: Vec<(Offset, Vec<AbortedTxn>)>) {

@@ -11,6 +11,7 @@
 //!   replay;
 //! - `truncate`: cutting the log back to an offset, for replication;
 //! - `aborted`: the `.txnindex` files of aborted transactions;
+//! - `clean`: compaction, one cleaner pass at a time;
 //! - `state`: the state they share and the order its offsets keep.
 //!
 //! Locking: one task at a time writes (flushes, rolls, truncations, checkpoints and
@@ -19,6 +20,7 @@
 
 mod aborted;
 mod appender;
+mod clean;
 mod housekeeping;
 mod reader;
 mod roll;
@@ -34,7 +36,8 @@ use std::time::{Duration, Instant};
 use glommio::sync::{Permit, Semaphore};
 
 use crate::storage::checkpoint::{
-    self, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE,
+    self, CLEANER_OFFSET_FILE, HIGH_WATERMARK_FILE, LEADER_EPOCH_FILE, LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
 };
 use crate::storage::config::{Durability, LogConfig};
 use crate::storage::error::{LogError, io};
@@ -44,6 +47,7 @@ use crate::storage::segment::{Segment, SegmentSettings};
 use crate::storage::wake_list::{Wait, WakeList};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
+pub use clean::{CleanStats, PassBudget};
 pub use state::LogOffsets;
 use state::{LogState, Mark};
 
@@ -155,7 +159,12 @@ impl PartitionLog {
         // partition drops its epoch here and gets the same one back when it opens
         // as leader, and then the file needs no rewrite at all.
         let epochs_dirty = epochs.truncate_from(end.offset);
-        let state = LogState::opened(segments, log_start, end, epochs, epochs_dirty);
+        let mut state = LogState::opened(segments, log_start, end, epochs, epochs_dirty);
+        if let Some(first_dirty) =
+            housekeeping::read_offset_checkpoint(dir, CLEANER_OFFSET_FILE).await?
+        {
+            state.first_dirty = first_dirty.clamp(log_start, end.offset);
+        }
         let violation = state.violation(config.durability);
         assert_eq!(violation, None, "{}: recovered log", dir.display());
         let log = PartitionLog {

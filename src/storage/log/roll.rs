@@ -34,14 +34,19 @@ struct ActiveSegment {
 
 /// Whether a batch of `len` bytes spanning `last_offset_delta` offsets must go to
 /// a new segment: the active one would pass `segment.bytes`, is older than
-/// `segment.ms`, or the batch's offsets would leave the index's 32-bit range
+/// `segment.ms` (or, on a compacted log, than `max.compaction.lag.ms`, so its
+/// records can be cleaned in time, as KIP-354 has it), or the batch's offsets would leave the index's 32-bit range
 /// relative to the base. An empty segment never rolls.
 fn roll_due(active: &ActiveSegment, config: &LogConfig, len: u64, last_offset_delta: i64) -> bool {
     if active.size == 0 {
         return false;
     }
     let too_big = active.size + len > config.segment_bytes;
-    let too_old = active.age.is_some_and(|age| age >= config.segment_ms);
+    let max_age = match config.compaction.max_compaction_lag {
+        Some(lag) if config.compaction.enabled => config.segment_ms.min(lag),
+        _ => config.segment_ms,
+    };
+    let too_old = active.age.is_some_and(|age| age >= max_age);
     let relative_end = active.next_offset.0 + last_offset_delta - active.base.0;
     too_big || too_old || relative_end > i64::from(i32::MAX)
 }

@@ -51,6 +51,10 @@ pub(super) struct LogState {
     pub epochs_dirty: bool,
     pub producers: ProducerState,
     pub aborted: AbortedIndexes,
+    /// The first offset the log cleaner has not mapped yet: below it every key's
+    /// duplicates are gone (Kafka's cleaner checkpoint). Clamped into the log
+    /// where it is used.
+    pub first_dirty: Offset,
 }
 
 impl LogState {
@@ -76,6 +80,7 @@ impl LogState {
             epochs_dirty,
             producers: ProducerState::default(),
             aborted: AbortedIndexes::default(),
+            first_dirty: log_start,
         }
     }
 
