@@ -272,25 +272,73 @@ mod tests {
         map.put(b"b", Offset(7)).unwrap();
         let now = TimestampMs(1_000);
         let end = Offset(8);
-        assert!(!keep_record(&view(1, Some(b"a"), true), &map, end, None, now));
-        assert!(keep_record(&view(5, Some(b"a"), true), &map, end, None, now));
-        assert!(keep_record(&view(3, Some(b"c"), true), &map, end, None, now), "unmapped key");
-        assert!(!keep_record(&view(3, None, true), &map, end, None, now), "keyless");
-        assert!(keep_record(&view(9, Some(b"a"), true), &map, end, None, now), "past the map");
+        assert!(!keep_record(
+            &view(1, Some(b"a"), true),
+            &map,
+            end,
+            None,
+            now
+        ));
+        assert!(keep_record(
+            &view(5, Some(b"a"), true),
+            &map,
+            end,
+            None,
+            now
+        ));
+        assert!(
+            keep_record(&view(3, Some(b"c"), true), &map, end, None, now),
+            "unmapped key"
+        );
+        assert!(
+            !keep_record(&view(3, None, true), &map, end, None, now),
+            "keyless"
+        );
+        assert!(
+            keep_record(&view(9, Some(b"a"), true), &map, end, None, now),
+            "past the map"
+        );
         // A tombstone: kept until its batch's horizon passes.
-        assert!(keep_record(&view(7, Some(b"b"), false), &map, end, None, now));
+        assert!(keep_record(
+            &view(7, Some(b"b"), false),
+            &map,
+            end,
+            None,
+            now
+        ));
         let future = Some(TimestampMs(2_000));
-        assert!(keep_record(&view(7, Some(b"b"), false), &map, end, future, now));
+        assert!(keep_record(
+            &view(7, Some(b"b"), false),
+            &map,
+            end,
+            future,
+            now
+        ));
         let past = Some(TimestampMs(500));
-        assert!(!keep_record(&view(7, Some(b"b"), false), &map, end, past, now));
+        assert!(!keep_record(
+            &view(7, Some(b"b"), false),
+            &map,
+            end,
+            past,
+            now
+        ));
     }
 
     #[test]
     fn aborted_data_goes_and_its_marker_stays_while_the_pass_saw_data() {
         let mut tracker = TxnTracker::new(vec![txn(1, 10, 20)]);
-        assert!(!tracker.on_data(ProducerId(1), false, Offset(5)), "not transactional");
-        assert!(tracker.on_data(ProducerId(1), true, Offset(12)), "aborted data goes");
-        assert!(!tracker.on_data(ProducerId(2), true, Offset(14)), "committed data stays");
+        assert!(
+            !tracker.on_data(ProducerId(1), false, Offset(5)),
+            "not transactional"
+        );
+        assert!(
+            tracker.on_data(ProducerId(1), true, Offset(12)),
+            "aborted data goes"
+        );
+        assert!(
+            !tracker.on_data(ProducerId(2), true, Offset(14)),
+            "committed data stays"
+        );
         let fate = tracker.on_marker(ProducerId(1), Some(MarkerKind::Abort), Offset(20));
         assert_eq!(
             fate,
@@ -312,7 +360,10 @@ mod tests {
                 index_entry: None
             }
         );
-        assert!(next.on_marker(ProducerId(3), Some(MarkerKind::Commit), Offset(30)).removable);
+        assert!(
+            next.on_marker(ProducerId(3), Some(MarkerKind::Commit), Offset(30))
+                .removable
+        );
         assert!(next.on_marker(ProducerId(3), None, Offset(31)).removable);
     }
 
@@ -337,11 +388,41 @@ mod tests {
         .into_iter()
         .collect();
         let epoch = ProducerEpoch(0);
-        assert!(is_last_of_producer(&last, ProducerId(1), epoch, Offset(9), false));
-        assert!(!is_last_of_producer(&last, ProducerId(1), epoch, Offset(8), false));
-        assert!(is_last_of_producer(&last, ProducerId(2), ProducerEpoch(3), Offset(4), true));
-        assert!(!is_last_of_producer(&last, ProducerId(2), ProducerEpoch(3), Offset(4), false));
-        assert!(!is_last_of_producer(&last, ProducerId(7), epoch, Offset(4), false));
+        assert!(is_last_of_producer(
+            &last,
+            ProducerId(1),
+            epoch,
+            Offset(9),
+            false
+        ));
+        assert!(!is_last_of_producer(
+            &last,
+            ProducerId(1),
+            epoch,
+            Offset(8),
+            false
+        ));
+        assert!(is_last_of_producer(
+            &last,
+            ProducerId(2),
+            ProducerEpoch(3),
+            Offset(4),
+            true
+        ));
+        assert!(!is_last_of_producer(
+            &last,
+            ProducerId(2),
+            ProducerEpoch(3),
+            Offset(4),
+            false
+        ));
+        assert!(!is_last_of_producer(
+            &last,
+            ProducerId(7),
+            epoch,
+            Offset(4),
+            false
+        ));
     }
 
     #[test]
@@ -351,7 +432,12 @@ mod tests {
             next_base: Offset(next),
             size,
         };
-        let spans = [span(0, 10, 40), span(10, 20, 40), span(20, 30, 40), span(30, 40, 100)];
+        let spans = [
+            span(0, 10, 40),
+            span(10, 20, 40),
+            span(20, 30, 40),
+            span(30, 40, 100),
+        ];
         assert_eq!(group_segments(&spans, 100), vec![2, 1, 1]);
         assert_eq!(group_segments(&spans, 1000), vec![4]);
         let wide = [span(0, 10, 1), span(10, 1 << 32, 1)];

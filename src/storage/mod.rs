@@ -2,16 +2,18 @@
 //! indexes, group commit, checkpoints, recovery, retention and truncation.
 //!
 //! Modules depend on each other one way (a test keeps it so): `error`,
-//! `config`, `summary`, the indexes, the write buffer and `checkpoint` at the
-//! bottom; the tail cache, `scan`, `zero_fill` and `segment` above them; then
-//! `recovery`; then `log`, the facade the rest of the broker uses; then
-//! `background`.
+//! `config`, `summary`, the indexes, the write buffer, `checkpoint` and the log
+//! cleaner's `offset_map` and `throttle` at the bottom; the tail cache, `scan`,
+//! `zero_fill` and `segment` above them; `cleaned_segment` above `segment`,
+//! and `swap` above it; then `recovery`; then `log`, the facade the rest of the
+//! broker uses; then `background`.
 //!
 //! Everything here belongs to exactly one shard: types are `!Send`, shared with
 //! `Rc`, and never hold a `RefCell` borrow across an `.await`.
 
 pub mod background;
 pub mod checkpoint;
+pub mod cleaned_segment;
 pub mod cleaner;
 pub mod commit_round;
 pub mod compaction_rules;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
+pub mod offset_map;
 pub mod producer_state;
 pub mod read;
 pub mod recovery;
@@ -32,9 +35,11 @@ pub mod scan;
 pub mod segment;
 pub mod segment_reader;
 pub mod summary;
+pub mod swap;
 pub mod tail_cache;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod throttle;
 pub mod time_index;
 pub mod txn_index;
 pub mod wake_list;

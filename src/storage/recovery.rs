@@ -1,6 +1,8 @@
 //! Opening a partition directory: find the segments, trust what the last clean
 //! checkpoint covers, validate every batch after it (header and CRC32C), truncate a
 //! torn or corrupt tail, rebuild missing or corrupt indexes, and say so loudly.
+//! First of all, a log cleaner swap a crash interrupted is finished or undone
+//! (`storage::swap`).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -17,6 +19,7 @@ use crate::storage::segment::{
 };
 use crate::storage::segment_reader::SegmentReader;
 use crate::storage::summary::BatchSummary;
+use crate::storage::swap::{self, SwapEvent};
 use crate::storage::time_index::TimeIndex;
 use crate::types::Offset;
 
@@ -44,6 +47,22 @@ pub enum RecoveryEvent {
         recovery_point: Offset,
         log_end: Offset,
     },
+    /// A committed cleaner swap, interrupted by a crash, was finished: the
+    /// segments at `new` replace those at `old`.
+    SwapCompleted { old: Vec<Offset>, new: Vec<Offset> },
+    /// A file of a cleaning pass that never committed was removed.
+    UncommittedCleanedFileRemoved { path: PathBuf },
+}
+
+impl From<SwapEvent> for RecoveryEvent {
+    fn from(event: SwapEvent) -> RecoveryEvent {
+        match event {
+            SwapEvent::Completed { old, new } => RecoveryEvent::SwapCompleted { old, new },
+            SwapEvent::CleanedFileRemoved { path } => {
+                RecoveryEvent::UncommittedCleanedFileRemoved { path }
+            }
+        }
+    }
 }
 
 /// What recovery found and did.
@@ -78,6 +97,18 @@ impl RecoveryReport {
             RecoveryEvent::IndexRebuilt { segment, reason } => {
                 tracing::warn!(dir = %dir.display(), %segment, %reason, "rebuilt segment index");
             }
+            RecoveryEvent::SwapCompleted { old, new } => {
+                tracing::warn!(
+                    dir = %dir.display(), ?old, ?new,
+                    "finished a log cleaner swap interrupted by a crash"
+                );
+            }
+            RecoveryEvent::UncommittedCleanedFileRemoved { path } => {
+                tracing::info!(
+                    path = %path.display(),
+                    "removed a file of a log cleaner pass that never committed"
+                );
+            }
             other => {
                 tracing::error!(dir = %dir.display(), event = ?other, "log recovery dropped data");
             }
@@ -108,6 +139,9 @@ pub async fn recover(
 ) -> Result<RecoveredLog, LogError> {
     let index_interval = settings.index_interval;
     let mut report = RecoveryReport::default();
+    for event in swap::recover(dir).await? {
+        report.record(dir, event.into());
+    }
     let bases = list_segments(dir, &mut report)?;
     let recovery_point = match checkpoint::read_optional(&dir.join(RECOVERY_POINT_FILE)).await? {
         Some(bytes) => checkpoint::decode_offset(&bytes)
@@ -196,6 +230,8 @@ pub async fn recover(
 }
 
 /// Segment base offsets in `dir`, sorted; removes temp files and orphan indexes.
+/// Runs after `swap::recover`, so no `.cleaned` file or swap marker is left
+/// (their names parse as no segment file either).
 fn list_segments(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<Offset>, LogError> {
     let mut bases = Vec::new();
     let mut indexes = Vec::new();

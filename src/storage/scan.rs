@@ -173,10 +173,7 @@ impl<'a> BatchReader<'a> {
             let header = BatchHeader::parse(&bytes[(position - start) as usize..])
                 .expect("the window holds the header");
             let len = header.total_len().unwrap_or(0) as u64;
-            if header.magic != MAGIC_V2
-                || len < header_len
-                || position + len > self.end
-            {
+            if header.magic != MAGIC_V2 || len < header_len || position + len > self.end {
                 return Err(LogError::Corrupt(format!(
                     "bad batch header at position {position} (magic {}, length {len}, end {})",
                     header.magic, self.end

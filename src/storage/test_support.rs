@@ -122,3 +122,12 @@ pub fn log_files(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A batch of `count` records of `value_len` bytes with its offsets from `base`
+/// (timestamps from `base` too), as the log would have stored it.
+pub fn batch_at(base: i64, count: usize, value_len: usize) -> Vec<u8> {
+    let mut bytes = batch(count, value_len, base);
+    crate::record::batch::RecordBatchMut::new_unchecked(&mut bytes)
+        .assign_offset_and_epoch(crate::types::Offset(base), LeaderEpoch(0));
+    bytes
+}

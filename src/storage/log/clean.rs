@@ -13,14 +13,13 @@
 //! checks the segments it replaces are still the log's.
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::record::batch::{BatchHeader, RecordBatch};
 use crate::record::compaction::{Filtered, delete_horizon, filter_batch};
 use crate::record::control::EndTxnMarker;
 use crate::storage::checkpoint::CLEANER_OFFSET_FILE;
-use crate::storage::cleaned_segment::{CleanedSegment, CleanedSegmentWriter};
+use crate::storage::cleaned_segment::{self, CleanedSegment, CleanedSegmentWriter};
 use crate::storage::compaction_rules::{
     Cleanable, SegmentSpan, TxnTracker, cleanable_spans, group_segments, is_last_of_producer,
     keep_record,
@@ -91,7 +90,11 @@ impl PartitionLog {
         let (sealed, first_dirty, mut uncleanable) = {
             let state = self.state.borrow();
             let first_dirty = state.first_dirty.clamp(state.log_start, state.log_end());
-            (sealed_spans(&state.segments), first_dirty, last_stable.min(state.active().base))
+            (
+                sealed_spans(&state.segments),
+                first_dirty,
+                last_stable.min(state.active().base),
+            )
         };
         let lag = config.compaction.min_compaction_lag;
         if !lag.is_zero() {
@@ -134,10 +137,7 @@ impl PartitionLog {
             let state = self.state.borrow();
             state.segments.iter().find(|s| s.base == base)?.source()
         };
-        let bytes = source
-            .read(0, crate::record::BATCH_HEADER_LEN)
-            .await
-            .ok()?;
+        let bytes = source.read(0, crate::record::BATCH_HEADER_LEN).await.ok()?;
         BatchHeader::parse(&bytes).map(BatchHeader::max_timestamp)
     }
 
@@ -158,8 +158,14 @@ impl PartitionLog {
         }
         let pass = self.take_pass(cleanable);
         let mut bytes_read = 0;
-        let map_end = build_map(&pass, budget.map, budget.throttle, budget.read_window, &mut bytes_read)
-            .await?;
+        let map_end = build_map(
+            &pass,
+            budget.map,
+            budget.throttle,
+            budget.read_window,
+            &mut bytes_read,
+        )
+        .await?;
         let rewrite: Vec<&PassSegment> = pass
             .segments
             .iter()
@@ -170,7 +176,10 @@ impl PartitionLog {
         let mut written = Vec::new();
         let mut tracker = TxnTracker::new(pass.aborted.clone());
         let mut records_removed = 0;
-        let horizon = TimestampMs(now.0.saturating_add(pass.delete_retention.as_millis() as i64));
+        let horizon = TimestampMs(
+            now.0
+                .saturating_add(pass.delete_retention.as_millis() as i64),
+        );
         let mut at = 0;
         for count in group_segments(&spans, pass.segment_bytes) {
             let group = &rewrite[at..at + count];
@@ -275,11 +284,16 @@ impl PartitionLog {
         };
         let Some(position) = position else {
             tracing::info!(dir = %self.dir.display(), "log changed during cleaning; dropping the pass");
-            swap::discard(&self.dir, &new_bases).await?;
+            cleaned_segment::discard(&self.dir, &new_bases)?;
             return Ok(false);
         };
         // Reads in flight keep the replaced files through these descriptors.
-        for segment in self.state.borrow().segments.range(position..position + old_bases.len()) {
+        for segment in self
+            .state
+            .borrow()
+            .segments
+            .range(position..position + old_bases.len())
+        {
             segment.reader.file()?;
         }
         if let Err(error) = swap::commit(&self.dir, old_bases, &new_bases).await {
@@ -421,9 +435,9 @@ impl BatchRules<'_> {
             let passed = existing_horizon.is_some_and(|h| h <= self.now);
             (fate.removable && passed, fate.index_entry)
         } else {
-            let aborted = self
-                .tracker
-                .on_data(producer, attributes.is_transactional(), last_offset);
+            let aborted =
+                self.tracker
+                    .on_data(producer, attributes.is_transactional(), last_offset);
             (aborted, None)
         };
         let retain_empty = header.has_producer_id()
@@ -461,7 +475,6 @@ mod tests {
     use crate::record::builder::{BatchWriter, NewRecord, build_batch_with};
     use crate::storage::LogConfig;
     use crate::storage::config::Compaction;
-    use crate::storage::log::AppendOptions;
     use crate::storage::test_support::{EPOCH0, open_log, run};
 
     fn compacted() -> LogConfig {
@@ -498,8 +511,7 @@ mod tests {
             let outcome = log.read(next, 1 << 20, true).await.unwrap();
             let bytes = outcome.to_vec().await.unwrap();
             for batch in crate::record::key_value::batches(&bytes) {
-                let records =
-                    crate::record::compaction::BatchRecords::new(batch, 1 << 20).unwrap();
+                let records = crate::record::compaction::BatchRecords::new(batch, 1 << 20).unwrap();
                 for record in records.iter() {
                     let record = record.unwrap();
                     let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
@@ -546,7 +558,10 @@ mod tests {
             let cleaned: Vec<_> = records.iter().filter(|(o, _, _)| *o < active).collect();
             let mut seen = std::collections::HashSet::new();
             for (offset, key, _) in &cleaned {
-                assert!(seen.insert(key.clone()), "{key} twice below the active segment");
+                assert!(
+                    seen.insert(key.clone()),
+                    "{key} twice below the active segment"
+                );
                 let newest = last[key.as_str()];
                 assert!(*offset == newest || newest >= active, "{key} at {offset}");
             }
