@@ -200,6 +200,9 @@ pub struct Cleanable {
     pub dirty_bytes: u64,
     /// Dirty records older than `max.compaction.lag.ms`: cleaned whatever the ratio.
     pub overdue: bool,
+    /// The delete horizon a pass left has passed: tombstones or markers are due
+    /// to go, whatever the ratio.
+    pub horizon_passed: bool,
 }
 
 impl Cleanable {
@@ -214,7 +217,8 @@ impl Cleanable {
 
     /// Whether a pass is due (Kafka's `LogCleanerManager.grabFilthiestCompactedLog`).
     pub fn is_due(&self, min_ratio: f64) -> bool {
-        self.dirty_bytes > 0 && (self.overdue || self.dirty_ratio() >= min_ratio)
+        let dirty = self.dirty_bytes > 0 && (self.overdue || self.dirty_ratio() >= min_ratio);
+        dirty || (self.horizon_passed && self.clean_bytes > 0)
     }
 }
 
@@ -461,6 +465,7 @@ mod tests {
             clean_bytes: clean,
             dirty_bytes: dirty,
             overdue: false,
+            horizon_passed: false,
         };
         assert_eq!(cleanable.dirty_ratio(), 0.5);
         assert!(cleanable.is_due(0.5));
@@ -471,6 +476,19 @@ mod tests {
                 ..cleanable
             }
             .is_due(0.9)
+        );
+        let clean_only = Cleanable {
+            dirty_bytes: 0,
+            ..cleanable
+        };
+        assert!(!clean_only.is_due(0.0));
+        assert!(
+            Cleanable {
+                horizon_passed: true,
+                ..clean_only
+            }
+            .is_due(0.9),
+            "expired tombstones make a pass due"
         );
     }
 }

@@ -122,12 +122,18 @@ impl PartitionLog {
             }
             _ => false,
         };
+        let horizon_passed = self
+            .state
+            .borrow()
+            .pending_horizon
+            .is_some_and(|horizon| horizon <= now);
         Some(Cleanable {
             first_dirty,
             clean_end,
             clean_bytes,
             dirty_bytes,
             overdue,
+            horizon_passed,
         })
     }
 
@@ -153,7 +159,7 @@ impl PartitionLog {
         let Some(cleanable) = self.cleanable(now).await else {
             return Ok(None);
         };
-        if cleanable.dirty_bytes == 0 {
+        if cleanable.dirty_bytes == 0 && !cleanable.horizon_passed {
             return Ok(None);
         }
         let pass = self.take_pass(cleanable);
@@ -176,6 +182,7 @@ impl PartitionLog {
         let mut written = Vec::new();
         let mut tracker = TxnTracker::new(pass.aborted.clone());
         let mut records_removed = 0;
+        let mut pending_horizon = None;
         let horizon = TimestampMs(
             now.0
                 .saturating_add(pass.delete_retention.as_millis() as i64),
@@ -210,6 +217,10 @@ impl PartitionLog {
                         Filtered::Removed => None,
                     };
                     if let Some(bytes) = kept {
+                        let stamped = BatchHeader::parse(bytes).and_then(delete_horizon);
+                        if let Some(stamped) = stamped.filter(|&h| h > now) {
+                            pending_horizon = pending_horizon.max(Some(stamped));
+                        }
                         budget.throttle.consume(bytes.len() as u64).await;
                         writer.append(bytes).await?;
                         entries.extend(entry);
@@ -221,7 +232,10 @@ impl PartitionLog {
         }
         let old_bases: Vec<Offset> = spans.iter().map(|s| s.base).collect();
         let segments_written = cleaned.len();
-        if !self.swap_in(&old_bases, cleaned, map_end).await? {
+        if !self
+            .swap_in(&old_bases, cleaned, map_end, pending_horizon)
+            .await?
+        {
             return Ok(None);
         }
         Ok(Some(CleanStats {
@@ -270,6 +284,7 @@ impl PartitionLog {
         old_bases: &[Offset],
         cleaned: Vec<(CleanedSegment, Vec<AbortedTxn>)>,
         first_dirty: Offset,
+        pending_horizon: Option<TimestampMs>,
     ) -> Result<bool, LogError> {
         let new_bases: Vec<Offset> = cleaned.iter().map(|(segment, _)| segment.base).collect();
         let (_guard, _sealed) = self.lock_all().await?;
@@ -321,6 +336,7 @@ impl PartitionLog {
             state.segments.extend(tail);
             state.aborted.replace(old_bases, entries);
             state.first_dirty = state.first_dirty.max(first_dirty);
+            state.pending_horizon = pending_horizon;
         }
         self.check();
         self.write_offset(CLEANER_OFFSET_FILE, first_dirty).await?;

@@ -55,6 +55,11 @@ pub(super) struct LogState {
     /// duplicates are gone (Kafka's cleaner checkpoint). Clamped into the log
     /// where it is used.
     pub first_dirty: Offset,
+    /// The latest delete horizon a cleaner pass left on a batch, if it has not
+    /// passed then: once it does, a pass is due to drop the tombstones and
+    /// markers it guards even without new dirty records (Kafka's
+    /// `latestDeleteHorizon`, KIP-534). Not kept across restarts, as in Kafka.
+    pub pending_horizon: Option<crate::types::TimestampMs>,
 }
 
 impl LogState {
@@ -81,6 +86,7 @@ impl LogState {
             producers: ProducerState::default(),
             aborted: AbortedIndexes::default(),
             first_dirty: log_start,
+            pending_horizon: None,
         }
     }
 
