@@ -491,6 +491,7 @@ mod tests {
     use crate::record::builder::{BatchWriter, NewRecord, build_batch_with};
     use crate::storage::LogConfig;
     use crate::storage::config::Compaction;
+    use crate::storage::producer_state::TxnMarker;
     use crate::storage::test_support::{EPOCH0, open_log, run};
 
     fn compacted() -> LogConfig {
@@ -586,6 +587,150 @@ mod tests {
             // The cleaned log opens again, with the same records.
             let reopened = open_log(dir.path(), compacted()).await;
             assert_eq!(read_all(&reopened).await, records);
+            reopened.close().await.unwrap();
+        });
+    }
+
+    fn txn_keyed(producer: i64, sequence: i32, key: &str, value: &str) -> Vec<u8> {
+        build_batch_with(
+            &[NewRecord {
+                key: Some(key.as_bytes()),
+                value: Some(value.as_bytes()),
+                timestamp_ms: 1_700_000_000_000,
+            }],
+            BatchWriter {
+                attributes: crate::record::attributes::Attributes(0).with_transactional(),
+                producer_id: ProducerId(producer),
+                producer_epoch: ProducerEpoch(0),
+                base_sequence: sequence,
+            },
+        )
+    }
+
+    fn end_txn(producer: i64, kind: crate::record::control::MarkerKind) -> TxnMarker {
+        TxnMarker {
+            producer_id: ProducerId(producer),
+            producer_epoch: ProducerEpoch(0),
+            coordinator_epoch: 1,
+            kind,
+        }
+    }
+
+    /// Batches (base offset, control, records) of the whole log.
+    async fn batches(log: &PartitionLog) -> Vec<(Offset, bool, i32)> {
+        let mut out = Vec::new();
+        let mut next = log.log_start_offset();
+        for _ in 0..10_000 {
+            if next >= log.high_watermark() {
+                break;
+            }
+            let outcome = log.read(next, 1 << 20, true).await.unwrap();
+            let bytes = outcome.to_vec().await.unwrap();
+            for batch in crate::record::key_value::batches(&bytes) {
+                let header = batch.header();
+                out.push((
+                    header.base_offset(),
+                    header.attributes().is_control(),
+                    header.records_count.get(),
+                ));
+            }
+            next = outcome.next_offset;
+        }
+        out
+    }
+
+    #[test]
+    fn aborted_data_goes_and_markers_go_once_nothing_of_their_transaction_is_left() {
+        use crate::record::control::MarkerKind;
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), compacted()).await;
+            let aborted = log
+                .append(&txn_keyed(7, 0, "a", "aborted"), EPOCH0)
+                .await
+                .unwrap();
+            let abort = log
+                .append_marker(&end_txn(7, MarkerKind::Abort), EPOCH0)
+                .await
+                .unwrap();
+            // The producer's later transaction: its aborted batch is no longer
+            // its newest, kept for its sequence.
+            log.append(&txn_keyed(7, 1, "d", "later"), EPOCH0)
+                .await
+                .unwrap();
+            log.append_marker(&end_txn(7, MarkerKind::Commit), EPOCH0)
+                .await
+                .unwrap();
+            log.append(&txn_keyed(8, 0, "b", "committed"), EPOCH0)
+                .await
+                .unwrap();
+            let commit = log
+                .append_marker(&end_txn(8, MarkerKind::Commit), EPOCH0)
+                .await
+                .unwrap();
+            while log.segment_count() < 4 {
+                log.append(&keyed("c", Some("plain")), EPOCH0)
+                    .await
+                    .unwrap();
+            }
+            let mut map = OffsetMap::with_memory(1 << 16);
+            let mut throttle = Throttle::new(None);
+            let now = TimestampMs::now();
+            log.clean(budget(&mut map, &mut throttle), now)
+                .await
+                .unwrap()
+                .expect("a pass ran");
+            let after = batches(&log).await;
+            let find = |offset: Offset| after.iter().find(|b| b.0 == offset).copied();
+            assert_eq!(find(aborted.base_offset), None, "the aborted batch is gone");
+            assert_eq!(
+                find(abort),
+                Some((abort, true, 1)),
+                "the abort marker stays a pass"
+            );
+            assert_eq!(find(commit), Some((commit, true, 1)));
+            let aborted_list = log
+                .read_isolated(
+                    Offset::ZERO,
+                    1 << 20,
+                    true,
+                    crate::storage::Isolation::ReadCommitted,
+                )
+                .await
+                .unwrap()
+                .aborted
+                .unwrap();
+            assert_eq!(
+                aborted_list.len(),
+                1,
+                "the kept marker keeps its index entry"
+            );
+            // A later pass, after the delete horizon: no data of the aborted
+            // transaction is left, so its marker goes; the committed one stays
+            // with its data.
+            let later = TimestampMs(now.0 + 10_000);
+            log.clean(budget(&mut map, &mut throttle), later)
+                .await
+                .unwrap()
+                .expect("the passed horizon makes a pass due");
+            let after = batches(&log).await;
+            assert!(after.iter().all(|b| b.0 != abort), "{after:?}");
+            assert!(after.iter().any(|b| b.0 == commit));
+            let aborted_list = log
+                .read_isolated(
+                    Offset::ZERO,
+                    1 << 20,
+                    true,
+                    crate::storage::Isolation::ReadCommitted,
+                )
+                .await
+                .unwrap()
+                .aborted
+                .unwrap();
+            assert!(aborted_list.is_empty(), "no entry without its marker");
+            log.close().await.unwrap();
+            let reopened = open_log(dir.path(), compacted()).await;
+            assert_eq!(batches(&reopened).await, after);
             reopened.close().await.unwrap();
         });
     }
