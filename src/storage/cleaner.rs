@@ -99,7 +99,8 @@ pub fn start(config: CleanerConfig) {
 }
 
 async fn run(config: CleanerConfig) {
-    let mut map = OffsetMap::with_memory(config.map_bytes);
+    // Allocated at the first pass: a shard without compacted logs never pays.
+    let mut map: Option<OffsetMap> = None;
     let mut throttle = Throttle::new(config.io_bytes_per_second);
     let mut uncleanable: HashSet<PathBuf> = HashSet::new();
     loop {
@@ -122,7 +123,7 @@ fn live_logs() -> Vec<Rc<PartitionLog>> {
 /// Runs one pass on the log that needs it most; `false` when none did.
 async fn clean_filthiest(
     config: &CleanerConfig,
-    map: &mut OffsetMap,
+    map: &mut Option<OffsetMap>,
     throttle: &mut Throttle,
     uncleanable: &mut HashSet<PathBuf>,
 ) -> bool {
@@ -151,7 +152,7 @@ async fn clean_filthiest(
         return false;
     };
     let budget = PassBudget {
-        map,
+        map: map.get_or_insert_with(|| OffsetMap::with_memory(config.map_bytes)),
         throttle,
         read_window: config.read_window,
     };

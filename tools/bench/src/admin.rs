@@ -48,11 +48,21 @@ impl Admin {
     }
 
     /// Creates `names` with `partitions` partitions each (replication factor 1)
-    /// and waits until the metadata lists all their partitions.
-    pub fn create_topics(&self, names: &[String], partitions: u32) -> Result<(), BenchError> {
+    /// and `configs`, and waits until the metadata lists all their partitions.
+    pub fn create_topics(
+        &self,
+        names: &[String],
+        partitions: u32,
+        configs: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), BenchError> {
         let topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|name| NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1)))
+            .map(|name| {
+                configs.iter().fold(
+                    NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1)),
+                    |topic, (key, value)| topic.set(key, value),
+                )
+            })
             .collect();
         let results = self
             .runtime

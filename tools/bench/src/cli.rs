@@ -54,6 +54,13 @@ pub struct Cli {
     /// Record keys [default: none].
     #[arg(long, value_enum)]
     pub keys: Option<KeyDistribution>,
+    /// With --keys random: distinct keys, 0 for any 8-byte key [default: 0].
+    #[arg(long, value_name = "N")]
+    pub key_space: Option<u64>,
+    /// A topic config the run's topics are created with (repeatable), e.g.
+    /// --topic-config cleanup.policy=compact.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = property)]
+    pub topic_config: Vec<(String, String)>,
     /// Records per second, all producers together; 0 = as fast as possible [default: 0].
     #[arg(long, value_name = "MSG_PER_SEC")]
     pub rate: Option<u64>,
@@ -115,6 +122,8 @@ impl Cli {
             consumer_mode: self.consumer_mode,
             message_size: self.message_size,
             key_distribution: self.keys,
+            key_space: self.key_space,
+            topic_configs: self.topic_config.clone(),
             producer_rate: self.rate,
             warmup_secs: self.warmup,
             duration_secs: self.duration,

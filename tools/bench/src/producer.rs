@@ -277,7 +277,14 @@ pub fn run(
             KeyDistribution::RoundRobin => {
                 Some((seq % u64::from(workload.partitions_per_topic)).to_be_bytes())
             }
-            KeyDistribution::Random => Some(key_rng.next_u64().to_be_bytes()),
+            KeyDistribution::Random => {
+                let key = key_rng.next_u64();
+                let key = match workload.key_space {
+                    0 => key,
+                    space => key % space,
+                };
+                Some(key.to_be_bytes())
+            }
         };
         let mut header = Header {
             run_id: plan.run_id,

@@ -191,10 +191,21 @@ pub fn describe(w: &Workload) -> String {
         ConsumerMode::Assign => "assign",
         ConsumerMode::Group => "group",
     };
-    let keys = match w.key_distribution {
-        KeyDistribution::None => "no keys",
-        KeyDistribution::RoundRobin => "round-robin keys",
-        KeyDistribution::Random => "random keys",
+    let keys = match (w.key_distribution, w.key_space) {
+        (KeyDistribution::None, _) => "no keys".to_owned(),
+        (KeyDistribution::RoundRobin, _) => "round-robin keys".to_owned(),
+        (KeyDistribution::Random, 0) => "random keys".to_owned(),
+        (KeyDistribution::Random, space) => format!("random keys of {space}"),
+    };
+    let keys = if w.topic_configs.is_empty() {
+        keys
+    } else {
+        let configs: Vec<String> = w
+            .topic_configs
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        format!("{keys}, topics with {}", configs.join(" "))
     };
     let rate = match w.producer_rate {
         0 => "max rate".to_owned(),

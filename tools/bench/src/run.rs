@@ -57,7 +57,11 @@ pub fn run(workload: &Workload, options: &RunOptions) -> Result<RunResult, Bench
     let topics = topic_names(options.topic.as_deref(), workload.topics, run_id);
     let partitions = u64::from(workload.topics) * u64::from(workload.partitions_per_topic);
     let admin = Admin::new(&options.connection, setup_timeout(partitions))?;
-    admin.create_topics(&topics, workload.partitions_per_topic)?;
+    admin.create_topics(
+        &topics,
+        workload.partitions_per_topic,
+        &workload.topic_configs,
+    )?;
     let result = run_on(workload, options, &topics, run_id);
     if options.delete_topics {
         admin.delete_topics(&topics)?;

@@ -108,6 +108,11 @@ pub struct Workload {
     /// Bytes per record value (the key is extra).
     pub message_size: u32,
     pub key_distribution: KeyDistribution,
+    /// With random keys: how many distinct keys (0: any 8-byte key), so a
+    /// compacted topic has updates to clean.
+    pub key_space: u64,
+    /// Topic configs the run's topics are created with (e.g. cleanup.policy).
+    pub topic_configs: std::collections::BTreeMap<String, String>,
     /// Records per second, all producers together; 0 sends as fast as possible.
     pub producer_rate: u64,
     /// Seconds at the start whose records are verified but not measured.
@@ -139,6 +144,8 @@ impl Default for Workload {
             consumer_mode: ConsumerMode::Group,
             message_size: 1024,
             key_distribution: KeyDistribution::None,
+            key_space: 0,
+            topic_configs: std::collections::BTreeMap::new(),
             producer_rate: 0,
             warmup_secs: 5,
             duration_secs: 60,
@@ -161,6 +168,8 @@ pub struct Overrides {
     pub consumer_mode: Option<ConsumerMode>,
     pub message_size: Option<u32>,
     pub key_distribution: Option<KeyDistribution>,
+    pub key_space: Option<u64>,
+    pub topic_configs: Vec<(String, String)>,
     pub producer_rate: Option<u64>,
     pub warmup_secs: Option<u64>,
     pub duration_secs: Option<u64>,
@@ -227,6 +236,8 @@ impl Workload {
         set(&mut self.consumer_mode, o.consumer_mode);
         set(&mut self.message_size, o.message_size);
         set(&mut self.key_distribution, o.key_distribution);
+        set(&mut self.key_space, o.key_space);
+        self.topic_configs.extend(o.topic_configs.iter().cloned());
         set(&mut self.producer_rate, o.producer_rate);
         set(&mut self.warmup_secs, o.warmup_secs);
         set(&mut self.duration_secs, o.duration_secs);
@@ -248,6 +259,9 @@ impl Workload {
             return invalid(format!(
                 "{clients} producers and consumers in all; at most {MAX_CLIENTS}"
             ));
+        }
+        if self.key_space > 0 && self.key_distribution != KeyDistribution::Random {
+            return invalid("a key space needs random keys (--keys random)".into());
         }
         if self.consumers_per_topic > self.partitions_per_topic {
             return invalid(format!(
