@@ -111,6 +111,13 @@ impl Broker {
         terminate(self.child.take().expect("the broker is running"));
     }
 
+    /// Kills the broker with SIGKILL, at whatever it is doing, and reaps it;
+    /// [`Broker::start_again`] starts it again on the same port and data directory.
+    pub fn kill_with_sigkill(&mut self) {
+        assert!(self.child.is_some(), "the broker is running");
+        self.kill();
+    }
+
     /// Spawns the broker (again) on this port and data directory and waits until
     /// it answers ApiVersions. Panics if it is already running.
     pub fn start_again(&mut self) {
