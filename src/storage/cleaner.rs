@@ -22,11 +22,15 @@ use glommio::{Latency, Shares};
 use crate::storage::log::{CleanStats, PartitionLog, PassBudget};
 use crate::storage::offset_map::OffsetMap;
 use crate::storage::throttle::Throttle;
+use crate::storage::time_slice::TimeSlice;
 use crate::types::TimestampMs;
 
 /// The cleaner's share of the shard against request handling's 1000 (glommio's
 /// default): it only gets more while requests leave the shard idle.
 const CLEANER_SHARES: usize = 50;
+/// How long the cleaner works before it gives the shard back: below the tail
+/// latency a produce should see from it.
+const SLICE: Duration = Duration::from_micros(500);
 
 /// The cleaner settings of one shard.
 #[derive(Debug, Clone)]
@@ -102,9 +106,17 @@ async fn run(config: CleanerConfig) {
     // Allocated at the first pass: a shard without compacted logs never pays.
     let mut map: Option<OffsetMap> = None;
     let mut throttle = Throttle::new(config.io_bytes_per_second);
+    let mut slice = TimeSlice::new(SLICE);
     let mut uncleanable: HashSet<PathBuf> = HashSet::new();
     loop {
-        let cleaned = clean_filthiest(&config, &mut map, &mut throttle, &mut uncleanable).await;
+        let cleaned = clean_filthiest(
+            &config,
+            &mut map,
+            &mut throttle,
+            &mut slice,
+            &mut uncleanable,
+        )
+        .await;
         if !cleaned {
             glommio::timer::sleep(config.backoff).await;
         }
@@ -125,6 +137,7 @@ async fn clean_filthiest(
     config: &CleanerConfig,
     map: &mut Option<OffsetMap>,
     throttle: &mut Throttle,
+    slice: &mut TimeSlice,
     uncleanable: &mut HashSet<PathBuf>,
 ) -> bool {
     let now = TimestampMs::now();
@@ -154,6 +167,7 @@ async fn clean_filthiest(
     let budget = PassBudget {
         map: map.get_or_insert_with(|| OffsetMap::with_memory(config.map_bytes)),
         throttle,
+        slice,
         read_window: config.read_window,
     };
     match log.clean(budget, now).await {

@@ -41,6 +41,7 @@ pub mod tail_cache;
 pub(crate) mod test_support;
 pub mod throttle;
 pub mod time_index;
+pub mod time_slice;
 pub mod txn_index;
 pub mod wake_list;
 pub mod write_buffer;

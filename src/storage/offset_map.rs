@@ -9,24 +9,12 @@
 
 use crate::types::Offset;
 
-/// A slot's offset while it holds no key (offsets are never negative).
-const VACANT: i64 = -1;
 /// Slots of the smallest map, whatever the budget.
 const MIN_SLOTS: usize = 16;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slot {
-    /// The key's XXH3-128 hash, as two halves so a slot packs into 24 bytes.
-    hash: [u64; 2],
-    offset: i64,
-}
-
-impl Slot {
-    const EMPTY: Slot = Slot {
-        hash: [0; 2],
-        offset: VACANT,
-    };
-}
+/// Words of a slot: the key's XXH3-128 hash in two halves, then its offset
+/// plus one (0: the slot holds no key), so a new table is all zeros and its
+/// pages cost nothing until a pass touches them.
+const SLOT_WORDS: usize = 3;
 
 /// A new key met a map holding [`OffsetMap::capacity`] keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,19 +30,28 @@ enum Probe {
 }
 
 pub struct OffsetMap {
-    slots: Vec<Slot>,
-    len: usize,
+    /// `SLOT_WORDS` words per slot.
+    words: Vec<u64>,
+    slots: usize,
+    /// The slots holding a key, so a clear costs the keys of a pass, not the
+    /// table (a shard's table is tens of MiB; clearing it whole stalled the
+    /// shard for milliseconds at every pass).
+    used: Vec<u32>,
     capacity: usize,
     latest: Option<Offset>,
 }
 
 impl OffsetMap {
-    /// Bytes one entry costs.
-    pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+    /// Bytes one slot costs: 24 in the table, 4 in the list of used slots.
+    pub const SLOT_BYTES: usize = SLOT_WORDS * 8 + 4;
 
     /// A map using about `bytes` of memory (never fewer than a few slots).
     pub fn with_memory(bytes: usize) -> OffsetMap {
         let slots = (bytes / Self::SLOT_BYTES).max(MIN_SLOTS);
+        assert!(
+            u32::try_from(slots).is_ok(),
+            "slot numbers fit the list of used slots"
+        );
         // Load factor 0.9: a fuller table makes probes long.
         let capacity = slots - slots.div_ceil(10);
         assert!(
@@ -62,8 +59,9 @@ impl OffsetMap {
             "a map keeps an empty slot to end every probe"
         );
         OffsetMap {
-            slots: vec![Slot::EMPTY; slots],
-            len: 0,
+            words: vec![0; slots * SLOT_WORDS],
+            slots,
+            used: Vec::new(),
             capacity,
             latest: None,
         }
@@ -75,11 +73,11 @@ impl OffsetMap {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.used.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.used.is_empty()
     }
 
     /// Records that `key` was last seen at `offset`. Offsets come in increasing
@@ -91,19 +89,17 @@ impl OffsetMap {
         let at = match self.probe(hash) {
             Probe::Found(at) => at,
             Probe::Vacant(at) => {
-                if self.len == self.capacity {
+                if self.used.len() == self.capacity {
                     return Err(MapFull {
                         capacity: self.capacity,
                     });
                 }
-                self.len += 1;
+                self.used.push(at as u32);
                 at
             }
         };
-        self.slots[at] = Slot {
-            hash,
-            offset: offset.0,
-        };
+        let slot = &mut self.words[at * SLOT_WORDS..(at + 1) * SLOT_WORDS];
+        slot.copy_from_slice(&[hash[0], hash[1], offset.0 as u64 + 1]);
         self.latest = Some(self.latest.map_or(offset, |latest| latest.max(offset)));
         Ok(())
     }
@@ -111,7 +107,7 @@ impl OffsetMap {
     /// The offset `key` was last put at.
     pub fn get(&self, key: &[u8]) -> Option<Offset> {
         match self.probe(hash(key)) {
-            Probe::Found(at) => Some(Offset(self.slots[at].offset)),
+            Probe::Found(at) => Some(Offset(self.words[at * SLOT_WORDS + 2] as i64 - 1)),
             Probe::Vacant(_) => None,
         }
     }
@@ -123,23 +119,25 @@ impl OffsetMap {
 
     /// Empties the map, keeping its memory for the next pass.
     pub fn clear(&mut self) {
-        self.slots.fill(Slot::EMPTY);
-        self.len = 0;
+        for &at in &self.used {
+            let at = at as usize;
+            self.words[at * SLOT_WORDS..(at + 1) * SLOT_WORDS].fill(0);
+        }
+        self.used.clear();
         self.latest = None;
     }
 
     /// The slot holding `hash`, or the vacant one that ends its probe sequence.
     fn probe(&self, hash: [u64; 2]) -> Probe {
-        let slots = self.slots.len();
-        let start = (hash[0] % slots as u64) as usize;
+        let start = (hash[0] % self.slots as u64) as usize;
         // At most every slot once; there is always a vacant one (`capacity < slots`).
-        for step in 0..slots {
-            let at = (start + step) % slots;
-            let slot = &self.slots[at];
-            if slot.offset == VACANT {
+        for step in 0..self.slots {
+            let at = (start + step) % self.slots;
+            let slot = &self.words[at * SLOT_WORDS..(at + 1) * SLOT_WORDS];
+            if slot[2] == 0 {
                 return Probe::Vacant(at);
             }
-            if slot.hash == hash {
+            if slot[..2] == hash {
                 return Probe::Found(at);
             }
         }
@@ -158,7 +156,7 @@ mod tests {
 
     #[test]
     fn slots_are_small_and_the_budget_sets_the_capacity() {
-        assert_eq!(OffsetMap::SLOT_BYTES, 24);
+        assert_eq!(OffsetMap::SLOT_BYTES, 28);
         let map = OffsetMap::with_memory(1000 * OffsetMap::SLOT_BYTES);
         assert_eq!(map.capacity(), 900);
         assert_eq!(OffsetMap::with_memory(0).capacity(), 14);

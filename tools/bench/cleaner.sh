@@ -3,18 +3,20 @@
 # core 1, fsync before ack, a fresh data directory per case, removed afterwards.
 #
 # throughput: fills one compacted partition (segment.bytes 128 MiB) with
-#   DIRTY_MB of 1 KiB updates to KEYS keys while the cleaner is off, restarts
+#   DIRTY_MB of 1 KiB updates to KEYS keys while the cleaner is off (at 50,000
+#   msg/s), restarts
 #   the broker with it on, and reports its passes ("cleaned log" lines: bytes
 #   read and written, milliseconds, MB/s of the dirty log).
 # impact: a fixed-rate sluice-bench (8 partitions, RATE msg/s, 1 KiB) alone,
 #   then beside a second one writing RATE_COMPACT msg/s of updates to a
-#   compacted topic (segment.bytes 8 MiB, min.cleanable.dirty.ratio 0.1), with
+#   compacted topic (segment.bytes 8 MiB, min.cleanable.dirty.ratio RATIO, 0.5), with
 #   the cleaner on and with it off, so the cleaner's own cost shows apart from
-#   the extra load.
+#   the extra load, and with the cleaner's I/O limited to LIMIT bytes/s
+#   (20000000).
 #
 # Usage: tools/bench/cleaner.sh OUT_DIR DATA_PARENT throughput|impact...
 #   SLUICE, BENCH: binaries (default target/release/...); DURATION (30), RATE (20000),
-#   RATE_COMPACT (10000), DIRTY_MB (1024), KEYS (100000)
+#   RATE_COMPACT (10000), DIRTY_MB (1024), KEYS (100000), RATIO (0.5), LIMIT (20000000)
 set -euo pipefail
 OUT=$1; PARENT=$2; shift 2
 SLUICE=${SLUICE:-target/release/sluice}
@@ -40,7 +42,7 @@ stop_broker() {
   kill -TERM "$BROKER_PID"; wait "$BROKER_PID" || true
 }
 
-compacted=(--topic-config cleanup.policy=compact --topic-config min.cleanable.dirty.ratio=0.1)
+compacted=(--topic-config cleanup.policy=compact --topic-config "min.cleanable.dirty.ratio=${RATIO:-0.5}")
 
 throughput() {
   local dir=$PARENT/cleaner-throughput
@@ -48,8 +50,8 @@ throughput() {
   start_broker "$dir" "$OUT/throughput-fill.log" --log-cleaner-enable false
   local records=$((DIRTY_MB * 1024))
   taskset -c 1 "$BENCH" --bootstrap "127.0.0.1:$PORT" --topic cleaned --partitions 1 \
-    --consumers 0 --keys random --key-space "$KEYS" --rate 0 --warmup 0 \
-    --duration $((records / 50000 + 5)) --linger-ms 5 \
+    --consumers 0 --keys random --key-space "$KEYS" --rate 50000 --warmup 0 \
+    --duration $((records / 50000 + 5)) --linger-ms 5 --drain-timeout 1 \
     "${compacted[@]}" --topic-config segment.bytes=134217728 | tee "$OUT/throughput-fill.txt"
   stop_broker
   echo "dirty log: $(du -s --block-size=1M "$dir/cleaned-0" | cut -f1) MiB" | tee -a "$OUT/throughput.txt"
@@ -77,7 +79,7 @@ impact_case() {
   if [ "$name" != alone ]; then
     taskset -c 1 "$BENCH" --bootstrap "127.0.0.1:$PORT" --topic compacted --partitions 1 \
       --consumers 0 --keys random --key-space 10000 --rate "$RATE_COMPACT" --warmup 0 \
-      --duration $((DURATION + 15)) --linger-ms 1 \
+      --duration $((DURATION + 15)) --linger-ms 1 --drain-timeout 1 \
       "${compacted[@]}" --topic-config segment.bytes=8388608 >"$OUT/$name-compacting.txt" 2>&1 &
     side=$!
     sleep 5
@@ -97,6 +99,7 @@ for case in "$@"; do
       impact_case alone
       impact_case beside-cleaner-on
       impact_case beside-cleaner-off --log-cleaner-enable false
+      impact_case beside-cleaner-limited --log-cleaner-io-max-bytes-per-second "${LIMIT:-20000000}"
       ;;
     *) echo "unknown case $case" >&2; exit 2 ;;
   esac

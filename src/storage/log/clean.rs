@@ -31,6 +31,7 @@ use crate::storage::scan::{BatchReader, SegmentSource};
 use crate::storage::segment::Segment;
 use crate::storage::swap;
 use crate::storage::throttle::Throttle;
+use crate::storage::time_slice::TimeSlice;
 use crate::storage::txn_index::AbortedTxn;
 use crate::types::{Offset, ProducerEpoch, ProducerId, TimestampMs};
 
@@ -74,6 +75,8 @@ struct Pass {
 pub struct PassBudget<'a> {
     pub map: &'a mut OffsetMap,
     pub throttle: &'a mut Throttle,
+    /// The pass gives the shard back at the end of every slice.
+    pub slice: &'a mut TimeSlice,
     /// Bytes read at once.
     pub read_window: usize,
 }
@@ -152,7 +155,7 @@ impl PartitionLog {
     /// segment it read), so the next pass starts over.
     pub async fn clean(
         &self,
-        budget: PassBudget<'_>,
+        mut budget: PassBudget<'_>,
         now: TimestampMs,
     ) -> Result<Option<CleanStats>, LogError> {
         let started = Instant::now();
@@ -164,14 +167,7 @@ impl PartitionLog {
         }
         let pass = self.take_pass(cleanable);
         let mut bytes_read = 0;
-        let map_end = build_map(
-            &pass,
-            budget.map,
-            budget.throttle,
-            budget.read_window,
-            &mut bytes_read,
-        )
-        .await?;
+        let map_end = build_map(&pass, &mut budget, &mut bytes_read).await?;
         let rewrite: Vec<&PassSegment> = pass
             .segments
             .iter()
@@ -207,6 +203,7 @@ impl PartitionLog {
                 let mut reader =
                     BatchReader::new(&segment.source, 0, segment.span.size, budget.read_window);
                 while let Some((_, batch)) = reader.next().await? {
+                    budget.slice.pause_if_spent().await;
                     budget.throttle.consume(batch.len() as u64).await;
                     bytes_read += batch.len() as u64;
                     let (outcome, entry) = rules.apply(batch)?;
@@ -361,11 +358,10 @@ fn sealed_spans(segments: &VecDeque<Segment>) -> Vec<SegmentSpan> {
 /// the map is full. Returns the offset after the last batch mapped whole.
 async fn build_map(
     pass: &Pass,
-    map: &mut OffsetMap,
-    throttle: &mut Throttle,
-    read_window: usize,
+    budget: &mut PassBudget<'_>,
     bytes_read: &mut u64,
 ) -> Result<Offset, LogError> {
+    let map = &mut *budget.map;
     map.clear();
     let mut tracker = TxnTracker::new(pass.aborted.clone());
     let mut end = pass.first_dirty;
@@ -374,12 +370,14 @@ async fn build_map(
         .iter()
         .filter(|s| s.span.next_base > pass.first_dirty)
     {
-        let mut reader = BatchReader::new(&segment.source, 0, segment.span.size, read_window);
+        let mut reader =
+            BatchReader::new(&segment.source, 0, segment.span.size, budget.read_window);
         while let Some((summary, batch)) = reader.next().await? {
             if summary.last_offset < pass.first_dirty {
                 continue;
             }
-            throttle.consume(batch.len() as u64).await;
+            budget.slice.pause_if_spent().await;
+            budget.throttle.consume(batch.len() as u64).await;
             *bytes_read += batch.len() as u64;
             let header = BatchHeader::parse(batch).expect("whole batch");
             let attributes = header.attributes();
@@ -540,10 +538,15 @@ mod tests {
         out
     }
 
-    fn budget<'a>(map: &'a mut OffsetMap, throttle: &'a mut Throttle) -> PassBudget<'a> {
+    fn budget<'a>(
+        map: &'a mut OffsetMap,
+        throttle: &'a mut Throttle,
+        slice: &'a mut TimeSlice,
+    ) -> PassBudget<'a> {
         PassBudget {
             map,
             throttle,
+            slice,
             read_window: 64 << 10,
         }
     }
@@ -564,8 +567,12 @@ mod tests {
             assert!(log.segment_count() > 3);
             let mut map = OffsetMap::with_memory(1 << 16);
             let mut throttle = Throttle::new(None);
+            let mut slice = TimeSlice::new(Duration::from_millis(1));
             let stats = log
-                .clean(budget(&mut map, &mut throttle), TimestampMs::now())
+                .clean(
+                    budget(&mut map, &mut throttle, &mut slice),
+                    TimestampMs::now(),
+                )
                 .await
                 .unwrap()
                 .expect("a pass ran");
@@ -675,8 +682,9 @@ mod tests {
             }
             let mut map = OffsetMap::with_memory(1 << 16);
             let mut throttle = Throttle::new(None);
+            let mut slice = TimeSlice::new(Duration::from_millis(1));
             let now = TimestampMs::now();
-            log.clean(budget(&mut map, &mut throttle), now)
+            log.clean(budget(&mut map, &mut throttle, &mut slice), now)
                 .await
                 .unwrap()
                 .expect("a pass ran");
@@ -709,7 +717,7 @@ mod tests {
             // transaction is left, so its marker goes; the committed one stays
             // with its data.
             let later = TimestampMs(now.0 + 10_000);
-            log.clean(budget(&mut map, &mut throttle), later)
+            log.clean(budget(&mut map, &mut throttle, &mut slice), later)
                 .await
                 .unwrap()
                 .expect("the passed horizon makes a pass due");
