@@ -162,9 +162,10 @@ pub struct SegmentSpan {
 }
 
 /// Groups consecutive segments into cleaned ones, as Kafka's
-/// `groupSegmentsBySize`: a group's input fits in `max_bytes`, and its offsets
-/// span less than 2^31 so the indexes' 4-byte relative offsets hold. Returns
-/// the number of segments of each group, in order.
+/// `groupSegmentsBySize`: a group's input fits in `max_bytes` (a segment too
+/// large for it is a group alone), and its offsets span less than 2^31 so the
+/// indexes' 4-byte relative offsets hold. Returns the number of segments of
+/// each group, in order.
 pub fn group_segments(segments: &[SegmentSpan], max_bytes: u64) -> Vec<usize> {
     let mut groups = Vec::new();
     let mut rest = segments;
@@ -447,6 +448,7 @@ mod tests {
         let wide = [span(0, 10, 1), span(10, 1 << 32, 1)];
         assert_eq!(group_segments(&wide, 1000), vec![1, 1]);
         assert!(group_segments(&[], 10).is_empty());
+        assert_eq!(group_segments(&spans, 0), vec![1, 1, 1, 1], "no grouping");
     }
 
     #[test]

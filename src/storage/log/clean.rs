@@ -66,7 +66,11 @@ struct Pass {
     first_dirty: Offset,
     aborted: Vec<AbortedTxn>,
     producers: HashMap<ProducerId, LastBatch>,
-    segment_bytes: u64,
+    /// The most input bytes a cleaned segment groups; a log under time or size
+    /// retention groups none, so its segments keep their time span and
+    /// retention can still delete the old ones (merged into a segment with newer
+    /// records, they would wait for those).
+    group_bytes: u64,
     index_interval: u64,
     delete_retention: Duration,
 }
@@ -184,7 +188,7 @@ impl PartitionLog {
                 .saturating_add(pass.delete_retention.as_millis() as i64),
         );
         let mut at = 0;
-        for count in group_segments(&spans, pass.segment_bytes) {
+        for count in group_segments(&spans, pass.group_bytes) {
             let group = &rewrite[at..at + count];
             at += count;
             let mut writer =
@@ -267,7 +271,11 @@ impl PartitionLog {
             first_dirty: cleanable.first_dirty,
             aborted,
             producers: state.producers.last_batches(),
-            segment_bytes: config.segment_bytes,
+            group_bytes: if config.retention_ms.is_some() || config.retention_bytes.is_some() {
+                0
+            } else {
+                config.segment_bytes
+            },
             index_interval: config.index_interval_bytes,
             delete_retention: config.compaction.delete_retention,
         }
