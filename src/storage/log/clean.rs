@@ -750,4 +750,53 @@ mod tests {
             reopened.close().await.unwrap();
         });
     }
+
+    #[test]
+    fn a_read_taken_before_a_swap_still_sends_the_old_segment_whole() {
+        use std::os::unix::fs::FileExt;
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), compacted()).await;
+            for round in 0..30 {
+                let value = format!("v{round}");
+                log.append(&keyed("k", Some(&value)), EPOCH0).await.unwrap();
+            }
+            let outcome = log.read(Offset::ZERO, 1 << 20, true).await.unwrap();
+            let before = outcome.to_vec().await.unwrap();
+            let mut map = OffsetMap::with_memory(1 << 16);
+            let mut throttle = Throttle::new(None);
+            let mut slice = TimeSlice::new(Duration::from_millis(1));
+            log.clean(
+                budget(&mut map, &mut throttle, &mut slice),
+                TimestampMs::now(),
+            )
+            .await
+            .unwrap()
+            .expect("a pass ran");
+            // The zero-copy path sends through the segment's second descriptor.
+            let crate::storage::ReadChunk::File {
+                reader,
+                position,
+                len,
+                ..
+            } = &outcome.chunks[0]
+            else {
+                panic!("a sealed segment is read from its file");
+            };
+            let mut sent = vec![0; *len as usize];
+            reader
+                .file()
+                .unwrap()
+                .read_exact_at(&mut sent, *position)
+                .unwrap();
+            assert_eq!(sent, before, "the old file, whole, not the cleaned one");
+            assert_eq!(outcome.to_vec().await.unwrap(), before);
+            let after = log.read(Offset::ZERO, 1 << 20, true).await.unwrap();
+            assert!(
+                after.to_vec().await.unwrap().len() < before.len(),
+                "cleaned"
+            );
+            log.close().await.unwrap();
+        });
+    }
 }
