@@ -799,4 +799,55 @@ mod tests {
             log.close().await.unwrap();
         });
     }
+
+    #[test]
+    fn more_dirty_keys_than_the_map_holds_are_cleaned_in_several_passes() {
+        run(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path(), compacted()).await;
+            for round in 0..3 {
+                for key in 0..40 {
+                    let value = format!("{round}");
+                    log.append(&keyed(&format!("key{key}"), Some(&value)), EPOCH0)
+                        .await
+                        .unwrap();
+                }
+            }
+            // The smallest map: 14 keys.
+            let mut map = OffsetMap::with_memory(0);
+            let mut throttle = Throttle::new(None);
+            let mut slice = TimeSlice::new(Duration::from_millis(1));
+            let active = *log.segment_bases().last().unwrap();
+            let mut passes = Vec::new();
+            for _ in 0..100 {
+                let Some(stats) = log
+                    .clean(
+                        budget(&mut map, &mut throttle, &mut slice),
+                        TimestampMs::now(),
+                    )
+                    .await
+                    .unwrap()
+                else {
+                    break;
+                };
+                passes.push(stats.first_dirty);
+            }
+            assert!(passes.len() > 1, "one pass cannot map 40 keys: {passes:?}");
+            assert!(passes.windows(2).all(|w| w[0] < w[1]), "{passes:?}");
+            assert_eq!(
+                *passes.last().unwrap(),
+                active,
+                "cleaned up to the active segment"
+            );
+            let records = read_all(&log).await;
+            let cleaned: Vec<_> = records.iter().filter(|(o, _, _)| *o < active).collect();
+            let keys: std::collections::HashSet<_> = cleaned.iter().map(|(_, k, _)| k).collect();
+            assert_eq!(
+                keys.len(),
+                cleaned.len(),
+                "one record per key below the active segment"
+            );
+            log.close().await.unwrap();
+        });
+    }
 }
