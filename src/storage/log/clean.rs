@@ -850,4 +850,51 @@ mod tests {
             log.close().await.unwrap();
         });
     }
+
+    #[test]
+    fn compaction_lags_bound_what_is_cleanable_and_when() {
+        run(|| async {
+            let now = TimestampMs::now();
+            let fresh = |key: &str| {
+                build_batch_with(
+                    &[NewRecord {
+                        key: Some(key.as_bytes()),
+                        value: Some(b"value"),
+                        timestamp_ms: now.0,
+                    }],
+                    BatchWriter::NONE,
+                )
+            };
+            // min.compaction.lag.ms: records younger than it are not cleanable.
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = compacted();
+            config.compaction.min_compaction_lag = Duration::from_secs(3600);
+            let log = open_log(dir.path(), config).await;
+            while log.segment_count() < 3 {
+                log.append(&fresh("k"), EPOCH0).await.unwrap();
+            }
+            let cleanable = log.cleanable(now).await.unwrap();
+            assert_eq!(
+                (cleanable.clean_end, cleanable.dirty_bytes),
+                (Offset::ZERO, 0)
+            );
+            log.close().await.unwrap();
+
+            // max.compaction.lag.ms: old dirty records make a pass due whatever
+            // the ratio.
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = compacted();
+            config.compaction.min_cleanable_dirty_ratio = 1.0;
+            config.compaction.max_compaction_lag = Some(Duration::from_secs(60));
+            let log = open_log(dir.path(), config).await;
+            while log.segment_count() < 3 {
+                log.append(&keyed("k", Some("old")), EPOCH0).await.unwrap();
+            }
+            let cleanable = log.cleanable(now).await.unwrap();
+            assert!(cleanable.overdue && cleanable.dirty_bytes > 0);
+            let young = log.cleanable(TimestampMs(1_700_000_000_001)).await.unwrap();
+            assert!(!young.overdue, "not yet past the lag");
+            log.close().await.unwrap();
+        });
+    }
 }
