@@ -13,7 +13,6 @@ use std::rc::Rc;
 use glommio::io::DmaFile;
 
 use crate::record::batch::BatchHeader;
-use crate::storage::checkpoint;
 use crate::storage::config::LogConfig;
 use crate::storage::device;
 use crate::storage::error::{LogError, io};
@@ -41,6 +40,24 @@ pub fn cleaned_file(dir: &Path, base: Offset, suffix: &str) -> PathBuf {
 
 fn cleaned_name(base: Offset, suffix: &str) -> String {
     format!("{}.{CLEANED_SUFFIX}", file_name(base, suffix))
+}
+
+/// Writes a new file whole and fdatasyncs it (its directory entry is synced
+/// by the caller).
+async fn write_synced(path: &Path, contents: Vec<u8>) -> Result<(), LogError> {
+    let file = glommio::io::BufferedFile::create(path).await.map_err(io)?;
+    let len = contents.len();
+    if len > 0 {
+        let written = file.write_at(contents, 0).await.map_err(io)?;
+        if written != len {
+            return Err(LogError::Io(std::io::Error::other(format!(
+                "short write of {}: {written} of {len} bytes",
+                path.display()
+            ))));
+        }
+    }
+    file.fdatasync().await.map_err(io)?;
+    file.close().await.map_err(io)
 }
 
 /// Removes the `.cleaned` files of the segments at `bases`: a pass dropped
@@ -145,7 +162,10 @@ impl CleanedSegmentWriter {
 
     /// Makes the segment durable under its `.cleaned` names: the data, cut to its
     /// exact size and fdatasynced, then both indexes and, when `aborted` is not
-    /// empty, the aborted-transaction index (each written atomically, synced).
+    /// empty, the aborted-transaction index (each fdatasynced). Their directory
+    /// entries are synced once for the whole pass, by `swap::commit`, before
+    /// the swap commits: a rename and directory fsync per file would commit an
+    /// ext4 journal transaction each, which every produce on the disk pays for.
     pub async fn finish(mut self, aborted: &[AbortedTxn]) -> Result<CleanedSegment, LogError> {
         self.write_pending().await?;
         // The last write was padded to whole blocks: recovery accepts trailing
@@ -159,15 +179,13 @@ impl CleanedSegmentWriter {
         indexes.finish();
         let dir = &self.dir;
         let base = self.base;
-        checkpoint::write_atomically(
-            dir,
-            &cleaned_name(base, INDEX_SUFFIX),
+        write_synced(
+            &cleaned_file(dir, base, INDEX_SUFFIX),
             indexes.offsets.encode(),
         )
         .await?;
-        checkpoint::write_atomically(
-            dir,
-            &cleaned_name(base, TIME_INDEX_SUFFIX),
+        write_synced(
+            &cleaned_file(dir, base, TIME_INDEX_SUFFIX),
             indexes.times.encode(),
         )
         .await?;
@@ -178,9 +196,8 @@ impl CleanedSegmentWriter {
                     .all(|txn| txn.last_offset >= base && txn.last_offset < next_offset),
                 "a segment's aborted transactions have their markers in it"
             );
-            checkpoint::write_atomically(
-                dir,
-                &cleaned_name(base, TXN_INDEX_SUFFIX),
+            write_synced(
+                &cleaned_file(dir, base, TXN_INDEX_SUFFIX),
                 txn_index::encode_entries(aborted),
             )
             .await?;

@@ -3,7 +3,8 @@
 //!
 //! The protocol:
 //! 1. The cleaner writes and syncs every new segment's `.cleaned` files
-//!    (`CleanedSegmentWriter::finish`). Each new segment has the base of the
+//!    (`CleanedSegmentWriter::finish`); [`commit`] syncs the directory, so
+//!    their names are durable before the marker. Each new segment has the base of the
 //!    first old segment of its group, so new bases are a subset of old bases.
 //! 2. [`commit`] writes a swap marker atomically (temp file, fdatasync, rename,
 //!    directory fsync): `<first old base, 20 digits>.swap`, listing the old
@@ -214,6 +215,9 @@ pub async fn commit(
         marker.is_valid(),
         "a swap replaces sorted old bases by a sorted subset of them: {marker:?}"
     );
+    // The `.cleaned` files' directory entries first: the marker must never be
+    // durable without them.
+    checkpoint::sync_dir(dir).await?;
     checkpoint::write_atomically(dir, &marker.name(), marker.encode()).await?;
     complete(dir, &marker).await
 }
