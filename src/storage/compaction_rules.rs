@@ -159,25 +159,37 @@ pub struct SegmentSpan {
     /// The base of the segment after it: its offsets end before this.
     pub next_base: Offset,
     pub size: u64,
+    /// Bytes of its offset index and of its time index.
+    pub index_bytes: (u64, u64),
 }
+
+/// The most bytes either index of a cleaned segment may hold: Kafka's default
+/// `segment.index.bytes`.
+pub const MAX_INDEX_BYTES: u64 = 10 << 20;
 
 /// Groups consecutive segments into cleaned ones, as Kafka's
 /// `groupSegmentsBySize`: a group's input fits in `max_bytes` (a segment too
-/// large for it is a group alone), and its offsets span less than 2^31 so the
-/// indexes' 4-byte relative offsets hold. Returns the number of segments of
-/// each group, in order.
+/// large for it is a group alone), each of its indexes in [`MAX_INDEX_BYTES`],
+/// and its offsets span less than 2^31 so the indexes' 4-byte relative offsets
+/// hold. Returns the number of segments of each group, in order.
 pub fn group_segments(segments: &[SegmentSpan], max_bytes: u64) -> Vec<usize> {
     let mut groups = Vec::new();
     let mut rest = segments;
     while let Some(first) = rest.first() {
         let mut size = first.size;
+        let (mut offsets, mut times) = first.index_bytes;
         let mut count = 1;
         for next in &rest[1..] {
             let span = next.next_base.0 - 1 - first.base.0;
-            if size + next.size > max_bytes || span >= i64::from(i32::MAX) {
+            let too_big = size + next.size > max_bytes
+                || offsets + next.index_bytes.0 > MAX_INDEX_BYTES
+                || times + next.index_bytes.1 > MAX_INDEX_BYTES;
+            if too_big || span >= i64::from(i32::MAX) {
                 break;
             }
             size += next.size;
+            offsets += next.index_bytes.0;
+            times += next.index_bytes.1;
             count += 1;
         }
         groups.push(count);
@@ -431,11 +443,12 @@ mod tests {
     }
 
     #[test]
-    fn segments_group_by_size_and_offset_span() {
+    fn segments_group_by_size_index_size_and_offset_span() {
         let span = |base: i64, next: i64, size: u64| SegmentSpan {
             base: Offset(base),
             next_base: Offset(next),
             size,
+            index_bytes: (8, 12),
         };
         let spans = [
             span(0, 10, 40),
@@ -449,6 +462,23 @@ mod tests {
         assert_eq!(group_segments(&wide, 1000), vec![1, 1]);
         assert!(group_segments(&[], 10).is_empty());
         assert_eq!(group_segments(&spans, 0), vec![1, 1, 1, 1], "no grouping");
+        let indexed = |index_bytes| SegmentSpan {
+            index_bytes,
+            ..span(0, 10, 1)
+        };
+        let half = MAX_INDEX_BYTES / 2;
+        let by_offsets = [indexed((half, 0)), indexed((half, 0)), indexed((1, 0))];
+        assert_eq!(
+            group_segments(&by_offsets, 1000),
+            vec![2, 1],
+            "offset index bound"
+        );
+        let by_times = [indexed((0, half + 1)), indexed((0, half))];
+        assert_eq!(
+            group_segments(&by_times, 1000),
+            vec![1, 1],
+            "time index bound"
+        );
     }
 
     #[test]
@@ -457,6 +487,7 @@ mod tests {
             base: Offset(base),
             next_base: Offset(next),
             size,
+            index_bytes: (0, 0),
         };
         let sealed = [span(0, 10, 100), span(10, 20, 100), span(20, 30, 100)];
         let (spans, clean, dirty) = cleanable_spans(&sealed, Offset(25), Offset(10));

@@ -13,7 +13,8 @@ pub struct IndexEntry {
     pub position: u32,
 }
 
-const ENTRY_LEN: usize = 8;
+/// Bytes of one entry on disk.
+pub const ENTRY_LEN: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct OffsetIndex {

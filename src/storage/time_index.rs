@@ -5,7 +5,8 @@
 
 use crate::types::{Offset, TimestampMs};
 
-const ENTRY_LEN: usize = 12;
+/// Bytes of one entry on disk.
+pub const ENTRY_LEN: usize = 12;
 
 #[derive(Debug, Clone)]
 pub struct TimeIndex {

@@ -358,6 +358,10 @@ fn sealed_spans(segments: &VecDeque<Segment>) -> Vec<SegmentSpan> {
             base: segment.base,
             next_base: next.base,
             size: segment.size,
+            index_bytes: (
+                (segment.indexes.offsets.len() * crate::storage::offset_index::ENTRY_LEN) as u64,
+                (segment.indexes.times.len() * crate::storage::time_index::ENTRY_LEN) as u64,
+            ),
         })
         .collect()
 }
