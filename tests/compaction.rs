@@ -26,8 +26,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use compacted::{Record, files, partition_dir, read_partition, segment_bases, watermarks};
-use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config, create_topic};
+use compacted::{
+    Record, assert_offsets_increase, files, partition_dir, read_partition, segment_bases,
+    watermarks,
+};
+use kafka::{
+    OP_TIMEOUT, TestContext, admin, admin_options, client_config, committed, create_topic,
+};
 use rdkafka::admin::{ConfigSource, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -148,14 +153,7 @@ async fn seal(
 /// Checks what holds whenever the partition is read, cleaned or not: offsets
 /// strictly increase and each record is exactly the one produced at its offset.
 fn check_read(topic: &str, records: &[Record], produced: &Produced) {
-    for pair in records.windows(2) {
-        assert!(
-            pair[0].offset < pair[1].offset,
-            "{topic}: offset {} read after {}",
-            pair[1].offset,
-            pair[0].offset
-        );
-    }
+    assert_offsets_increase(topic, records);
     for record in records {
         let (key, value) = produced.get(&record.offset).unwrap_or_else(|| {
             panic!(
@@ -496,27 +494,6 @@ fn committer(broker: &Broker, group: &str) -> BaseConsumer<TestContext> {
         .expect("create consumer")
 }
 
-/// The committed offset of partition 0 of `topic`, retrying errors while the
-/// group coordinator loads.
-fn committed(consumer: &BaseConsumer<TestContext>, topic: &str) -> Offset {
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(topic, 0);
-    let deadline = Instant::now() + CLEAN_TIMEOUT;
-    loop {
-        match consumer.committed_offsets(partitions.clone(), OP_TIMEOUT) {
-            Ok(committed) => return committed.elements()[0].offset(),
-            Err(error) => {
-                eprintln!("OffsetFetch: {error}");
-                assert!(
-                    Instant::now() < deadline,
-                    "OffsetFetch kept failing: {error}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
-}
-
 /// Total bytes of the `.log` files of every `__consumer_offsets` partition.
 fn offsets_log_bytes(data_dir: &Path) -> u64 {
     files(data_dir)
@@ -582,7 +559,7 @@ async fn consumer_offsets_shrink_after_many_commits() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        committed(&committer(&broker, group), topic),
+        committed(&committer(&broker, group), topic, CLEAN_TIMEOUT),
         Offset::Offset(COMMITS),
         "the last commit after cleaning"
     );
@@ -590,7 +567,7 @@ async fn consumer_offsets_shrink_after_many_commits() {
     broker.stop_gracefully();
     broker.start_again();
     assert_eq!(
-        committed(&committer(&broker, group), topic),
+        committed(&committer(&broker, group), topic, CLEAN_TIMEOUT),
         Offset::Offset(COMMITS),
         "the last commit after cleaning and a restart"
     );

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use compacted::{Record, cleaner_leftovers, read_partition};
+use compacted::{Record, assert_offsets_increase, cleaner_leftovers, read_partition};
 use kafka::{OP_TIMEOUT, TestContext, admin, client_config, create_topic};
 use rand::Rng;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
@@ -191,14 +191,7 @@ fn wait_for_partition(broker: &Broker) {
 fn verify(broker: &Broker, history: &mut History, round: usize) -> Vec<Record> {
     let records = read_partition(broker, TOPIC, 0);
     let mut last: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    for pair in records.windows(2) {
-        assert!(
-            pair[0].offset < pair[1].offset,
-            "round {round}: offset {} read after {}",
-            pair[1].offset,
-            pair[0].offset
-        );
-    }
+    assert_offsets_increase(&format!("round {round}"), &records);
     for record in &records {
         let value = record
             .value

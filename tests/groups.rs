@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use kafka::{OP_TIMEOUT, TestContext, admin, admin_options, client_config, create_topic};
+use kafka::{
+    OP_TIMEOUT, TestContext, admin, admin_options, client_config, committed, create_topic,
+};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::FutureRecord;
@@ -296,27 +298,6 @@ fn read(consumer: &BaseConsumer<Counting>, count: usize) -> Vec<i64> {
     offsets
 }
 
-/// The committed offset of partition 0, retrying transient errors (a
-/// coordinator still being created or loaded answers with retriable errors).
-fn committed(consumer: &BaseConsumer<Counting>, topic: &str) -> Offset {
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(topic, 0);
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        match consumer.committed_offsets(partitions.clone(), OP_TIMEOUT) {
-            Ok(committed) => return committed.elements()[0].offset(),
-            Err(error) => {
-                eprintln!("OffsetFetch: {error}");
-                assert!(
-                    Instant::now() < deadline,
-                    "OffsetFetch kept failing: {error}"
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
     let mut broker = start_broker();
@@ -327,7 +308,7 @@ async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
     {
         let consumer = subscribed(&broker, group, topic, &[]);
         assert_eq!(
-            committed(&consumer, topic),
+            committed(&consumer, topic, SETTLE_TIMEOUT),
             Offset::Invalid,
             "nothing committed yet"
         );
@@ -339,7 +320,10 @@ async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
         consumer
             .commit(&position, CommitMode::Sync)
             .expect("commit");
-        assert_eq!(committed(&consumer, topic), Offset::Offset(5));
+        assert_eq!(
+            committed(&consumer, topic, SETTLE_TIMEOUT),
+            Offset::Offset(5)
+        );
     }
     {
         let consumer = subscribed(&broker, group, topic, &[]);
@@ -351,7 +335,10 @@ async fn commits_survive_a_consumer_restart_and_a_broker_sigkill() {
     }
     broker.restart_with_sigkill();
     let consumer = subscribed(&broker, group, topic, &[]);
-    assert_eq!(committed(&consumer, topic), Offset::Offset(5));
+    assert_eq!(
+        committed(&consumer, topic, SETTLE_TIMEOUT),
+        Offset::Offset(5)
+    );
     assert_eq!(read(&consumer, 5), vec![5, 6, 7, 8, 9]);
 
     // Only the coordinator writes the internal topic.
@@ -515,7 +502,7 @@ async fn groups_are_listed_described_and_deleted_through_the_admin_apis() {
     );
     let fresh = member(&broker, group, &[]);
     assert_eq!(
-        committed(&fresh, topic),
+        committed(&fresh, topic, SETTLE_TIMEOUT),
         Offset::Invalid,
         "offsets went with the group"
     );

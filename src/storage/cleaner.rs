@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use glommio::{Latency, Shares};
 
-use crate::storage::log::{CleanStats, PartitionLog, PassBudget};
+use crate::storage::log::{PartitionLog, PassBudget};
 use crate::storage::offset_map::OffsetMap;
 use crate::storage::throttle::Throttle;
 use crate::storage::time_slice::TimeSlice;
@@ -79,13 +79,10 @@ pub fn totals() -> CleanerTotals {
     TOTALS.with(Cell::get)
 }
 
-fn add(stats: &CleanStats) {
+fn count(update: impl FnOnce(&mut CleanerTotals)) {
     TOTALS.with(|totals| {
         let mut now = totals.get();
-        now.passes += 1;
-        now.bytes_read += stats.bytes_read;
-        now.bytes_written += stats.bytes_written;
-        now.records_removed += stats.records_removed;
+        update(&mut now);
         totals.set(now);
     });
 }
@@ -172,7 +169,12 @@ async fn clean_filthiest(
     };
     match log.clean(budget, now).await {
         Ok(Some(stats)) => {
-            add(&stats);
+            count(|totals| {
+                totals.passes += 1;
+                totals.bytes_read += stats.bytes_read;
+                totals.bytes_written += stats.bytes_written;
+                totals.records_removed += stats.records_removed;
+            });
             let seconds = stats.elapsed.as_secs_f64().max(1e-6);
             tracing::info!(
                 dir = %log.dir().display(),
@@ -191,11 +193,7 @@ async fn clean_filthiest(
         Ok(None) => false,
         Err(error) => {
             tracing::error!(dir = %log.dir().display(), %error, "log cleaning failed; the log stays uncleaned until restart");
-            TOTALS.with(|totals| {
-                let mut now = totals.get();
-                now.failures += 1;
-                totals.set(now);
-            });
+            count(|totals| totals.failures += 1);
             uncleanable.insert(log.dir().to_path_buf());
             false
         }

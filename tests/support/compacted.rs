@@ -124,3 +124,15 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     paths.sort();
     paths
 }
+
+/// Checks that offsets strictly increase, whatever cleaning removed.
+pub fn assert_offsets_increase(what: &str, records: &[Record]) {
+    for pair in records.windows(2) {
+        assert!(
+            pair[0].offset < pair[1].offset,
+            "{what}: offset {} read after {}",
+            pair[1].offset,
+            pair[0].offset
+        );
+    }
+}

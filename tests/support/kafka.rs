@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
@@ -131,5 +131,30 @@ pub async fn create_topic(broker: &Broker, topic: &str, partitions: i32, configs
             "{topic} not listed with {partitions} partitions within {OP_TIMEOUT:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The committed offset of partition 0 of `topic`, retrying errors while the
+/// group coordinator is created or loads, for up to `patience`.
+pub fn committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    patience: Duration,
+) -> rdkafka::Offset {
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions.add_partition(topic, 0);
+    let deadline = Instant::now() + patience;
+    loop {
+        match consumer.committed_offsets(partitions.clone(), OP_TIMEOUT) {
+            Ok(committed) => return committed.elements()[0].offset(),
+            Err(error) => {
+                eprintln!("OffsetFetch: {error}");
+                assert!(
+                    Instant::now() < deadline,
+                    "OffsetFetch kept failing: {error}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
     }
 }

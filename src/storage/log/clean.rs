@@ -528,39 +528,76 @@ mod tests {
         )
     }
 
-    async fn read_all(log: &PartitionLog) -> Vec<(Offset, String, bool)> {
-        let mut out = Vec::new();
+    /// Every readable batch of the log, read as a consumer would.
+    async fn log_bytes(log: &PartitionLog) -> Vec<u8> {
+        let mut bytes = Vec::new();
         let mut next = log.log_start_offset();
         for _ in 0..10_000 {
             if next >= log.high_watermark() {
                 break;
             }
             let outcome = log.read(next, 1 << 20, true).await.unwrap();
-            let bytes = outcome.to_vec().await.unwrap();
-            for batch in crate::record::key_value::batches(&bytes) {
-                let records = crate::record::compaction::BatchRecords::new(batch, 1 << 20).unwrap();
-                for record in records.iter() {
-                    let record = record.unwrap();
-                    let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
-                    out.push((record.offset, key, record.has_value));
-                }
-            }
+            bytes.extend(outcome.to_vec().await.unwrap());
             next = outcome.next_offset;
+        }
+        bytes
+    }
+
+    /// (offset, key, has a value) of every record.
+    async fn read_all(log: &PartitionLog) -> Vec<(Offset, String, bool)> {
+        let bytes = log_bytes(log).await;
+        let mut out = Vec::new();
+        for batch in crate::record::key_value::batches(&bytes) {
+            let records = crate::record::compaction::BatchRecords::new(batch, 1 << 20).unwrap();
+            for record in records.iter() {
+                let record = record.unwrap();
+                let key = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+                out.push((record.offset, key, record.has_value));
+            }
         }
         out
     }
 
-    fn budget<'a>(
-        map: &'a mut OffsetMap,
-        throttle: &'a mut Throttle,
-        slice: &'a mut TimeSlice,
-    ) -> PassBudget<'a> {
-        PassBudget {
-            map,
-            throttle,
-            slice,
-            read_window: 64 << 10,
+    /// The resources of a shard's cleaner, for passes run by hand.
+    struct TestCleaner {
+        map: OffsetMap,
+        throttle: Throttle,
+        slice: TimeSlice,
+    }
+
+    impl TestCleaner {
+        fn new(map_bytes: usize) -> TestCleaner {
+            TestCleaner {
+                map: OffsetMap::with_memory(map_bytes),
+                throttle: Throttle::new(None),
+                slice: TimeSlice::new(Duration::from_millis(1)),
+            }
         }
+
+        async fn pass(&mut self, log: &PartitionLog, now: TimestampMs) -> Option<CleanStats> {
+            let budget = PassBudget {
+                map: &mut self.map,
+                throttle: &mut self.throttle,
+                slice: &mut self.slice,
+                read_window: 64 << 10,
+            };
+            log.clean(budget, now).await.unwrap()
+        }
+    }
+
+    /// The aborted transactions a `read_committed` read of the whole log lists.
+    async fn aborted_listed(log: &PartitionLog) -> usize {
+        log.read_isolated(
+            Offset::ZERO,
+            1 << 20,
+            true,
+            crate::storage::Isolation::ReadCommitted,
+        )
+        .await
+        .unwrap()
+        .aborted
+        .unwrap()
+        .len()
     }
 
     #[test]
@@ -577,16 +614,10 @@ mod tests {
                 }
             }
             assert!(log.segment_count() > 3);
-            let mut map = OffsetMap::with_memory(1 << 16);
-            let mut throttle = Throttle::new(None);
-            let mut slice = TimeSlice::new(Duration::from_millis(1));
-            let stats = log
-                .clean(
-                    budget(&mut map, &mut throttle, &mut slice),
-                    TimestampMs::now(),
-                )
+            let mut cleaner = TestCleaner::new(1 << 16);
+            let stats = cleaner
+                .pass(&log, TimestampMs::now())
                 .await
-                .unwrap()
                 .expect("a pass ran");
             assert!(stats.records_removed > 0);
             let active = *log.segment_bases().last().unwrap();
@@ -637,25 +668,17 @@ mod tests {
 
     /// Batches (base offset, control, records) of the whole log.
     async fn batches(log: &PartitionLog) -> Vec<(Offset, bool, i32)> {
-        let mut out = Vec::new();
-        let mut next = log.log_start_offset();
-        for _ in 0..10_000 {
-            if next >= log.high_watermark() {
-                break;
-            }
-            let outcome = log.read(next, 1 << 20, true).await.unwrap();
-            let bytes = outcome.to_vec().await.unwrap();
-            for batch in crate::record::key_value::batches(&bytes) {
+        let bytes = log_bytes(log).await;
+        crate::record::key_value::batches(&bytes)
+            .map(|batch| {
                 let header = batch.header();
-                out.push((
+                (
                     header.base_offset(),
                     header.attributes().is_control(),
                     header.records_count.get(),
-                ));
-            }
-            next = outcome.next_offset;
-        }
-        out
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -692,14 +715,9 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let mut map = OffsetMap::with_memory(1 << 16);
-            let mut throttle = Throttle::new(None);
-            let mut slice = TimeSlice::new(Duration::from_millis(1));
+            let mut cleaner = TestCleaner::new(1 << 16);
             let now = TimestampMs::now();
-            log.clean(budget(&mut map, &mut throttle, &mut slice), now)
-                .await
-                .unwrap()
-                .expect("a pass ran");
+            cleaner.pass(&log, now).await.expect("a pass ran");
             let after = batches(&log).await;
             let find = |offset: Offset| after.iter().find(|b| b.0 == offset).copied();
             assert_eq!(find(aborted.base_offset), None, "the aborted batch is gone");
@@ -709,45 +727,21 @@ mod tests {
                 "the abort marker stays a pass"
             );
             assert_eq!(find(commit), Some((commit, true, 1)));
-            let aborted_list = log
-                .read_isolated(
-                    Offset::ZERO,
-                    1 << 20,
-                    true,
-                    crate::storage::Isolation::ReadCommitted,
-                )
-                .await
-                .unwrap()
-                .aborted
-                .unwrap();
-            assert_eq!(
-                aborted_list.len(),
-                1,
-                "the kept marker keeps its index entry"
-            );
+            let aborted_list = aborted_listed(&log).await;
+            assert_eq!(aborted_list, 1, "the kept marker keeps its index entry");
             // A later pass, after the delete horizon: no data of the aborted
             // transaction is left, so its marker goes; the committed one stays
             // with its data.
             let later = TimestampMs(now.0 + 10_000);
-            log.clean(budget(&mut map, &mut throttle, &mut slice), later)
+            cleaner
+                .pass(&log, later)
                 .await
-                .unwrap()
                 .expect("the passed horizon makes a pass due");
             let after = batches(&log).await;
             assert!(after.iter().all(|b| b.0 != abort), "{after:?}");
             assert!(after.iter().any(|b| b.0 == commit));
-            let aborted_list = log
-                .read_isolated(
-                    Offset::ZERO,
-                    1 << 20,
-                    true,
-                    crate::storage::Isolation::ReadCommitted,
-                )
-                .await
-                .unwrap()
-                .aborted
-                .unwrap();
-            assert!(aborted_list.is_empty(), "no entry without its marker");
+            let aborted_list = aborted_listed(&log).await;
+            assert_eq!(aborted_list, 0, "no entry without its marker");
             log.close().await.unwrap();
             let reopened = open_log(dir.path(), compacted()).await;
             assert_eq!(batches(&reopened).await, after);
@@ -767,16 +761,11 @@ mod tests {
             }
             let outcome = log.read(Offset::ZERO, 1 << 20, true).await.unwrap();
             let before = outcome.to_vec().await.unwrap();
-            let mut map = OffsetMap::with_memory(1 << 16);
-            let mut throttle = Throttle::new(None);
-            let mut slice = TimeSlice::new(Duration::from_millis(1));
-            log.clean(
-                budget(&mut map, &mut throttle, &mut slice),
-                TimestampMs::now(),
-            )
-            .await
-            .unwrap()
-            .expect("a pass ran");
+            let mut cleaner = TestCleaner::new(1 << 16);
+            cleaner
+                .pass(&log, TimestampMs::now())
+                .await
+                .expect("a pass ran");
             // The zero-copy path sends through the segment's second descriptor.
             let crate::storage::ReadChunk::File {
                 reader,
@@ -818,20 +807,11 @@ mod tests {
                 }
             }
             // The smallest map: 14 keys.
-            let mut map = OffsetMap::with_memory(0);
-            let mut throttle = Throttle::new(None);
-            let mut slice = TimeSlice::new(Duration::from_millis(1));
+            let mut cleaner = TestCleaner::new(0);
             let active = *log.segment_bases().last().unwrap();
             let mut passes = Vec::new();
             for _ in 0..100 {
-                let Some(stats) = log
-                    .clean(
-                        budget(&mut map, &mut throttle, &mut slice),
-                        TimestampMs::now(),
-                    )
-                    .await
-                    .unwrap()
-                else {
+                let Some(stats) = cleaner.pass(&log, TimestampMs::now()).await else {
                     break;
                 };
                 passes.push(stats.first_dirty);

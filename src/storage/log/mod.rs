@@ -160,8 +160,10 @@ impl PartitionLog {
         // as leader, and then the file needs no rewrite at all.
         let epochs_dirty = epochs.truncate_from(end.offset);
         let mut state = LogState::opened(segments, log_start, end, epochs, epochs_dirty);
-        if let Some(first_dirty) =
-            housekeeping::read_offset_checkpoint(dir, CLEANER_OFFSET_FILE).await?
+        // Only compacted logs have one: the others skip the lookup at start-up.
+        if config.compaction.enabled
+            && let Some(first_dirty) =
+                housekeeping::read_offset_checkpoint(dir, CLEANER_OFFSET_FILE).await?
         {
             state.first_dirty = first_dirty.clamp(log_start, end.offset);
         }
