@@ -23,7 +23,9 @@ impl fmt::Display for Offset {
 }
 
 /// The leader epoch of a partition, stamped into each batch it appends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct LeaderEpoch(pub i32);
 
 impl LeaderEpoch {
@@ -74,4 +76,21 @@ pub struct ProducerEpoch(pub i16);
 impl ProducerEpoch {
     /// Kafka's "no epoch" marker (-1).
     pub const NONE: ProducerEpoch = ProducerEpoch(-1);
+}
+
+/// A node of the cluster (Kafka's `node.id`): a broker, a controller, or both.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct NodeId(pub i32);
+
+impl NodeId {
+    /// Kafka's "no node" marker (-1): no leader, no controller.
+    pub const NONE: NodeId = NodeId(-1);
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }

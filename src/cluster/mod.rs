@@ -4,5 +4,7 @@
 
 pub mod controller;
 pub mod image;
+pub mod records;
+pub mod state;
 pub mod topic_config;
 pub mod topic_table;
