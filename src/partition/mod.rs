@@ -365,8 +365,11 @@ mod tests {
                 &std::collections::BTreeMap::new(),
             );
             let image = PartitionImage {
-                shard: crate::types::ShardId(0),
+                shard: Some(crate::types::ShardId(0)),
+                leader: crate::types::NodeId(0),
                 leader_epoch: LeaderEpoch(0),
+                replicas: vec![crate::types::NodeId(0)],
+                isr: vec![crate::types::NodeId(0)],
             };
             let key = PartitionKey {
                 topic: "t".into(),

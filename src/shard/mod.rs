@@ -51,6 +51,7 @@ pub struct Shard {
     controller_turn: glommio::sync::Semaphore,
     /// Controller shard only, loaded on first use.
     producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
+    table: RefCell<crate::cluster::topic_table::TopicTable>,
 }
 
 impl Shard {
@@ -69,6 +70,7 @@ impl Shard {
             image_updates: ImageUpdates::default(),
             controller_turn: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new(None),
+            table: RefCell::default(),
         }
     }
 

@@ -11,7 +11,6 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
-use crate::cluster::image::MetadataImage;
 use crate::cluster::topic_table::TopicTable;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
@@ -97,8 +96,7 @@ async fn shard_main(
     let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
-    let image = MetadataImage::build(0, table, shard.config());
-    crate::shard::calls::topics::apply_image(&shard, image).await;
+    crate::shard::calls::topics::apply_table(&shard, 0, table).await;
     if let Err(error) = refuse_offline_partitions(&shard) {
         // The other shards see the flag and stop too.
         shutdown.store(true, Ordering::Relaxed);

@@ -102,8 +102,7 @@ impl ShardCall for ApplyTopics {
     const WAITS_FOR_CALLERS_IMAGE: bool = false;
 
     async fn run(self, shard: Rc<Shard>) {
-        let image = MetadataImage::build(self.version, self.table, shard.config());
-        apply_image(&shard, image).await;
+        apply_table(&shard, self.version, self.table).await;
     }
 }
 
@@ -132,7 +131,67 @@ fn current_table(shard: &Shard) -> TopicTable {
         CONTROLLER_SHARD,
         "topic changes go through the controller shard"
     );
-    shard.image().table().clone()
+    shard.table.borrow().clone()
+}
+
+/// Builds and applies the image of a single-node topic table.
+pub async fn apply_table(shard: &Rc<Shard>, version: u64, table: TopicTable) {
+    let node = crate::types::NodeId(shard.config().node_id);
+    let mut state = crate::cluster::state::ClusterState {
+        offset: version,
+        ..Default::default()
+    };
+    state.brokers.insert(
+        node,
+        crate::cluster::state::BrokerState {
+            id: node,
+            incarnation: String::new(),
+            epoch: 0,
+            host: shard.config().listen.ip().to_string(),
+            port: shard.config().listen.port(),
+            rack: None,
+            fenced: false,
+        },
+    );
+    let mut placement = crate::cluster::image::LocalPlacement::new();
+    for (name, meta) in &table.topics {
+        let partitions = meta
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(index, &s)| {
+                placement.insert(
+                    PartitionKey {
+                        topic: name.clone(),
+                        partition: index as i32,
+                    },
+                    crate::types::ShardId(s),
+                );
+                crate::cluster::state::PartitionState {
+                    replicas: vec![node],
+                    isr: vec![node],
+                    leader: node,
+                    leader_epoch: meta.leader_epoch(index),
+                    partition_epoch: 0,
+                }
+            })
+            .collect();
+        state.topics.insert(
+            name.clone(),
+            crate::cluster::state::TopicState {
+                id: meta.id.clone(),
+                partitions,
+                configs: meta.configs.clone(),
+            },
+        );
+    }
+    *shard.table.borrow_mut() = table;
+    let identity = crate::cluster::image::Identity {
+        node,
+        cluster_id: crate::kafka::metadata::CLUSTER_ID.into(),
+    };
+    let image = MetadataImage::build(&state, &placement, &identity, Some(node), shard.config());
+    apply_image(shard, image).await;
 }
 
 fn limits(shard: &Shard) -> Limits {
