@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod image;
+pub mod meta_properties;
 pub mod records;
 pub mod state;
 pub mod topic_config;
