@@ -2,8 +2,10 @@
 //! immutable metadata image each shard reads, typed topic configs, and the
 //! controller that changes them.
 
+pub mod bootstrap;
 pub mod controller;
 pub mod image;
+pub mod placement;
 pub mod records;
 pub mod state;
 pub mod topic_config;
