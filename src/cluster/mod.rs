@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod image;
+pub mod quorum;
 pub mod records;
 pub mod state;
 pub mod topic_config;
