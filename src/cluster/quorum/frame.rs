@@ -24,16 +24,27 @@ const KIND_RESPONSE: u8 = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// First frame of every connection, from the connecting side.
-    Hello { cluster_id: String, node_id: NodeId },
+    Hello {
+        cluster_id: String,
+        node_id: NodeId,
+    },
     /// The server accepts the Hello.
     HelloOk,
     /// The server belongs to another cluster (`cluster_id` is the server's) and closes.
-    Refused { cluster_id: String },
+    Refused {
+        cluster_id: String,
+    },
     /// A protobuf-encoded `raft::eraftpb::Message`, one way.
     Raft(Vec<u8>),
     /// A request for the `RequestHandler`; answered by a `Response` with the same id.
-    Request { id: u64, body: Vec<u8> },
-    Response { id: u64, body: Vec<u8> },
+    Request {
+        id: u64,
+        body: Vec<u8>,
+    },
+    Response {
+        id: u64,
+        body: Vec<u8>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -122,7 +122,10 @@ enum Input {
     /// The connection to this raft id failed.
     Unreachable(u64),
     /// A MsgSnapshot to this raft id was written to its socket, or failed.
-    SnapshotSent { to: u64, ok: bool },
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
 }
 
 /// State shared by the driver, the transport and the `Quorum` handle.
@@ -168,12 +171,14 @@ impl Quorum {
             stop: Latch::new(),
         });
         let listener = match config.listen {
-            Some(addr) => Some(
-                glommio::net::TcpListener::bind(addr).map_err(|e| QuorumError::Bind {
-                    addr,
-                    source: e.into(),
-                })?,
-            ),
+            Some(addr) => {
+                Some(
+                    glommio::net::TcpListener::bind(addr).map_err(|e| QuorumError::Bind {
+                        addr,
+                        source: e.into(),
+                    })?,
+                )
+            }
             None => None,
         };
         let (peers, mut tasks) =

@@ -16,7 +16,9 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 
 use super::storage::DiskLog;
 use super::transport::Peers;
-use super::{Input, ProposeError, QuorumConfig, QuorumError, Shared, StateMachine, node_id, raft_id};
+use super::{
+    Input, ProposeError, QuorumConfig, QuorumError, Shared, StateMachine, node_id, raft_id,
+};
 
 /// Proposals waiting for their entry to be applied; more are refused as `Dropped`.
 const MAX_PENDING: usize = 1024;
@@ -302,7 +304,10 @@ impl Driver {
         }
         let data = self.state.snapshot();
         self.raw.mut_store().compact(self.applied, data).await?;
-        tracing::info!(index = self.applied, "metadata snapshot taken, log compacted");
+        tracing::info!(
+            index = self.applied,
+            "metadata snapshot taken, log compacted"
+        );
         Ok(())
     }
 }

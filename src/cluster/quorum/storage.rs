@@ -522,7 +522,10 @@ mod tests {
             log.sync().await.unwrap();
             log.compact(3, b"state".to_vec()).await.unwrap();
             assert_eq!(log.first(), 4);
-            assert!(log.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
+            assert!(
+                log.entries(2, 4, None, GetEntriesContext::empty(false))
+                    .is_err()
+            );
             drop(log);
             let log = DiskLog::open(&path, vec![1, 2]).unwrap();
             assert_eq!((log.first(), log.last()), (4, 5));

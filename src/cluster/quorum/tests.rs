@@ -217,7 +217,9 @@ fn wait_same_state(nodes: &[&NodeThread], applied_at_least: u64) -> Vec<(u64, Ve
         if s.iter().any(|s| s.applied < applied_at_least) {
             return false;
         }
-        if s.windows(2).any(|w| w[0].entries != w[1].entries || w[0].applied != w[1].applied) {
+        if s.windows(2)
+            .any(|w| w[0].entries != w[1].entries || w[0].applied != w[1].applied)
+        {
             return false;
         }
         state = s[0].entries.clone();
@@ -235,7 +237,9 @@ fn single_voter_leads_at_start_commits_and_restarts_from_disk() {
     let cfg2 = config(0, &voters, &path, 5);
     run_local(move || async move {
         let state = Rc::new(Recorder::default());
-        let q = Quorum::start(cfg, state.clone(), Rc::new(Echo)).await.unwrap();
+        let q = Quorum::start(cfg, state.clone(), Rc::new(Echo))
+            .await
+            .unwrap();
         assert!(q.is_leader());
         assert_eq!(q.leader(), Some(NodeId(0)));
         let mut last = 0;
@@ -254,9 +258,14 @@ fn single_voter_leads_at_start_commits_and_restarts_from_disk() {
         // Restart: the snapshot (taken after 5 entries) is restored, then the
         // committed entries after it are re-applied.
         let state = Rc::new(Recorder::default());
-        let q = Quorum::start(cfg2, state.clone(), Rc::new(Echo)).await.unwrap();
+        let q = Quorum::start(cfg2, state.clone(), Rc::new(Echo))
+            .await
+            .unwrap();
         let restored_at = state.restored_at.borrow().expect("snapshot restored");
-        assert!(restored_at >= 5 && restored_at < last, "snapshot at {restored_at}");
+        assert!(
+            restored_at >= 5 && restored_at < last,
+            "snapshot at {restored_at}"
+        );
         assert_eq!(*state.entries.borrow(), before);
         assert!(q.is_leader());
         let index = q.propose(b"after".to_vec()).await.unwrap();
@@ -271,12 +280,19 @@ fn three_voters_replicate_fail_over_and_catch_up() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let voters: Vec<(NodeId, SocketAddr)> = (0..3).map(|i| (NodeId(i), free_addr())).collect();
     let cfg = |i: i32| config(i, &voters, dirs[i as usize].path(), 10);
-    let mut nodes: Vec<Option<NodeThread>> = (0..3).map(|i| Some(NodeThread::start(cfg(i)))).collect();
-    let live = |nodes: &[Option<NodeThread>]| -> Vec<i32> { nodes.iter().flatten().map(|n| n.id).collect() };
+    let mut nodes: Vec<Option<NodeThread>> =
+        (0..3).map(|i| Some(NodeThread::start(cfg(i)))).collect();
+    let live = |nodes: &[Option<NodeThread>]| -> Vec<i32> {
+        nodes.iter().flatten().map(|n| n.id).collect()
+    };
 
     let leader = wait_leader(&nodes.iter().flatten().collect::<Vec<_>>());
     for i in 0..3u8 {
-        nodes[leader as usize].as_ref().unwrap().propose(&[b'a', i]).unwrap();
+        nodes[leader as usize]
+            .as_ref()
+            .unwrap()
+            .propose(&[b'a', i])
+            .unwrap();
     }
     let follower = (0..3).find(|&i| i != leader).unwrap();
     let state = wait_same_state(&nodes.iter().flatten().collect::<Vec<_>>(), 4);
@@ -292,12 +308,23 @@ fn three_voters_replicate_fail_over_and_catch_up() {
     // A follower misses a few entries and catches up from the log.
     nodes[follower as usize].take().unwrap().stop();
     for i in 0..3u8 {
-        nodes[leader as usize].as_ref().unwrap().propose(&[b'b', i]).unwrap();
+        nodes[leader as usize]
+            .as_ref()
+            .unwrap()
+            .propose(&[b'b', i])
+            .unwrap();
     }
     nodes[follower as usize] = Some(NodeThread::start(cfg(follower)));
     let state = wait_same_state(&nodes.iter().flatten().collect::<Vec<_>>(), 7);
     assert_eq!(state.len(), 6);
-    assert_eq!(nodes[follower as usize].as_ref().unwrap().status().restored_at, None);
+    assert_eq!(
+        nodes[follower as usize]
+            .as_ref()
+            .unwrap()
+            .status()
+            .restored_at,
+        None
+    );
 
     // The leader stops: another is elected and proposals continue, past a snapshot
     // that compacts the log below what the old leader has.
@@ -307,7 +334,11 @@ fn three_voters_replicate_fail_over_and_catch_up() {
     let leader = wait_leader(&nodes.iter().flatten().collect::<Vec<_>>());
     assert_ne!(leader, old);
     for i in 0..8u8 {
-        nodes[leader as usize].as_ref().unwrap().propose(&[b'c', i]).unwrap();
+        nodes[leader as usize]
+            .as_ref()
+            .unwrap()
+            .propose(&[b'c', i])
+            .unwrap();
     }
     wait_same_state(&nodes.iter().flatten().collect::<Vec<_>>(), 15);
 
@@ -320,9 +351,17 @@ fn three_voters_replicate_fail_over_and_catch_up() {
         .chain((0..3u8).map(|i| vec![b'b', i]))
         .chain((0..8u8).map(|i| vec![b'c', i]))
         .collect();
-    assert_eq!(state.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        state.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+        expected
+    );
     assert!(
-        nodes[old as usize].as_ref().unwrap().status().restored_at.is_some(),
+        nodes[old as usize]
+            .as_ref()
+            .unwrap()
+            .status()
+            .restored_at
+            .is_some(),
         "the restarted old leader should have installed the leader's snapshot"
     );
     for n in nodes.into_iter().flatten() {
@@ -356,7 +395,10 @@ fn a_node_of_another_cluster_is_refused_and_goes_fatal() {
             panic!("fatal() did not resolve");
         })
         .await;
-        assert!(msg.contains("cluster-a") && msg.contains("cluster-b"), "{msg}");
+        assert!(
+            msg.contains("cluster-a") && msg.contains("cluster-b"),
+            "{msg}"
+        );
         assert!(a.is_leader());
         b.stop().await;
         a.stop().await;
@@ -408,6 +450,11 @@ fn controller_client_calls_the_handler() {
         ));
         q.stop().await;
         // The server is gone: the cached connection fails and no answer comes.
-        assert!(client.call(addr, b"x".to_vec(), Duration::from_millis(500)).await.is_err());
+        assert!(
+            client
+                .call(addr, b"x".to_vec(), Duration::from_millis(500))
+                .await
+                .is_err()
+        );
     });
 }

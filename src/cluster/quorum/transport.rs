@@ -145,7 +145,9 @@ impl PeerLink {
         let stream = TcpStream::connect_timeout(self.addr, CONNECT_TIMEOUT)
             .await
             .map_err(|e| FrameError::Io(e.into()))?;
-        stream.set_nodelay(true).map_err(|e| FrameError::Io(e.into()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| FrameError::Io(e.into()))?;
         handshake(stream, &self.hello).await
     }
 
@@ -207,7 +209,9 @@ impl Server {
                     }
                 };
                 let Ok(permit) = open.try_acquire_static_permit(1) else {
-                    tracing::warn!("controller listener at its connection limit; closing a new one");
+                    tracing::warn!(
+                        "controller listener at its connection limit; closing a new one"
+                    );
                     continue;
                 };
                 let server = self.clone();
@@ -230,7 +234,9 @@ impl Server {
     }
 
     async fn connection(self: Rc<Self>, mut stream: TcpStream) -> Result<(), FrameError> {
-        stream.set_nodelay(true).map_err(|e| FrameError::Io(e.into()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| FrameError::Io(e.into()))?;
         let first = or(read_frame(&mut stream), async {
             glommio::timer::sleep(HELLO_TIMEOUT).await;
             Err(FrameError::Io(std::io::ErrorKind::TimedOut.into()))
@@ -290,7 +296,8 @@ impl Server {
 
     /// Hands a Raft message to the driver; only voters speak Raft, each as itself.
     fn on_raft(&self, from: NodeId, bytes: &[u8]) -> Result<(), FrameError> {
-        let msg = Message::parse_from_bytes(bytes).map_err(|_| FrameError::Malformed("raft message"))?;
+        let msg =
+            Message::parse_from_bytes(bytes).map_err(|_| FrameError::Malformed("raft message"))?;
         if !self.voters.contains(&from) || msg.from != raft_id(from) {
             return Err(FrameError::Malformed("raft message from a non-voter"));
         }
