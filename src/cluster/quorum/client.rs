@@ -117,10 +117,10 @@ impl ControllerClient {
 
     /// The open connection to `addr`, or a new one.
     async fn conn(&self, addr: SocketAddr) -> Result<Rc<Conn>, RpcError> {
-        if let Some(c) = self.conns.borrow().get(&addr) {
-            if !c.waiting.dead.get() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.conns.borrow().get(&addr)
+            && !c.waiting.dead.get()
+        {
+            return Ok(c.clone());
         }
         let io = |e: &dyn std::fmt::Display| RpcError::Io(format!("{addr}: {e}"));
         let stream = TcpStream::connect(addr).await.map_err(|e| io(&e))?;

@@ -441,16 +441,18 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
+        let mut e = Entry {
+            index,
+            term,
+            ..Default::default()
+        };
         e.set_data(data.to_vec().into());
         e
     }
 
     fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
         glommio::LocalExecutorBuilder::default()
-            .spawn(move || f())
+            .spawn(f)
             .unwrap()
             .join()
             .unwrap();
@@ -466,10 +468,12 @@ mod tests {
                 .unwrap();
             log.append(&[entry(2, 2, b"B")]).unwrap();
             log.sync().await.unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.vote = 1;
-            hs.commit = 2;
+            let hs = HardState {
+                term: 2,
+                vote: 1,
+                commit: 2,
+                ..Default::default()
+            };
             log.set_hard_state(hs).await.unwrap();
             drop(log);
             let log = DiskLog::open(&path, vec![1]).unwrap();

@@ -371,37 +371,56 @@ fn three_voters_replicate_fail_over_and_catch_up() {
 
 #[test]
 fn a_node_of_another_cluster_is_refused_and_goes_fatal() {
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let addr_a = free_addr();
-    let addr_b = free_addr();
-    let a_dir = dir_a.path().to_path_buf();
-    let b_dir = dir_b.path().to_path_buf();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let voters: Vec<(NodeId, SocketAddr)> = (1..=3).map(|i| (NodeId(i), free_addr())).collect();
+    let cfgs: Vec<QuorumConfig> = (1..=3)
+        .map(|i| {
+            let mut c = config(i, &voters, dirs[i as usize - 1].path(), 100);
+            if i == 2 {
+                c.cluster_id = "cluster-b".into();
+            }
+            c
+        })
+        .collect();
     run_local(move || async move {
-        // Node 1 of cluster-a serves its listener as a quorum of one.
-        let mut a = config(1, &[(NodeId(1), addr_a)], &a_dir, 100);
-        a.listen = Some(addr_a);
-        let a = Quorum::start(a, Rc::new(Recorder::default()), Rc::new(Echo))
-            .await
-            .unwrap();
-        // Node 2 thinks it is in cluster-b with node 1 as a fellow voter.
-        let mut b = config(2, &[(NodeId(1), addr_a), (NodeId(2), addr_b)], &b_dir, 100);
-        b.cluster_id = "cluster-b".into();
-        let b = Quorum::start(b, Rc::new(Recorder::default()), Rc::new(Echo))
-            .await
-            .unwrap();
-        let msg = futures_lite::future::or(b.fatal(), async {
+        let mut started = Vec::new();
+        for c in cfgs {
+            let q = Quorum::start(c, Rc::new(Recorder::default()), Rc::new(Echo))
+                .await
+                .unwrap();
+            started.push(q);
+        }
+        // Node 2 is refused by both peers: it is the odd one out.
+        let msg = futures_lite::future::or(started[1].fatal(), async {
             glommio::timer::sleep(Duration::from_secs(10)).await;
             panic!("fatal() did not resolve");
         })
         .await;
         assert!(
-            msg.contains("cluster-a") && msg.contains("cluster-b"),
+            msg.contains("cluster-a") && msg.contains("cluster-b") && msg.contains("node 2"),
             "{msg}"
         );
-        assert!(a.is_leader());
-        b.stop().await;
-        a.stop().await;
+        // Nodes 1 and 3 were refused by node 2 only: they elect a leader and go on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !started[0].is_leader() && !started[2].is_leader() {
+            assert!(
+                Instant::now() < deadline,
+                "no leader among the healthy nodes"
+            );
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let leader = if started[0].is_leader() {
+            &started[0]
+        } else {
+            &started[2]
+        };
+        leader.propose(b"ok".to_vec()).await.unwrap();
+        for q in [&started[0], &started[2]] {
+            assert_eq!(futures_lite::future::poll_once(q.fatal()).await, None);
+        }
+        for q in &started {
+            q.stop().await;
+        }
     });
 }
 

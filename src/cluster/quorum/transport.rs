@@ -6,7 +6,8 @@
 //! Incoming: after the Hello, Raft frames go to the driver's inbox and Request frames
 //! to the `RequestHandler`, answered on the same connection.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use glommio::sync::Semaphore;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 
-use super::frame::{Frame, FrameError, read_frame, write_encoded};
+use super::frame::{Frame, FrameError, MAX_FRAME_BYTES, read_frame, write_encoded};
 use super::{Input, RequestHandler, Shared, raft_id};
 use crate::types::NodeId;
 
@@ -59,6 +60,10 @@ impl Peers {
         .encode();
         let mut queues = HashMap::new();
         let mut tasks = Vec::new();
+        let refusals = Rc::new(Refusals {
+            by: RefCell::new(BTreeMap::new()),
+            peers: voters.len() - 1,
+        });
         for &(id, addr) in voters.iter().filter(|(id, _)| *id != me) {
             let (tx, rx) = local_channel::new_bounded(PEER_QUEUE);
             queues.insert(raft_id(id), tx);
@@ -69,6 +74,7 @@ impl Peers {
                 cluster_id: cluster_id.to_string(),
                 hello: hello.clone(),
                 shared: shared.clone(),
+                refusals: refusals.clone(),
             };
             let stop = shared.clone();
             tasks.push(glommio::spawn_local(async move {
@@ -86,6 +92,16 @@ impl Peers {
         let Ok(bytes) = msg.write_to_bytes() else {
             return false;
         };
+        // The peer would close the connection on it; dropping it here lets raft-rs
+        // hear of the failure (a snapshot this big needs a larger frame limit).
+        if bytes.len() >= MAX_FRAME_BYTES {
+            tracing::error!(
+                to = msg.to,
+                bytes = bytes.len(),
+                "raft message over the frame limit dropped"
+            );
+            return false;
+        }
         let out = Outgoing {
             bytes: Frame::Raft(bytes).encode(),
             snapshot: msg.get_msg_type() == MessageType::MsgSnapshot,
@@ -101,6 +117,16 @@ struct PeerLink {
     cluster_id: String,
     hello: Vec<u8>,
     shared: Rc<Shared>,
+    refusals: Rc<Refusals>,
+}
+
+/// Peers that refused our Hello for another cluster id, with theirs. One refusal
+/// is not enough to give up: a misconfigured voter refuses every healthy node that
+/// dials it, and must not bring the cluster down. When more than half of the peers
+/// refuse, this node is the odd one out and stops (`fatal`).
+struct Refusals {
+    by: RefCell<BTreeMap<NodeId, String>>,
+    peers: usize,
 }
 
 pub enum Handshake {
@@ -114,18 +140,26 @@ impl PeerLink {
         loop {
             match self.connect().await {
                 Ok(Handshake::Accepted(mut stream)) => {
+                    self.refusals.by.borrow_mut().remove(&self.id);
                     backoff = MIN_BACKOFF;
                     if !self.pump(&mut stream, &rx).await {
                         return;
                     }
                 }
                 Ok(Handshake::Refused(theirs)) => {
-                    self.shared.fatal.set(format!(
+                    let why = format!(
                         "controller {} at {} refused node {}: it belongs to cluster '{}', \
                          this node to cluster '{}' (inconsistent cluster id)",
                         self.id, self.addr, self.me, theirs, self.cluster_id
-                    ));
-                    return;
+                    );
+                    tracing::error!("{why}");
+                    let mut by = self.refusals.by.borrow_mut();
+                    by.insert(self.id, theirs);
+                    if by.len() * 2 > self.refusals.peers {
+                        self.shared.fatal.set(why);
+                        return;
+                    }
+                    backoff = MAX_BACKOFF;
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.id, addr = %self.addr, error = %e, "quorum peer unreachable");
