@@ -21,7 +21,7 @@ pub const MAX_PARTITIONS: i32 = 100_000;
 const TOPIC_ID_ATTEMPTS: usize = 8;
 
 /// A topic to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker's `num.partitions`.
@@ -36,7 +36,7 @@ pub struct NewTopic {
 }
 
 /// The outcome of one topic's change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicChangeResult {
     pub name: String,
     pub error: ErrorCode,
@@ -83,7 +83,7 @@ pub struct Decision {
 }
 
 /// A broker asking to join, as it sends itself on start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerRegistration {
     pub id: NodeId,
     /// Random per process start.

@@ -3,20 +3,41 @@
 //! answers, and watches broker heartbeats, fencing a broker whose session
 //! expired so its partitions get new leaders (or go offline).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::cluster::controller::{self, Limits};
-use crate::cluster::quorum::ProposeError;
+use crate::cluster::quorum::{ProposeError, RequestHandler};
 use crate::cluster::records::{self, MetadataRecord};
 use crate::shard::metadata::MetadataNode;
-use crate::shard::metadata::rpc::{ControllerRequest, ControllerResponse};
+use crate::shard::metadata::rpc::{self, ControllerRequest, ControllerResponse};
 use crate::types::NodeId;
 
 /// Producer ids handed to a broker at a time (Kafka's block size).
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// How long a broker-only node's metadata fetch waits for a change.
 const FETCH_WAIT: Duration = Duration::from_secs(1);
+
+impl RequestHandler for MetadataNode {
+    fn handle(&self, from: NodeId, body: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>>>> {
+        let node = self
+            .shard()
+            .metadata()
+            .expect("the metadata node is set before the quorum serves requests");
+        Box::pin(async move {
+            let answer = match rpc::decode::<ControllerRequest>(&body) {
+                Ok(request) => serve(&node, request).await,
+                Err(error) => {
+                    tracing::warn!(from = from.0, %error, "refused a controller request");
+                    ControllerResponse::Failed(error)
+                }
+            };
+            rpc::encode(&answer)
+        })
+    }
+}
 
 /// Answers one request as the active controller, or says who is.
 pub(super) async fn serve(node: &MetadataNode, request: ControllerRequest) -> ControllerResponse {

@@ -3,7 +3,6 @@
 //! newest state (each image is complete, so skipped ones are not missed).
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::cluster::image::{LocalPlacement, PartitionKey};
