@@ -3,6 +3,13 @@
 //! out, plus the answer per topic. Pure functions that never change the state:
 //! the active controller appends the records to the metadata log, and the
 //! change happens when every node applies the committed batch.
+//!
+//! Each decision must see every earlier one: the active controller decides
+//! against the committed state with its own appended-but-uncommitted batches
+//! applied (as Kafka's controller does), or keeps one decision in flight.
+//! Two decisions made against the same state could both create a topic or
+//! the same partition index, and a Partition record out of order is a broken
+//! log ([`ClusterState::apply`] asserts on it).
 
 use std::collections::BTreeMap;
 
