@@ -1,6 +1,8 @@
 //! Upgrading a single-node data directory in place: the topic table it kept in
-//! `meta/topics.toml` becomes the first metadata records of its new log, so
-//! every topic keeps its id, partitions, leader epochs and config overrides.
+//! `meta/topics.toml` and the producer ids it reserved in `meta/producer-ids`
+//! become the first metadata records of its new log, so every topic keeps its
+//! id, partitions, leader epochs and config overrides, and no producer id is
+//! handed out twice.
 
 use crate::cluster::records::MetadataRecord;
 use crate::cluster::topic_table::TopicTable;
@@ -33,6 +35,21 @@ pub fn from_topic_table(table: &TopicTable, node: NodeId) -> Vec<MetadataRecord>
         }
     }
     records
+}
+
+/// The record that moves the cluster's producer-id high mark past the ids the
+/// single node already reserved (`reserved`, the number in `meta/producer-ids`):
+/// producers holding those ids have state in the logs, and a new producer
+/// given one of them would be taken for the old one.
+pub fn from_producer_ids(reserved: i64, node: NodeId) -> Vec<MetadataRecord> {
+    if reserved > 0 {
+        vec![MetadataRecord::ProducerIds {
+            broker: node,
+            next: reserved,
+        }]
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +108,14 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r, MetadataRecord::TopicConfigs { name, .. } if name == "plain"))
         );
+    }
+
+    #[test]
+    fn reserved_producer_ids_are_never_handed_out_again() {
+        assert!(from_producer_ids(0, NodeId(1)).is_empty());
+        let mut state = ClusterState::default();
+        state.apply(1, &from_producer_ids(3000, NodeId(1)));
+        let (first, _) = crate::cluster::controller::allocate_producer_ids(&state, NodeId(1), 1000);
+        assert_eq!(first, 3000);
     }
 }

@@ -3,6 +3,13 @@
 //! out, plus the answer per topic. Pure functions that never change the state:
 //! the active controller appends the records to the metadata log, and the
 //! change happens when every node applies the committed batch.
+//!
+//! Each decision must see every earlier one: the active controller decides
+//! against the committed state with its own appended-but-uncommitted batches
+//! applied (as Kafka's controller does), or keeps one decision in flight.
+//! Two decisions made against the same state could both create a topic or
+//! the same partition index, and a Partition record out of order is a broken
+//! log ([`ClusterState::apply`] asserts on it).
 
 use std::collections::BTreeMap;
 
@@ -459,9 +466,12 @@ pub fn delete_topics(state: &ClusterState, names: Vec<String>) -> Decision {
 
 /// Registers a broker (fenced until it has caught up). The same registration
 /// sent again (a retry after a lost answer) writes nothing: the broker keeps
-/// the epoch it has. A new incarnation gets a new registration and epoch.
+/// the epoch it has. A new incarnation gets a new registration and epoch; if
+/// the old one was still unfenced, its leaderships move away first, as on
+/// fencing, since the restarted broker leads nothing until it is unfenced.
 pub fn register_broker(state: &ClusterState, r: BrokerRegistration) -> Vec<MetadataRecord> {
-    let retried = state.brokers.get(&r.id).is_some_and(|current| {
+    let current = state.brokers.get(&r.id);
+    let retried = current.is_some_and(|current| {
         current.incarnation == r.incarnation
             && current.host == r.host
             && current.port == r.port
@@ -470,13 +480,19 @@ pub fn register_broker(state: &ClusterState, r: BrokerRegistration) -> Vec<Metad
     if retried {
         return Vec::new();
     }
-    vec![MetadataRecord::RegisterBroker {
+    let mut records = if current.is_some_and(|current| !current.fenced) {
+        move_away(state, r.id)
+    } else {
+        Vec::new()
+    };
+    records.push(MetadataRecord::RegisterBroker {
         id: r.id,
         incarnation: r.incarnation,
         host: r.host,
         port: r.port,
         rack: r.rack,
-    }]
+    });
+    records
 }
 
 /// Whether `epoch` is the current registration of `id`: requests from an
@@ -936,9 +952,18 @@ mod tests {
         let mut state = cluster(1);
         let first = epoch(&state, 1);
         assert!(register_broker(&state, registration(1, "first")).is_empty());
+        let created = create_topics(&state, vec![new_topic("t", 1)], LIMITS);
+        commit(&mut state, &created.records);
         let records = register_broker(&state, registration(1, "second"));
-        assert_eq!(records.len(), 1);
+        assert_eq!(records.len(), 2, "{records:?}");
         commit(&mut state, &records);
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(
+            partition.leader,
+            NodeId::NONE,
+            "a fenced broker leads nothing"
+        );
+        assert_eq!(partition.leader_epoch, LeaderEpoch(1));
         let broker = &state.brokers[&NodeId(1)];
         assert!(broker.epoch > first);
         assert!(broker.fenced, "fenced until caught up");
@@ -948,6 +973,18 @@ mod tests {
         let records = unfence_broker(&state, NodeId(1), broker.epoch);
         commit(&mut state, &records);
         assert!(state.is_live(NodeId(1)));
+        assert_eq!(state.partition("t", 0).unwrap().leader, NodeId(1));
+        let again = register_broker(&state, registration(1, "third"));
+        let mut fenced = state.clone();
+        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1));
+        commit(&mut fenced, &records);
+        let reregistered = register_broker(&fenced, registration(1, "third"));
+        assert_eq!(again.len(), 2);
+        assert_eq!(
+            reregistered.len(),
+            1,
+            "a fenced broker's partitions already moved"
+        );
     }
 
     #[test]
