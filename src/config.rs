@@ -582,13 +582,14 @@ impl BrokerConfig {
                 listener.name
             ));
         }
-        if let (true, Some(controller_listen)) = (self.is_broker(), self.controller_listen) {
-            if same_socket(controller_listen, self.listen) {
-                return Err(format!(
-                    "listeners: the controller listener {controller_listen} must differ from the broker listener {}",
-                    self.listen
-                ));
-            }
+        if let Some(controller_listen) = self.controller_listen
+            && self.is_broker()
+            && same_socket(controller_listen, self.listen)
+        {
+            return Err(format!(
+                "listeners: the controller listener {controller_listen} must differ from the broker listener {}",
+                self.listen
+            ));
         }
         self.validate_cluster_timing()
     }
