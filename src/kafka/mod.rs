@@ -54,7 +54,8 @@ pub enum Reply {
     SendPieces(crate::net::outgoing::Pieces),
     /// Produce with acks=0 gets no response.
     Nothing,
-    /// The request cannot be answered: close the connection.
+    /// The request cannot be answered (or, with acks=0, failed): close the
+    /// connection.
     Close,
 }
 
@@ -80,7 +81,15 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             let threshold = shard.config().slow_request_ms.map(Duration::from_millis);
             slow_requests::log_if_slow(threshold, context, received, slowest, partitions);
             if acks == 0 {
-                return Reply::Nothing;
+                // No answer is expected, so a failed partition (one led by another
+                // broker, say) closes the connection instead, as Kafka does: the
+                // producer then refreshes its metadata.
+                let failed = response
+                    .responses
+                    .iter()
+                    .flat_map(|topic| &topic.partition_responses)
+                    .any(|partition| partition.error_code != ErrorCode::None.code());
+                return if failed { Reply::Close } else { Reply::Nothing };
             }
             respond(correlation_id, version, &response)
         }
