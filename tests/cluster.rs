@@ -103,7 +103,10 @@ async fn three_nodes_form_a_cluster() {
     );
     let leaders = views.swap_remove(0);
     let leading: BTreeSet<i32> = leaders.values().copied().collect();
-    assert_eq!(leading, all, "leaders spread over every broker: {leaders:?}");
+    assert_eq!(
+        leading, all,
+        "leaders spread over every broker: {leaders:?}"
+    );
 
     // The producer knows node 0 alone and must find the other leaders itself.
     let producer = producer(&cluster, 0);
@@ -178,7 +181,10 @@ async fn the_active_controller_dies() {
             Ok(results)
                 if !failures.is_empty()
                     && *results
-                        == vec![Err((topic.to_string(), RDKafkaErrorCode::TopicAlreadyExists))] =>
+                        == vec![Err((
+                            topic.to_string(),
+                            RDKafkaErrorCode::TopicAlreadyExists,
+                        ))] =>
             {
                 break;
             }
@@ -252,7 +258,10 @@ async fn a_broker_dies_and_comes_back() {
         .filter(|(_, leader)| **leader == victim_id)
         .map(|(partition, _)| *partition)
         .collect();
-    assert!(!orphans.is_empty(), "node {victim} leads some of {leaders:?}");
+    assert!(
+        !orphans.is_empty(),
+        "node {victim} leads some of {leaders:?}"
+    );
 
     let killed_at = Instant::now();
     cluster.kill(victim);
@@ -269,7 +278,8 @@ async fn a_broker_dies_and_comes_back() {
                     partitions.len() == 6
                         && partitions.iter().all(|(partition, (leader, error))| {
                             if orphans.contains(partition) {
-                                *leader == -1 || *error == Some(RDKafkaErrorCode::LeaderNotAvailable)
+                                *leader == -1
+                                    || *error == Some(RDKafkaErrorCode::LeaderNotAvailable)
                             } else {
                                 Some(leader) == leaders.get(partition)
                             }
@@ -337,8 +347,7 @@ fn a_node_from_another_cluster_is_refused() {
     );
     let log = cluster.node_log(2);
     assert!(
-        (log.contains(&ours) && log.contains(&theirs))
-            || log.to_lowercase().contains("cluster id"),
+        (log.contains(&ours) && log.contains(&theirs)) || log.to_lowercase().contains("cluster id"),
         "node 2's log names both cluster ids ({ours}, {theirs}) or says `cluster id`:\n{log}"
     );
 
@@ -498,8 +507,7 @@ fn consume(consumer: &BaseConsumer<TestContext>, expected: usize) -> Records {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let text = |bytes: Option<&[u8]>| {
-                    String::from_utf8(bytes.expect("every record has it").to_vec())
-                        .expect("utf-8")
+                    String::from_utf8(bytes.expect("every record has it").to_vec()).expect("utf-8")
                 };
                 let record = (text(message.key()), text(message.payload()));
                 let position = (message.partition(), message.offset());

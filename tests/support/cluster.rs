@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 
 use crate::broker::reserve_port;
@@ -536,7 +536,11 @@ pub fn describe_metadata(metadata: &Metadata) -> String {
             format!("{} {:?} [{}]", t.name(), t.error(), partitions.join(" "))
         })
         .collect();
-    format!("brokers [{}] topics {{{}}}", brokers.join(" "), topics.join("; "))
+    format!(
+        "brokers [{}] topics {{{}}}",
+        brokers.join(" "),
+        topics.join("; ")
+    )
 }
 
 fn start_marker(node: usize, start: u32) -> String {
