@@ -1,14 +1,21 @@
 //! The `sluice` command line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::bench::log::{LogBenchParams, run};
-use sluice::config::{BrokerConfig, DurabilityPolicy};
+use sluice::cluster::meta_properties;
+use sluice::config::{
+    BrokerConfig, DurabilityPolicy, Listener, ProcessRole, Voter, parse_advertised_listeners,
+    parse_bootstrap_servers, parse_listener_names, parse_listeners, parse_process_roles,
+    parse_voters,
+};
 use sluice::storage::{Durability, GroupCommit, LogConfig};
+use sluice::types::NodeId;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +34,33 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Append batches to a partition log for a while; report MB/s and ack latency.
     BenchLog(BenchLogArgs),
+    /// Write meta.properties (cluster.id, node.id) into the data directory, as
+    /// `kafka-storage format`: run it on every node of a cluster before its first start.
+    Format(FormatArgs),
+    /// Print a new cluster id for `sluice format --cluster-id`.
+    RandomClusterId,
+}
+
+/// Settings of `sluice format`: the data directory and node id come from the
+/// same config file and environment as `serve`.
+#[derive(clap::Args)]
+struct FormatArgs {
+    /// The cluster's id, the same on every node (`sluice random-cluster-id` makes one).
+    #[arg(long)]
+    cluster_id: String,
+    /// TOML file with the broker config (its data_dir and node_id are used).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory to format.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// node.id of this node.
+    #[arg(long, env = "SLUICE_NODE_ID")]
+    node_id: Option<i32>,
+    /// Succeed without writing when the directory is already formatted with the
+    /// same cluster id and node id.
+    #[arg(long)]
+    ignore_formatted: bool,
 }
 
 /// Settings of `sluice serve`: embedded defaults < --config file < SLUICE_* env < flags.
@@ -35,9 +69,9 @@ struct ServeArgs {
     /// TOML file with any setting of the broker config (docs/configuration.md).
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on and advertise.
+    /// Address of the broker listener; wins over --listeners.
     #[arg(long, env = "SLUICE_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<SocketAddr>,
     /// Directory holding the partitions and metadata.
     #[arg(long, env = "SLUICE_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -123,6 +157,99 @@ struct ServeArgs {
     /// WARN line per request: dispatch, validate, write, sync, acknowledge, respond)
     #[arg(long, env = "SLUICE_SLOW_REQUEST_MS", value_name = "MS")]
     slow_request_ms: Option<u64>,
+
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// The cluster settings of `sluice serve`, in Kafka's value forms.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// process.roles: broker, controller, or broker,controller (the default).
+    #[arg(long, env = "SLUICE_PROCESS_ROLES", value_parser = parse_process_roles)]
+    process_roles: Option<std::vec::Vec<ProcessRole>>,
+    /// controller.quorum.voters: id@host:port,… (none: a single node, a quorum of one).
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS", value_parser = parse_voters)]
+    controller_quorum_voters: Option<std::vec::Vec<Voter>>,
+    /// controller.quorum.bootstrap.servers: host:port,… of controllers (broker-only nodes).
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS", value_parser = parse_bootstrap_servers)]
+    controller_quorum_bootstrap_servers: Option<std::vec::Vec<SocketAddr>>,
+    /// listeners: PLAINTEXT://host:port,CONTROLLER://host:port (empty host: all interfaces).
+    #[arg(long, env = "SLUICE_LISTENERS", value_parser = parse_listeners)]
+    listeners: Option<std::vec::Vec<Listener>>,
+    /// advertised.listeners: PLAINTEXT://host:port clients are told to connect to.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS", value_parser = parse_advertised_listeners)]
+    advertised_listeners: Option<std::vec::Vec<Listener>>,
+    /// controller.listener.names: which listeners are controller listeners (CONTROLLER).
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTENER_NAMES", value_parser = parse_listener_names)]
+    controller_listener_names: Option<std::vec::Vec<String>>,
+    /// broker.session.timeout.ms: a broker without heartbeats this long is fenced.
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<u64>,
+    /// broker.heartbeat.interval.ms: how often a broker heartbeats to the controller.
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
+    /// broker.rack: replicas are spread across racks.
+    #[arg(long, env = "SLUICE_BROKER_RACK")]
+    broker_rack: Option<String>,
+    /// default.replication.factor: replicas of topics created without one.
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<i16>,
+    /// controller.quorum.election.timeout.ms.
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
+    controller_quorum_election_timeout_ms: Option<u64>,
+    /// controller.quorum.fetch.timeout.ms.
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_FETCH_TIMEOUT_MS")]
+    controller_quorum_fetch_timeout_ms: Option<u64>,
+}
+
+impl ClusterArgs {
+    /// Lays these settings over the file's.
+    fn apply(self, config: &mut BrokerConfig) {
+        fn set<T>(value: Option<T>, field: &mut T) {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        set(self.process_roles, &mut config.process_roles);
+        set(
+            self.controller_quorum_voters,
+            &mut config.controller_quorum_voters,
+        );
+        set(
+            self.controller_quorum_bootstrap_servers,
+            &mut config.controller_quorum_bootstrap_servers,
+        );
+        set(self.listeners, &mut config.listeners);
+        set(self.advertised_listeners, &mut config.advertised_listeners);
+        set(
+            self.controller_listener_names,
+            &mut config.controller_listener_names,
+        );
+        set(
+            self.broker_session_timeout_ms,
+            &mut config.broker_session_timeout_ms,
+        );
+        set(
+            self.broker_heartbeat_interval_ms,
+            &mut config.broker_heartbeat_interval_ms,
+        );
+        if self.broker_rack.is_some() {
+            config.broker_rack = self.broker_rack;
+        }
+        set(
+            self.default_replication_factor,
+            &mut config.default_replication_factor,
+        );
+        set(
+            self.controller_quorum_election_timeout_ms,
+            &mut config.controller_quorum_election_timeout_ms,
+        );
+        set(
+            self.controller_quorum_fetch_timeout_ms,
+            &mut config.controller_quorum_fetch_timeout_ms,
+        );
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,23 +321,69 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(*args),
         Command::BenchLog(args) => bench_log(args),
+        Command::Format(args) => format(args),
+        Command::RandomClusterId => {
+            println!("{}", meta_properties::random_cluster_id());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The config file, or the embedded defaults without one.
+fn load_config(path: Option<&Path>) -> Result<BrokerConfig, String> {
+    path.map_or_else(|| Ok(BrokerConfig::default()), BrokerConfig::from_file)
+}
+
+fn format(args: FormatArgs) -> ExitCode {
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = id;
+    }
+    match meta_properties::format(
+        &config.data_dir,
+        &args.cluster_id,
+        NodeId(config.node_id),
+        args.ignore_formatted,
+    ) {
+        Ok(meta) => {
+            println!(
+                "{}/meta.properties: version=1 cluster.id={} node.id={} directory.id={}",
+                config.data_dir.display(),
+                meta.cluster_id,
+                meta.node_id,
+                meta.directory_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sluice format: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let mut config = match &args.config {
-        Some(path) => match BrokerConfig::from_file(path) {
-            Ok(config) => config,
-            Err(error) => {
-                eprintln!("sluice: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => BrokerConfig::default(),
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::FAILURE;
+        }
     };
     apply_group_args(&args, &mut config);
-    if let Some(listen) = args.listen {
-        config.listen = listen;
+    args.cluster.apply(&mut config);
+    if let Err(error) = config.resolve_listeners(args.listen) {
+        eprintln!("sluice: {error}");
+        return ExitCode::FAILURE;
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;

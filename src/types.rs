@@ -89,6 +89,12 @@ impl NodeId {
     pub const NONE: NodeId = NodeId(-1);
 }
 
+impl Default for NodeId {
+    fn default() -> NodeId {
+        NodeId::NONE
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

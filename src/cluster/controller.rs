@@ -1,22 +1,39 @@
-//! The controller's decisions: topic creation, partition growth, config changes
-//! and deletions, each checked against the current topic table and turned into
-//! the next one. Pure functions: the controller shard runs them, persists the
-//! result and publishes the new image to every shard.
+//! The controller's decisions, KRaft style: each request is checked against the
+//! committed [`ClusterState`] and turned into the metadata records that carry it
+//! out, plus the answer per topic. Pure functions that never change the state:
+//! the active controller appends the records to the metadata log, and the
+//! change happens when every node applies the committed batch.
+//!
+//! Each decision must see every earlier one: the active controller decides
+//! against the committed state with its own appended-but-uncommitted batches
+//! applied (as Kafka's controller does), or keeps one decision in flight.
+//! Two decisions made against the same state could both create a topic or
+//! the same partition index, and a Partition record out of order is a broken
+//! log ([`ClusterState::apply`] asserts on it).
 
 use std::collections::BTreeMap;
 
-use crate::cluster::topic_table::{TopicMeta, TopicTable, new_topic_id, validate_topic_name};
+use crate::cluster::placement;
+use crate::cluster::records::MetadataRecord;
+use crate::cluster::state::{ClusterState, PartitionState};
+use crate::cluster::topic_table::{new_topic_id, validate_topic_name};
 use crate::protocol::error_code::ErrorCode;
+use crate::types::{LeaderEpoch, NodeId};
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: i32 = 100_000;
 
+/// Fresh topic ids tried before giving up: a random 128-bit id colliding even
+/// twice means the generator is broken.
+const TOPIC_ID_ATTEMPTS: usize = 8;
+
 /// A topic to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker's `num.partitions`.
     pub partitions: i32,
+    /// -1: the broker's `default.replication.factor`.
     pub replication_factor: i16,
     /// Manual replica assignment: (partition, broker ids); when given, it sets
     /// the partition count and replication factor, which must then be -1.
@@ -26,15 +43,19 @@ pub struct NewTopic {
 }
 
 /// The outcome of one topic's change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicChangeResult {
     pub name: String,
     pub error: ErrorCode,
     pub message: Option<String>,
 }
 
+/// Why a topic change is refused: the Kafka error code and a message for the
+/// client.
+type Refusal = (ErrorCode, String);
+
 impl TopicChangeResult {
-    fn of(name: String, outcome: Result<(), (ErrorCode, String)>) -> TopicChangeResult {
+    fn of(name: String, outcome: Result<(), Refusal>) -> TopicChangeResult {
         match outcome {
             Ok(()) => TopicChangeResult {
                 name,
@@ -50,210 +71,385 @@ impl TopicChangeResult {
     }
 }
 
-/// What the controller needs to know of the broker.
+/// The broker configs topic changes depend on.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub default_partitions: i32,
-    /// This broker: the only one a replica can be assigned to.
-    pub node_id: i32,
-    pub shard_count: usize,
+    pub default_replication_factor: i16,
+    /// 1 until partitions replicate: a leader moved to a broker without the
+    /// data would silently lose it.
+    pub max_replication_factor: i16,
 }
 
-/// A proposed next table and each topic's result; `changed` says whether the
-/// table must be published.
-pub struct Proposal {
-    pub table: TopicTable,
+/// The records to append (empty: nothing to commit) and each topic's answer,
+/// to send once the records are committed.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub records: Vec<MetadataRecord>,
     pub results: Vec<TopicChangeResult>,
-    pub changed: bool,
 }
 
-pub fn create_topics(current: &TopicTable, topics: Vec<NewTopic>, limits: Limits) -> Proposal {
-    let mut table = current.clone();
-    let mut changed = false;
+/// A broker asking to join, as it sends itself on start.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BrokerRegistration {
+    pub id: NodeId,
+    /// Random per process start.
+    pub incarnation: String,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// Decides each topic in order; a topic sees the ones accepted before it in the
+/// same request (a repeated name is TOPIC_ALREADY_EXISTS, placement counts
+/// their replicas).
+pub fn create_topics(state: &ClusterState, topics: Vec<NewTopic>, limits: Limits) -> Decision {
+    let mut scratch = state.clone();
+    let mut records = Vec::new();
     let results = topics
         .into_iter()
         .map(|topic| {
-            let outcome = check_new_topic(&table, &topic, limits).map(|meta| {
+            let outcome = check_new_topic(&scratch, &topic, limits).map(|created| {
                 if !topic.validate_only {
-                    table.topics.insert(topic.name.clone(), meta);
-                    changed = true;
+                    replay(&mut scratch, &created);
+                    records.extend(created);
                 }
             });
             TopicChangeResult::of(topic.name, outcome)
         })
         .collect();
-    Proposal {
-        table,
-        results,
-        changed,
+    Decision { records, results }
+}
+
+/// Applies records decided earlier in the same request to the scratch copy.
+fn replay(scratch: &mut ClusterState, records: &[MetadataRecord]) {
+    let offset = scratch.offset;
+    for record in records {
+        scratch.apply_record(offset, record);
     }
 }
 
 fn check_new_topic(
-    table: &TopicTable,
+    state: &ClusterState,
     topic: &NewTopic,
     limits: Limits,
-) -> Result<TopicMeta, (ErrorCode, String)> {
+) -> Result<Vec<MetadataRecord>, Refusal> {
     validate_topic_name(&topic.name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
-    if table.topics.contains_key(&topic.name) {
+    if state.topics.contains_key(&topic.name) {
         return Err((
             ErrorCode::TopicAlreadyExists,
             format!("topic '{}' already exists", topic.name),
         ));
     }
-    let partitions = if !topic.assignments.is_empty() {
-        check_assignments(topic, limits)?
-    } else if topic.partitions == -1 {
-        limits.default_partitions
+    let assignment = if topic.assignments.is_empty() {
+        let partitions = match topic.partitions {
+            -1 => limits.default_partitions,
+            n => n,
+        };
+        check_partition_count(partitions)?;
+        let replication_factor = match topic.replication_factor {
+            -1 => limits.default_replication_factor,
+            n => n,
+        };
+        let replication_factor = check_replication_factor(state, replication_factor, limits)?;
+        placement::place(state, partitions as usize, 0, replication_factor)
+            .map_err(|m| (ErrorCode::InvalidReplicationFactor, m))?
     } else {
-        topic.partitions
+        check_assignments(state, topic, limits)?
     };
-    if !(1..=MAX_PARTITIONS).contains(&partitions) {
-        return Err((
+    let configs = check_new_configs(&topic.configs)?;
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.name.clone(),
+        id: unique_topic_id(state),
+    }];
+    records.extend(new_partitions(state, &topic.name, 0, assignment));
+    if !configs.is_empty() {
+        records.push(MetadataRecord::TopicConfigs {
+            name: topic.name.clone(),
+            configs,
+        });
+    }
+    Ok(records)
+}
+
+fn check_partition_count(partitions: i32) -> Result<(), Refusal> {
+    if (1..=MAX_PARTITIONS).contains(&partitions) {
+        Ok(())
+    } else {
+        Err((
             ErrorCode::InvalidPartitions,
             format!("{partitions} partitions: must be in 1..={MAX_PARTITIONS}"),
+        ))
+    }
+}
+
+/// A replication factor the cluster can hold now: positive, within
+/// `max_replication_factor`, and no more than the live brokers.
+fn check_replication_factor(
+    state: &ClusterState,
+    replication_factor: i16,
+    limits: Limits,
+) -> Result<usize, Refusal> {
+    let refuse = |message: String| Err((ErrorCode::InvalidReplicationFactor, message));
+    if replication_factor < 1 {
+        return refuse(format!(
+            "replication factor {replication_factor}: must be at least 1"
         ));
     }
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
-        return Err((
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "replication factor {} is larger than the 1 available broker",
-                topic.replication_factor
-            ),
+    if replication_factor > limits.max_replication_factor {
+        return refuse(format!(
+            "replication factor {replication_factor} needs replication (not yet supported); at most {}",
+            limits.max_replication_factor
         ));
     }
-    let mut configs = BTreeMap::new();
-    for (name, value) in &topic.configs {
-        let value = value.clone().ok_or((
-            ErrorCode::InvalidConfig,
-            format!("config {name} has no value"),
-        ))?;
-        crate::cluster::topic_config::validate(name, &value)
-            .map_err(|m| (ErrorCode::InvalidConfig, m))?;
-        configs.insert(name.clone(), value);
+    let live = state.live_brokers().count();
+    if live == 0 {
+        return refuse("no live broker to place replicas on".into());
     }
-    Ok(TopicMeta {
-        id: new_topic_id(),
-        shards: table.place(partitions as usize, limits.shard_count),
-        configs,
-        leader_epochs: Vec::new(),
-    })
+    let replication_factor = usize::try_from(replication_factor).expect("checked positive");
+    if replication_factor > live {
+        return refuse(format!(
+            "replication factor {replication_factor} is larger than the cluster: only {live} live broker{}",
+            if live == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(replication_factor)
 }
 
 /// A manual assignment as Kafka checks it: partitions 0..n each exactly once,
-/// every replica list non-empty and on this broker; returns the partition count.
-fn check_assignments(topic: &NewTopic, limits: Limits) -> Result<i32, (ErrorCode, String)> {
+/// every replica list non-empty, without repeats, of one length, on registered
+/// brokers (fenced ones too, as Kafka allows); returns the lists by partition.
+fn check_assignments(
+    state: &ClusterState,
+    topic: &NewTopic,
+    limits: Limits,
+) -> Result<Vec<Vec<NodeId>>, Refusal> {
+    let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
     if topic.partitions != -1 || topic.replication_factor != -1 {
         return Err((
             ErrorCode::InvalidRequest,
             "both a replica assignment and a partition count or replication factor".into(),
         ));
     }
-    let mut indexes: Vec<i32> = topic.assignments.iter().map(|(p, _)| *p).collect();
-    indexes.sort_unstable();
-    let count = i32::try_from(indexes.len()).unwrap_or(i32::MAX);
-    if !indexes.iter().copied().eq(0..count) {
-        return Err((
-            ErrorCode::InvalidReplicaAssignment,
-            "partitions must be assigned 0..n, each once".into(),
-        ));
-    }
+    let count = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
+    check_partition_count(count)?;
+    let mut by_index: Vec<Option<Vec<NodeId>>> = vec![None; topic.assignments.len()];
     for (partition, brokers) in &topic.assignments {
-        if brokers.is_empty() || brokers.iter().any(|&b| b != limits.node_id) || brokers.len() > 1 {
-            return Err((
-                ErrorCode::InvalidReplicaAssignment,
-                format!(
-                    "partition {partition} assigned to {brokers:?}; the only broker is {}",
-                    limits.node_id
-                ),
+        let slot = usize::try_from(*partition)
+            .ok()
+            .and_then(|index| by_index.get_mut(index));
+        match slot {
+            Some(slot @ None) => *slot = Some(brokers.iter().copied().map(NodeId).collect()),
+            _ => return refuse("partitions must be assigned 0..n, each once".into()),
+        }
+    }
+    let lists: Vec<Vec<NodeId>> = by_index
+        .into_iter()
+        .map(|list| list.expect("every index 0..n seen once"))
+        .collect();
+    let length = lists[0].len();
+    for (partition, replicas) in lists.iter().enumerate() {
+        if replicas.is_empty() {
+            return refuse(format!("partition {partition} has no replicas"));
+        }
+        if replicas.len() != length {
+            return refuse(format!(
+                "partition {partition} has {} replicas, partition 0 has {length}: all must have the same number",
+                replicas.len()
+            ));
+        }
+        if let Some(repeated) = replicas
+            .iter()
+            .enumerate()
+            .find_map(|(i, id)| replicas[..i].contains(id).then_some(id))
+        {
+            return refuse(format!(
+                "partition {partition} lists broker {repeated} twice"
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|id| !state.brokers.contains_key(id)) {
+            return refuse(format!(
+                "partition {partition} is assigned to broker {unknown}, which is not registered"
             ));
         }
     }
-    Ok(count)
+    if length > usize::try_from(limits.max_replication_factor).unwrap_or(0) {
+        return Err((
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {length} needs replication (not yet supported); at most {}",
+                limits.max_replication_factor
+            ),
+        ));
+    }
+    Ok(lists)
 }
 
-/// Grows topics to the given partition counts (never shrinks them).
+fn check_new_configs(
+    configs: &[(String, Option<String>)],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    configs
+        .iter()
+        .map(|(name, value)| {
+            let value = value.clone().ok_or((
+                ErrorCode::InvalidConfig,
+                format!("config {name} has no value"),
+            ))?;
+            crate::cluster::topic_config::validate(name, &value)
+                .map_err(|m| (ErrorCode::InvalidConfig, m))?;
+            Ok((name.clone(), value))
+        })
+        .collect()
+}
+
+/// A topic id no existing topic has.
+fn unique_topic_id(state: &ClusterState) -> String {
+    (0..TOPIC_ID_ATTEMPTS)
+        .map(|_| new_topic_id())
+        .find(|id| state.topics.values().all(|topic| &topic.id != id))
+        .expect("the random topic id generator keeps repeating existing ids")
+}
+
+/// Partition records for new partitions from `first` on: every replica in sync
+/// (they are all empty), led by the first live one.
+fn new_partitions(
+    state: &ClusterState,
+    topic: &str,
+    first: i32,
+    assignment: Vec<Vec<NodeId>>,
+) -> impl Iterator<Item = MetadataRecord> {
+    let leaders: Vec<NodeId> = assignment
+        .iter()
+        .map(|replicas| {
+            replicas
+                .iter()
+                .copied()
+                .find(|&id| state.is_live(id))
+                .unwrap_or(NodeId::NONE)
+        })
+        .collect();
+    let topic = topic.to_string();
+    (first..).zip(assignment.into_iter().zip(leaders)).map(
+        move |(partition, (replicas, leader))| MetadataRecord::Partition {
+            topic: topic.clone(),
+            partition,
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: LeaderEpoch(0),
+        },
+    )
+}
+
+/// Grows topics to the given partition counts (never shrinks them), with the
+/// replication factor each topic already has.
 pub fn create_partitions(
-    current: &TopicTable,
+    state: &ClusterState,
     topics: Vec<(String, i32)>,
     validate_only: bool,
     limits: Limits,
-) -> Proposal {
-    let mut table = current.clone();
-    let mut changed = false;
+) -> Decision {
+    let mut scratch = state.clone();
+    let mut records = Vec::new();
     let results = topics
         .into_iter()
         .map(|(name, count)| {
-            let outcome = match table.topics.get(&name) {
-                None => Err((
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("topic {name} does not exist"),
-                )),
-                Some(meta) if count <= meta.partition_count() => Err((
-                    ErrorCode::InvalidPartitions,
-                    format!(
-                        "topic {name} has {} partitions; {count} would not add any",
-                        meta.partition_count()
-                    ),
-                )),
-                Some(_) if count > MAX_PARTITIONS => Err((
-                    ErrorCode::InvalidPartitions,
-                    format!("{count} partitions: at most {MAX_PARTITIONS}"),
-                )),
-                Some(meta) => Ok(meta.partition_count()),
-            }
-            .map(|current| {
+            let outcome = grow(&scratch, &name, count, limits).map(|added| {
                 if !validate_only {
-                    let added = table.place((count - current) as usize, limits.shard_count);
-                    let meta = table.topics.get_mut(&name).expect("checked above");
-                    meta.shards.extend(added);
-                    changed = true;
+                    replay(&mut scratch, &added);
+                    records.extend(added);
                 }
             });
             TopicChangeResult::of(name, outcome)
         })
         .collect();
-    Proposal {
-        table,
-        results,
-        changed,
+    Decision { records, results }
+}
+
+fn grow(
+    state: &ClusterState,
+    name: &str,
+    count: i32,
+    limits: Limits,
+) -> Result<Vec<MetadataRecord>, Refusal> {
+    let Some(topic) = state.topics.get(name) else {
+        return Err((
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {name} does not exist"),
+        ));
+    };
+    let current = i32::try_from(topic.partitions.len()).expect("partition counts fit in i32");
+    if count <= current {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("topic {name} has {current} partitions; {count} would not add any"),
+        ));
     }
+    if count > MAX_PARTITIONS {
+        return Err((
+            ErrorCode::InvalidPartitions,
+            format!("{count} partitions: at most {MAX_PARTITIONS}"),
+        ));
+    }
+    let replication_factor = topic
+        .partitions
+        .first()
+        .map_or(limits.default_replication_factor, |p| {
+            i16::try_from(p.replicas.len()).unwrap_or(i16::MAX)
+        });
+    let replication_factor = check_replication_factor(state, replication_factor, limits)?;
+    let assignment = placement::place(
+        state,
+        (count - current) as usize,
+        current,
+        replication_factor,
+    )
+    .map_err(|m| (ErrorCode::InvalidReplicationFactor, m))?;
+    Ok(new_partitions(state, name, current, assignment).collect())
 }
 
 /// Replaces the config overrides of `topic`.
 pub fn set_topic_configs(
-    current: &TopicTable,
+    state: &ClusterState,
     topic: String,
     configs: BTreeMap<String, String>,
     validate_only: bool,
-) -> Proposal {
-    let mut table = current.clone();
-    let outcome = match table.topics.get_mut(&topic) {
-        None => Err((
-            ErrorCode::UnknownTopicOrPartition,
-            format!("topic {topic} does not exist"),
-        )),
-        Some(meta) => configs
+) -> Decision {
+    let outcome = if state.topics.contains_key(&topic) {
+        configs
             .iter()
             .try_for_each(|(name, value)| crate::cluster::topic_config::validate(name, value))
             .map_err(|m| (ErrorCode::InvalidConfig, m))
-            .map(|()| meta.configs = configs),
+    } else {
+        Err((
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic {topic} does not exist"),
+        ))
     };
-    let changed = outcome.is_ok() && !validate_only;
-    Proposal {
-        table,
+    let records = if outcome.is_ok() && !validate_only {
+        vec![MetadataRecord::TopicConfigs {
+            name: topic.clone(),
+            configs,
+        }]
+    } else {
+        Vec::new()
+    };
+    Decision {
+        records,
         results: vec![TopicChangeResult::of(topic, outcome)],
-        changed,
     }
 }
 
-pub fn delete_topics(current: &TopicTable, names: Vec<String>) -> Proposal {
-    let mut table = current.clone();
-    let results: Vec<TopicChangeResult> = names
+/// Removes each named topic; a name repeated in the request is unknown the
+/// second time, as the first already removed it.
+pub fn delete_topics(state: &ClusterState, names: Vec<String>) -> Decision {
+    let mut records = Vec::new();
+    let results = names
         .into_iter()
         .map(|name| {
-            let error = if table.topics.remove(&name).is_some() {
+            let removed = MetadataRecord::RemoveTopic { name: name.clone() };
+            let error = if state.topics.contains_key(&name) && !records.contains(&removed) {
+                records.push(removed);
                 ErrorCode::None
             } else {
                 ErrorCode::UnknownTopicOrPartition
@@ -265,12 +461,141 @@ pub fn delete_topics(current: &TopicTable, names: Vec<String>) -> Proposal {
             }
         })
         .collect();
-    let changed = results.iter().any(|r| r.error == ErrorCode::None);
-    Proposal {
-        table,
-        results,
-        changed,
+    Decision { records, results }
+}
+
+/// Registers a broker (fenced until it has caught up). The same registration
+/// sent again (a retry after a lost answer) writes nothing: the broker keeps
+/// the epoch it has. A new incarnation gets a new registration and epoch; if
+/// the old one was still unfenced, its leaderships move away first, as on
+/// fencing, since the restarted broker leads nothing until it is unfenced.
+pub fn register_broker(state: &ClusterState, r: BrokerRegistration) -> Vec<MetadataRecord> {
+    let current = state.brokers.get(&r.id);
+    let retried = current.is_some_and(|current| {
+        current.incarnation == r.incarnation
+            && current.host == r.host
+            && current.port == r.port
+            && current.rack == r.rack
+    });
+    if retried {
+        return Vec::new();
     }
+    let mut records = if current.is_some_and(|current| !current.fenced) {
+        move_away(state, r.id)
+    } else {
+        Vec::new()
+    };
+    records.push(MetadataRecord::RegisterBroker {
+        id: r.id,
+        incarnation: r.incarnation,
+        host: r.host,
+        port: r.port,
+        rack: r.rack,
+    });
+    records
+}
+
+/// Whether `epoch` is the current registration of `id`: requests from an
+/// older incarnation change nothing.
+fn current_registration(state: &ClusterState, id: NodeId, epoch: i64) -> Option<bool> {
+    state
+        .brokers
+        .get(&id)
+        .filter(|broker| broker.epoch == epoch)
+        .map(|broker| broker.fenced)
+}
+
+/// Unfences a caught-up broker and gives it back the leadership of every
+/// partition left without a leader whose ISR still holds it.
+pub fn unfence_broker(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+    if current_registration(state, id, epoch) != Some(true) {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
+    records.extend(changes(state, |partition| {
+        (partition.leader == NodeId::NONE && partition.isr.contains(&id))
+            .then_some((Some(id), None))
+    }));
+    records
+}
+
+/// Fences a broker (its session expired) and moves its leaderships away.
+pub fn fence_broker(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+    if current_registration(state, id, epoch) != Some(false) {
+        return Vec::new();
+    }
+    let mut records = vec![MetadataRecord::FenceBroker { id, epoch }];
+    records.extend(move_away(state, id));
+    records
+}
+
+/// A clean shutdown: leaderships are handed over first, then the broker is
+/// fenced, all in one batch.
+pub fn controlled_shutdown(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+    if current_registration(state, id, epoch) != Some(false) {
+        return Vec::new();
+    }
+    let mut records = move_away(state, id);
+    records.push(MetadataRecord::FenceBroker { id, epoch });
+    records
+}
+
+/// Takes `id` out of every partition: a partition it leads goes to the first
+/// other unfenced ISR member in replica order, or to no leader; `id` leaves
+/// the ISR unless it is the last member (KRaft keeps the last one, so the
+/// partition knows which replica has every acknowledged record).
+fn move_away(state: &ClusterState, id: NodeId) -> Vec<MetadataRecord> {
+    changes(state, |partition| {
+        let leader = (partition.leader == id).then(|| {
+            partition
+                .replicas
+                .iter()
+                .copied()
+                .find(|&r| r != id && partition.isr.contains(&r) && state.is_live(r))
+                .unwrap_or(NodeId::NONE)
+        });
+        let isr = (partition.isr.contains(&id) && partition.isr.len() > 1)
+            .then(|| partition.isr.iter().copied().filter(|&r| r != id).collect());
+        (leader.is_some() || isr.is_some()).then_some((leader, isr))
+    })
+}
+
+/// A PartitionChange for every partition `change` returns a new leader and/or
+/// ISR for, in topic and partition order.
+fn changes(
+    state: &ClusterState,
+    change: impl Fn(&PartitionState) -> Option<(Option<NodeId>, Option<Vec<NodeId>>)>,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (topic, topic_state) in &state.topics {
+        for (partition, current) in (0..).zip(&topic_state.partitions) {
+            if let Some((leader, isr)) = change(current) {
+                records.push(MetadataRecord::PartitionChange {
+                    topic: topic.clone(),
+                    partition,
+                    leader,
+                    isr,
+                    replicas: None,
+                });
+            }
+        }
+    }
+    records
+}
+
+/// Hands `broker` the next block of `block_size` producer ids; returns the
+/// first id of the block. Blocks never overlap once the record is applied.
+pub fn allocate_producer_ids(
+    state: &ClusterState,
+    broker: NodeId,
+    block_size: i64,
+) -> (i64, Vec<MetadataRecord>) {
+    assert!(block_size > 0, "producer id block of {block_size}");
+    let first = state.next_producer_id;
+    let next = first
+        .checked_add(block_size)
+        .expect("2^63 producer ids are never handed out");
+    (first, vec![MetadataRecord::ProducerIds { broker, next }])
 }
 
 #[cfg(test)]
@@ -279,8 +604,15 @@ mod tests {
 
     const LIMITS: Limits = Limits {
         default_partitions: 3,
-        node_id: 0,
-        shard_count: 2,
+        default_replication_factor: 1,
+        max_replication_factor: 1,
+    };
+
+    /// Room for replicated topics, to check placement beyond today's limit.
+    const REPLICATED: Limits = Limits {
+        default_partitions: 6,
+        default_replication_factor: 3,
+        max_replication_factor: 3,
     };
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
@@ -294,71 +626,451 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_manual_assignment_sets_the_partition_count_on_this_broker_only() {
-        let assigned = |assignments: Vec<(i32, Vec<i32>)>| NewTopic {
-            assignments,
-            ..new_topic("m", -1)
-        };
-        let created = create_topics(
-            &TopicTable::default(),
-            vec![assigned(vec![(1, vec![0]), (0, vec![0])])],
-            LIMITS,
-        );
-        assert_eq!(created.results[0].error, ErrorCode::None);
-        assert_eq!(created.table.topics["m"].shards.len(), 2);
-        for bad in [
-            vec![(0, vec![1])],
-            vec![(0, vec![0]), (2, vec![0])],
-            vec![(0, vec![])],
-        ] {
-            let refused = create_topics(&TopicTable::default(), vec![assigned(bad)], LIMITS);
-            assert_eq!(
-                refused.results[0].error,
-                ErrorCode::InvalidReplicaAssignment
-            );
+    fn registration(id: i32, incarnation: &str) -> BrokerRegistration {
+        BrokerRegistration {
+            id: NodeId(id),
+            incarnation: incarnation.into(),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
         }
-        let both = NewTopic {
-            partitions: 2,
-            ..assigned(vec![(0, vec![0])])
-        };
-        let refused = create_topics(&TopicTable::default(), vec![both], LIMITS);
-        assert_eq!(refused.results[0].error, ErrorCode::InvalidRequest);
+    }
+
+    /// Commits `records` as the next batch.
+    fn commit(state: &mut ClusterState, records: &[MetadataRecord]) {
+        let offset = state.offset + 1;
+        state.apply(offset, records);
+    }
+
+    /// A cluster of `brokers` registered and unfenced brokers, ids 1..=n.
+    fn cluster(brokers: i32) -> ClusterState {
+        let mut state = ClusterState::default();
+        for id in 1..=brokers {
+            let records = register_broker(&state, registration(id, "first"));
+            commit(&mut state, &records);
+            let epoch = state.brokers[&NodeId(id)].epoch;
+            let records = unfence_broker(&state, NodeId(id), epoch);
+            commit(&mut state, &records);
+        }
+        state
+    }
+
+    fn errors(decision: &Decision) -> Vec<ErrorCode> {
+        decision.results.iter().map(|r| r.error).collect()
+    }
+
+    fn epoch(state: &ClusterState, id: i32) -> i64 {
+        state.brokers[&NodeId(id)].epoch
     }
 
     #[test]
-    fn topics_are_created_checked_grown_and_deleted() {
-        let created = create_topics(
-            &TopicTable::default(),
+    fn topics_are_created_with_the_default_replication_factor_and_checked() {
+        let mut state = cluster(3);
+        let decision = create_topics(
+            &state,
             vec![new_topic("a", -1), new_topic("a", 1), new_topic("b c", 1)],
             LIMITS,
         );
-        assert!(created.changed);
-        let errors: Vec<_> = created.results.iter().map(|r| r.error).collect();
         assert_eq!(
-            errors,
+            errors(&decision),
             vec![
                 ErrorCode::None,
                 ErrorCode::TopicAlreadyExists,
                 ErrorCode::InvalidTopicException
             ]
         );
-        assert_eq!(created.table.topics["a"].shards, vec![0, 1, 0]);
-        let grown = create_partitions(&created.table, vec![("a".into(), 2)], false, LIMITS);
-        assert_eq!(grown.results[0].error, ErrorCode::InvalidPartitions);
-        assert!(!grown.changed);
-        let grown = create_partitions(&created.table, vec![("a".into(), 5)], false, LIMITS);
-        assert_eq!(grown.table.topics["a"].shards.len(), 5);
-        let configured = set_topic_configs(
-            &grown.table,
+        assert!(state.topics.is_empty(), "decisions never change the state");
+        commit(&mut state, &decision.records);
+        let topic = &state.topics["a"];
+        assert_eq!(topic.id.len(), 32);
+        assert_eq!(topic.partitions.len(), 3);
+        let mut leaders: Vec<NodeId> = topic.partitions.iter().map(|p| p.leader).collect();
+        leaders.sort();
+        assert_eq!(leaders, vec![NodeId(1), NodeId(2), NodeId(3)]);
+        for partition in &topic.partitions {
+            assert_eq!(partition.replicas, vec![partition.leader]);
+            assert_eq!(partition.isr, partition.replicas);
+            assert_eq!(partition.leader_epoch, LeaderEpoch(0));
+        }
+        let again = create_topics(&state, vec![new_topic("a", 1)], LIMITS);
+        assert_eq!(errors(&again), vec![ErrorCode::TopicAlreadyExists]);
+        assert!(again.records.is_empty());
+        for bad in [0, -2, MAX_PARTITIONS + 1] {
+            let refused = create_topics(&state, vec![new_topic("p", bad)], LIMITS);
+            assert_eq!(errors(&refused), vec![ErrorCode::InvalidPartitions]);
+        }
+    }
+
+    #[test]
+    fn validate_only_and_bad_configs_write_nothing() {
+        let state = cluster(1);
+        let checked = create_topics(
+            &state,
+            vec![NewTopic {
+                validate_only: true,
+                ..new_topic("v", 2)
+            }],
+            LIMITS,
+        );
+        assert_eq!(errors(&checked), vec![ErrorCode::None]);
+        assert!(checked.records.is_empty());
+        for value in [Some("soon".to_string()), None] {
+            let refused = create_topics(
+                &state,
+                vec![NewTopic {
+                    configs: vec![("retention.ms".into(), value)],
+                    ..new_topic("c", 1)
+                }],
+                LIMITS,
+            );
+            assert_eq!(errors(&refused), vec![ErrorCode::InvalidConfig]);
+            assert!(refused.records.is_empty());
+        }
+        let configured = create_topics(
+            &state,
+            vec![NewTopic {
+                configs: vec![("retention.ms".into(), Some("1000".into()))],
+                ..new_topic("c", 1)
+            }],
+            LIMITS,
+        );
+        let mut state = state;
+        commit(&mut state, &configured.records);
+        assert_eq!(state.topics["c"].configs["retention.ms"], "1000");
+    }
+
+    #[test]
+    fn a_replication_factor_beyond_the_limit_or_the_live_brokers_is_refused() {
+        let mut state = cluster(2);
+        let refused = create_topics(
+            &state,
+            vec![NewTopic {
+                replication_factor: 3,
+                ..new_topic("r", 1)
+            }],
+            LIMITS,
+        );
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        let message = refused.results[0].message.clone().unwrap();
+        assert!(message.contains("needs replication (not yet supported); at most 1"));
+        let refused = create_topics(
+            &state,
+            vec![NewTopic {
+                replication_factor: 3,
+                ..new_topic("r", 1)
+            }],
+            REPLICATED,
+        );
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        let message = refused.results[0].message.clone().unwrap();
+        assert!(message.contains("only 2 live brokers"), "{message}");
+        let refused = create_topics(
+            &state,
+            vec![NewTopic {
+                replication_factor: 0,
+                ..new_topic("r", 1)
+            }],
+            LIMITS,
+        );
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        let records = fence_broker(&state, NodeId(1), epoch(&state, 1));
+        commit(&mut state, &records);
+        let records = fence_broker(&state, NodeId(2), epoch(&state, 2));
+        commit(&mut state, &records);
+        let refused = create_topics(&state, vec![new_topic("r", 1)], LIMITS);
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        assert!(
+            refused.results[0]
+                .message
+                .clone()
+                .unwrap()
+                .contains("no live broker")
+        );
+    }
+
+    #[test]
+    fn replicated_topics_spread_over_three_brokers() {
+        let mut state = cluster(3);
+        let decision = create_topics(&state, vec![new_topic("r", -1)], REPLICATED);
+        assert_eq!(errors(&decision), vec![ErrorCode::None]);
+        commit(&mut state, &decision.records);
+        let mut led = BTreeMap::new();
+        for partition in &state.topics["r"].partitions {
+            let mut replicas = partition.replicas.clone();
+            replicas.sort();
+            assert_eq!(replicas, vec![NodeId(1), NodeId(2), NodeId(3)]);
+            assert_eq!(partition.leader, partition.replicas[0]);
+            *led.entry(partition.leader).or_insert(0) += 1;
+        }
+        assert_eq!(led.into_values().collect::<Vec<_>>(), vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn manual_assignments_are_checked_as_kafka_does() {
+        let mut state = cluster(2);
+        let records = register_broker(&state, registration(3, "fenced"));
+        commit(&mut state, &records);
+        let assigned = |assignments: Vec<(i32, Vec<i32>)>| NewTopic {
+            assignments,
+            ..new_topic("m", -1)
+        };
+        let created = create_topics(
+            &state,
+            vec![assigned(vec![(1, vec![2]), (0, vec![3]), (2, vec![1])])],
+            LIMITS,
+        );
+        assert_eq!(errors(&created), vec![ErrorCode::None]);
+        let mut applied = state.clone();
+        commit(&mut applied, &created.records);
+        let partitions = &applied.topics["m"].partitions;
+        let leaders: Vec<NodeId> = partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![NodeId::NONE, NodeId(2), NodeId(1)]);
+        assert_eq!(partitions[0].isr, vec![NodeId(3)]);
+        for bad in [
+            vec![(0, vec![9])],
+            vec![(0, vec![1]), (2, vec![1])],
+            vec![(0, vec![1]), (0, vec![2])],
+            vec![(0, vec![])],
+            vec![(-1, vec![1])],
+        ] {
+            let refused = create_topics(&state, vec![assigned(bad.clone())], LIMITS);
+            assert_eq!(
+                errors(&refused),
+                vec![ErrorCode::InvalidReplicaAssignment],
+                "{bad:?}"
+            );
+        }
+        for bad in [vec![(0, vec![1, 1])], vec![(0, vec![1, 2]), (1, vec![1])]] {
+            let refused = create_topics(&state, vec![assigned(bad.clone())], REPLICATED);
+            assert_eq!(
+                errors(&refused),
+                vec![ErrorCode::InvalidReplicaAssignment],
+                "{bad:?}"
+            );
+        }
+        let refused = create_topics(&state, vec![assigned(vec![(0, vec![1, 2])])], LIMITS);
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        let replicated = create_topics(&state, vec![assigned(vec![(0, vec![2, 1])])], REPLICATED);
+        assert_eq!(errors(&replicated), vec![ErrorCode::None]);
+        let both = NewTopic {
+            partitions: 2,
+            ..assigned(vec![(0, vec![1])])
+        };
+        let refused = create_topics(&state, vec![both], LIMITS);
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidRequest]);
+    }
+
+    #[test]
+    fn partitions_grow_with_the_topics_replication_factor_and_stay_balanced() {
+        let mut state = cluster(3);
+        let created = create_topics(&state, vec![new_topic("a", 1)], REPLICATED);
+        commit(&mut state, &created.records);
+        let created = create_topics(
+            &state,
+            vec![NewTopic {
+                replication_factor: 2,
+                ..new_topic("b", 2)
+            }],
+            REPLICATED,
+        );
+        commit(&mut state, &created.records);
+        let refused = create_partitions(
+            &state,
+            vec![
+                ("b".into(), 2),
+                ("zz".into(), 4),
+                ("b".into(), MAX_PARTITIONS + 1),
+            ],
+            false,
+            REPLICATED,
+        );
+        assert_eq!(
+            errors(&refused),
+            vec![
+                ErrorCode::InvalidPartitions,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::InvalidPartitions
+            ]
+        );
+        assert!(refused.records.is_empty());
+        let checked = create_partitions(&state, vec![("b".into(), 6)], true, REPLICATED);
+        assert_eq!(errors(&checked), vec![ErrorCode::None]);
+        assert!(checked.records.is_empty());
+        let grown = create_partitions(&state, vec![("b".into(), 6)], false, REPLICATED);
+        commit(&mut state, &grown.records);
+        let b = &state.topics["b"].partitions;
+        assert_eq!(b.len(), 6);
+        assert!(b.iter().all(|p| p.replicas.len() == 2));
+        let mut led = BTreeMap::new();
+        for partition in state.topics.values().flat_map(|t| &t.partitions) {
+            *led.entry(partition.leader).or_insert(0) += 1;
+        }
+        let mut led: Vec<i32> = led.into_values().collect();
+        led.sort();
+        assert_eq!(led, vec![2, 2, 3]);
+        let refused = create_partitions(&state, vec![("a".into(), 2)], false, LIMITS);
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+    }
+
+    #[test]
+    fn configs_are_replaced_and_topics_deleted() {
+        let mut state = cluster(1);
+        let created = create_topics(&state, vec![new_topic("a", 1)], LIMITS);
+        commit(&mut state, &created.records);
+        let refused = set_topic_configs(
+            &state,
             "a".into(),
             [("retention.ms".to_string(), "soon".to_string())].into(),
             false,
         );
-        assert_eq!(configured.results[0].error, ErrorCode::InvalidConfig);
-        assert!(!configured.changed);
-        let deleted = delete_topics(&grown.table, vec!["a".into(), "zz".into()]);
-        assert!(deleted.changed && deleted.table.topics.is_empty());
-        assert_eq!(deleted.results[1].error, ErrorCode::UnknownTopicOrPartition);
+        assert_eq!(errors(&refused), vec![ErrorCode::InvalidConfig]);
+        assert!(refused.records.is_empty());
+        let unknown = set_topic_configs(&state, "zz".into(), BTreeMap::new(), false);
+        assert_eq!(errors(&unknown), vec![ErrorCode::UnknownTopicOrPartition]);
+        let configs: BTreeMap<String, String> =
+            [("retention.ms".to_string(), "1000".to_string())].into();
+        let checked = set_topic_configs(&state, "a".into(), configs.clone(), true);
+        assert!(checked.records.is_empty() && errors(&checked) == vec![ErrorCode::None]);
+        let set = set_topic_configs(&state, "a".into(), configs.clone(), false);
+        commit(&mut state, &set.records);
+        assert_eq!(state.topics["a"].configs, configs);
+        let deleted = delete_topics(&state, vec!["a".into(), "zz".into(), "a".into()]);
+        assert_eq!(
+            errors(&deleted),
+            vec![
+                ErrorCode::None,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::UnknownTopicOrPartition
+            ]
+        );
+        commit(&mut state, &deleted.records);
+        assert!(state.topics.is_empty());
+    }
+
+    #[test]
+    fn a_new_incarnation_registers_again_with_a_new_epoch() {
+        let mut state = cluster(1);
+        let first = epoch(&state, 1);
+        assert!(register_broker(&state, registration(1, "first")).is_empty());
+        let created = create_topics(&state, vec![new_topic("t", 1)], LIMITS);
+        commit(&mut state, &created.records);
+        let records = register_broker(&state, registration(1, "second"));
+        assert_eq!(records.len(), 2, "{records:?}");
+        commit(&mut state, &records);
+        let partition = state.partition("t", 0).unwrap();
+        assert_eq!(
+            partition.leader,
+            NodeId::NONE,
+            "a fenced broker leads nothing"
+        );
+        assert_eq!(partition.leader_epoch, LeaderEpoch(1));
+        let broker = &state.brokers[&NodeId(1)];
+        assert!(broker.epoch > first);
+        assert!(broker.fenced, "fenced until caught up");
+        assert_eq!(broker.incarnation, "second");
+        assert!(unfence_broker(&state, NodeId(1), first).is_empty());
+        assert!(fence_broker(&state, NodeId(1), first).is_empty());
+        let records = unfence_broker(&state, NodeId(1), broker.epoch);
+        commit(&mut state, &records);
+        assert!(state.is_live(NodeId(1)));
+        assert_eq!(state.partition("t", 0).unwrap().leader, NodeId(1));
+        let again = register_broker(&state, registration(1, "third"));
+        let mut fenced = state.clone();
+        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1));
+        commit(&mut fenced, &records);
+        let reregistered = register_broker(&fenced, registration(1, "third"));
+        assert_eq!(again.len(), 2);
+        assert_eq!(
+            reregistered.len(),
+            1,
+            "a fenced broker's partitions already moved"
+        );
+    }
+
+    #[test]
+    fn fencing_moves_leadership_and_unfencing_gives_it_back() {
+        let mut state = cluster(3);
+        let created = create_topics(
+            &state,
+            vec![
+                NewTopic {
+                    replication_factor: 1,
+                    ..new_topic("single", 3)
+                },
+                NewTopic {
+                    replication_factor: 3,
+                    ..new_topic("triple", 3)
+                },
+            ],
+            REPLICATED,
+        );
+        commit(&mut state, &created.records);
+        let single = state.topics["single"].partitions.clone();
+        let lost = single.iter().position(|p| p.leader == NodeId(1)).unwrap();
+        let triple = state.topics["triple"].partitions.clone();
+        let moved = triple.iter().position(|p| p.leader == NodeId(1)).unwrap();
+
+        let records = fence_broker(&state, NodeId(1), epoch(&state, 1));
+        commit(&mut state, &records);
+        assert!(!state.is_live(NodeId(1)));
+        let offline = &state.topics["single"].partitions[lost];
+        assert_eq!(offline.leader, NodeId::NONE);
+        assert_eq!(offline.isr, vec![NodeId(1)], "the last ISR member stays");
+        assert_eq!(offline.leader_epoch, LeaderEpoch(1));
+        let failed_over = state.topics["triple"].partitions[moved].clone();
+        assert_eq!(failed_over.leader, triple[moved].replicas[1]);
+        assert_eq!(failed_over.leader_epoch, LeaderEpoch(1));
+        assert!(!failed_over.isr.contains(&NodeId(1)));
+        assert_eq!(failed_over.isr.len(), 2);
+        assert!(fence_broker(&state, NodeId(1), epoch(&state, 1)).is_empty());
+
+        let records = unfence_broker(&state, NodeId(1), epoch(&state, 1));
+        commit(&mut state, &records);
+        let back = &state.topics["single"].partitions[lost];
+        assert_eq!(back.leader, NodeId(1));
+        assert_eq!(back.leader_epoch, LeaderEpoch(2));
+        assert_eq!(
+            state.topics["triple"].partitions[moved].leader, failed_over.leader,
+            "a partition with a leader keeps it"
+        );
+    }
+
+    #[test]
+    fn controlled_shutdown_hands_over_leadership_then_fences() {
+        let mut state = cluster(2);
+        let created = create_topics(
+            &state,
+            vec![NewTopic {
+                replication_factor: 2,
+                ..new_topic("t", 2)
+            }],
+            REPLICATED,
+        );
+        commit(&mut state, &created.records);
+        let records = controlled_shutdown(&state, NodeId(2), epoch(&state, 2));
+        assert!(matches!(
+            records.last(),
+            Some(MetadataRecord::FenceBroker { id: NodeId(2), .. })
+        ));
+        commit(&mut state, &records);
+        assert!(!state.is_live(NodeId(2)));
+        for partition in &state.topics["t"].partitions {
+            assert_eq!(partition.leader, NodeId(1));
+            assert_eq!(partition.isr, vec![NodeId(1)]);
+        }
+        assert!(controlled_shutdown(&state, NodeId(2), epoch(&state, 2)).is_empty());
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut state = cluster(2);
+        let mut blocks = Vec::new();
+        for broker in [1, 2, 1] {
+            let (first, records) = allocate_producer_ids(&state, NodeId(broker), 1000);
+            commit(&mut state, &records);
+            blocks.push(first..first + 1000);
+        }
+        assert_eq!(blocks, vec![0..1000, 1000..2000, 2000..3000]);
+        assert_eq!(state.next_producer_id, 3000);
     }
 }

@@ -72,7 +72,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl TopicTable {
-    fn path(data_dir: &Path) -> PathBuf {
+    pub fn path(data_dir: &Path) -> PathBuf {
         data_dir.join("meta").join("topics.toml")
     }
 

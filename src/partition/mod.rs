@@ -155,13 +155,19 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// Takes a new metadata image's view of this partition.
-    pub fn update(
+    /// Takes a new metadata image's view of this partition; when this replica
+    /// leads a new epoch, the epoch starts at the log end (the leader-epoch cache
+    /// OffsetForLeaderEpoch answers from).
+    pub async fn update(
         &self,
         image: &PartitionImage,
         configs: Rc<TopicConfigs>,
+        leads: bool,
     ) -> Result<(), LogError> {
         debug_assert!(image.leader_epoch >= self.leader_epoch.get());
+        if leads && image.leader_epoch > self.leader_epoch.get() {
+            self.log.begin_epoch(image.leader_epoch).await?;
+        }
         self.leader_epoch.set(image.leader_epoch);
         self.log.update_config(configs.log.clone())?;
         *self.configs.borrow_mut() = configs;
@@ -365,8 +371,11 @@ mod tests {
                 &std::collections::BTreeMap::new(),
             );
             let image = PartitionImage {
-                shard: crate::types::ShardId(0),
+                shard: Some(crate::types::ShardId(0)),
+                leader: crate::types::NodeId(0),
                 leader_epoch: LeaderEpoch(0),
+                replicas: vec![crate::types::NodeId(0)],
+                isr: vec![crate::types::NodeId(0)],
             };
             let key = PartitionKey {
                 topic: "t".into(),

@@ -1,11 +1,12 @@
 //! Kafka protocol error codes, as numbered by Apache Kafka's `Errors` enum.
 
-/// A Kafka error code, sent in responses as an INT16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A Kafka error code, sent in responses as an INT16 (and between nodes by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(i16)]
 pub enum ErrorCode {
     UnknownServerError = -1,
     None = 0,
+    NotController = 41,
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,

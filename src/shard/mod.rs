@@ -7,6 +7,7 @@ pub mod calls;
 pub mod group_host;
 pub mod image_updates;
 pub mod mesh;
+pub mod metadata;
 pub mod runtime;
 pub mod txn_host;
 
@@ -46,11 +47,10 @@ pub struct Shard {
     transactions: crate::txn::coordinator::TxnCoordinator,
     /// Metadata images waiting to be applied, one at a time.
     image_updates: ImageUpdates,
-    /// Controller shard only: one topic change at a time, each answered only
-    /// after every shard applied it (Kafka's controller is one event queue).
-    controller_turn: glommio::sync::Semaphore,
-    /// Controller shard only, loaded on first use.
-    producer_ids: RefCell<Option<crate::txn::producer_ids::ProducerIds>>,
+    /// Controller shard only: this node's part in the cluster's metadata.
+    metadata: std::cell::OnceCell<Rc<crate::shard::metadata::MetadataNode>>,
+    /// Controller shard only: the block producer ids are handed out of.
+    producer_ids: RefCell<crate::txn::producer_ids::ProducerIds>,
 }
 
 impl Shard {
@@ -67,8 +67,8 @@ impl Shard {
             groups: crate::group::coordinator::Coordinator::default(),
             transactions: crate::txn::coordinator::TxnCoordinator::default(),
             image_updates: ImageUpdates::default(),
-            controller_turn: glommio::sync::Semaphore::new(1),
-            producer_ids: RefCell::new(None),
+            metadata: std::cell::OnceCell::new(),
+            producer_ids: RefCell::default(),
         }
     }
 
@@ -97,6 +97,18 @@ impl Shard {
     /// A partition this shard owns, or the error a request for it gets.
     pub fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, ErrorCode> {
         self.partitions.get_or_error(key)
+    }
+
+    /// The controller shard's metadata node (`None` on other shards, and
+    /// before it started).
+    pub fn metadata(&self) -> Option<Rc<crate::shard::metadata::MetadataNode>> {
+        self.metadata.get().cloned()
+    }
+
+    /// Makes `node` this shard's metadata node (the controller shard, once).
+    pub fn set_metadata(&self, node: Rc<crate::shard::metadata::MetadataNode>) {
+        assert_eq!(self.id, CONTROLLER_SHARD, "the controller shard runs the metadata node");
+        assert!(self.metadata.set(node).is_ok(), "the metadata node starts once");
     }
 
     pub fn groups(&self) -> &crate::group::coordinator::Coordinator {

@@ -1,6 +1,7 @@
 //! Starts one pinned executor per shard, joins them into a channel mesh, opens each
 //! shard's partitions and listener, and stops them all on SIGINT/SIGTERM.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,12 +12,13 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 
-use crate::cluster::image::MetadataImage;
-use crate::cluster::topic_table::TopicTable;
+use crate::cluster::image::Identity;
+use crate::cluster::meta_properties;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
+use crate::shard::metadata::MetadataNode;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::storage::cleaner::CleanerConfig;
 use crate::storage::dir_lock::DirLock;
@@ -28,34 +30,52 @@ const STARTUP_POLL: Duration = Duration::from_millis(5);
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
+/// Start-up phases every shard passes together (flags shared by the shards).
+#[derive(Default)]
+struct Startup {
+    /// The controller shard published the first metadata image to every shard.
+    metadata_ready: AtomicBool,
+    /// Shards whose partitions are recovered.
+    recovered: AtomicUsize,
+    /// This broker is registered and unfenced: clients may connect.
+    serving: AtomicBool,
+    shutdown: AtomicBool,
+}
+
 /// Runs the broker until SIGINT or SIGTERM; returns once every shard has flushed
 /// and closed its partitions.
 pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     config.validate()?;
     config.data_dir = resolve_data_dir(&config.data_dir)?;
     let _lock = DirLock::acquire(&config.data_dir).map_err(|e| e.to_string())?;
-    listen_check::ensure_free(config.listen)?;
-    let table = TopicTable::load(&config.data_dir)?;
+    if config.is_broker() {
+        listen_check::ensure_free(config.listen)?;
+    }
+    if let Some(controller) = config.controller_listen.filter(|_| !config.is_single_node()) {
+        listen_check::ensure_free(controller)?;
+    }
+    let meta = meta_properties::ensure(&config)?;
+    let identity = Identity {
+        node: config.node(),
+        cluster_id: meta.cluster_id,
+    };
+    tracing::info!(node = identity.node.0, cluster_id = %identity.cluster_id, "node identity");
     raise_open_files_limit();
     let count = config.shard_count();
-    let shutdown = Arc::new(AtomicBool::new(false));
-    watch_signals(Arc::clone(&shutdown))?;
-    let recovered = Arc::new(AtomicUsize::new(0));
+    let startup = Arc::new(Startup::default());
+    watch_signals(Arc::clone(&startup))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mesh = MeshBuilder::<Envelope, _>::full(count, CHANNEL_CAPACITY);
     let mut handles = Vec::with_capacity(count);
     for index in 0..count {
         let config = config.clone();
-        let table = table.clone();
+        let identity = identity.clone();
         let mesh = mesh.clone();
-        let shutdown = Arc::clone(&shutdown);
-        let recovered = Arc::clone(&recovered);
+        let startup = Arc::clone(&startup);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cores))
             .name(&format!("shard-{index}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(SEND_THREADS))
-            .spawn(move || async move {
-                shard_main(config, table, mesh, shutdown, recovered, count).await
-            })
+            .spawn(move || async move { shard_main(config, identity, mesh, startup, count).await })
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
@@ -84,10 +104,9 @@ fn cleaner_config(config: &BrokerConfig, shards: usize) -> Option<CleanerConfig>
 
 async fn shard_main(
     config: BrokerConfig,
-    table: TopicTable,
+    identity: Identity,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
-    shutdown: Arc<AtomicBool>,
-    recovered: Arc<AtomicUsize>,
+    startup: Arc<Startup>,
     shards: usize,
 ) -> Result<(), String> {
     let (senders, receivers) = mesh
@@ -97,59 +116,136 @@ async fn shard_main(
     let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
-    let image = MetadataImage::build(0, table, shard.config());
-    crate::shard::calls::topics::apply_image(&shard, image).await;
+    let fatal: Rc<RefCell<Option<String>>> = Rc::default();
+    if shard.id() == CONTROLLER_SHARD {
+        match MetadataNode::start(&shard, identity).await {
+            Ok(node) => watch_quorum(&node, &startup, &fatal),
+            Err(error) => {
+                // The other shards see the flag and stop too.
+                startup.shutdown.store(true, Ordering::Relaxed);
+                shard.close_partitions().await;
+                return Err(error);
+            }
+        }
+        startup.metadata_ready.store(true, Ordering::Release);
+    } else if !wait_for(&startup, &startup.metadata_ready).await {
+        shard.close_partitions().await;
+        return Ok(());
+    }
     if let Err(error) = refuse_offline_partitions(&shard) {
-        // The other shards see the flag and stop too.
-        shutdown.store(true, Ordering::Relaxed);
+        startup.shutdown.store(true, Ordering::Relaxed);
         shard.close_partitions().await;
         return Err(error);
     }
     // Bound only once every shard's partitions are recovered: a client connecting
     // earlier would be reset, or routed to a partition a peer is still opening and
     // told it does not exist (UNKNOWN_TOPIC_OR_PARTITION).
-    recovered.fetch_add(1, Ordering::AcqRel);
-    while recovered.load(Ordering::Acquire) < shards {
-        if shutdown.load(Ordering::Relaxed) {
+    startup.recovered.fetch_add(1, Ordering::AcqRel);
+    while startup.recovered.load(Ordering::Acquire) < shards {
+        if startup.shutdown.load(Ordering::Relaxed) {
             // A peer refused to start, or a signal came first.
             shard.close_partitions().await;
             return Ok(());
         }
         glommio::timer::sleep(STARTUP_POLL).await;
     }
-    let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
+    if let Some(node) = shard.metadata() {
+        if shard.config().is_broker() {
+            node.start_broker();
+            tracing::info!("waiting to be registered and unfenced by the active controller");
+            futures_lite::future::or(node.unfenced(), async {
+                while !startup.shutdown.load(Ordering::Relaxed) {
+                    glommio::timer::sleep(SHUTDOWN_POLL).await;
+                }
+            })
+            .await;
+        }
+        startup.serving.store(true, Ordering::Release);
+    } else if !wait_for(&startup, &startup.serving).await {
+        shard.close_partitions().await;
+        return Ok(());
+    }
     if let Some(cleaner) = cleaner_config(shard.config(), shards) {
         crate::storage::cleaner::start(cleaner);
     }
-    if shard.id() == CONTROLLER_SHARD {
-        tracing::info!(%listen, shards, data_dir = %shard.config().data_dir.display(), "sluice is serving");
-    }
-    // Accepting runs in its own task: an accept is never raced against a timer,
-    // because a timed-out accept can drop a connection the kernel already made.
-    let acceptor = {
-        let shard = Rc::clone(&shard);
-        glommio::spawn_local(async move {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        let shard = Rc::clone(&shard);
-                        glommio::spawn_local(crate::net::connection::serve(shard, stream)).detach();
-                    }
-                    Err(error) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        glommio::timer::sleep(ACCEPT_BACKOFF).await;
-                    }
-                }
-            }
-        })
+    let acceptor = if shard.config().is_broker() && !startup.shutdown.load(Ordering::Relaxed) {
+        let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
+        if shard.id() == CONTROLLER_SHARD {
+            tracing::info!(%listen, shards, data_dir = %shard.config().data_dir.display(), "sluice is serving");
+        }
+        Some(accept(&shard, listener))
+    } else {
+        None
     };
-    while !shutdown.load(Ordering::Relaxed) {
+    while !startup.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
     }
-    acceptor.cancel().await;
+    if let Some(node) = shard.metadata()
+        && shard.config().is_broker()
+        && !shard.config().is_single_node()
+        && fatal.borrow().is_none()
+    {
+        node.shut_down().await;
+    }
+    if let Some(acceptor) = acceptor {
+        acceptor.cancel().await;
+    }
     shard.close_partitions().await;
-    Ok(())
+    if let Some(quorum) = shard.metadata().as_ref().and_then(|n| n.quorum().cloned()) {
+        quorum.stop().await;
+    }
+    fatal.take().map_or(Ok(()), Err)
+}
+
+/// Accepting runs in its own task: an accept is never raced against a timer,
+/// because a timed-out accept can drop a connection the kernel already made.
+fn accept(shard: &Rc<Shard>, listener: TcpListener) -> glommio::Task<()> {
+    let shard = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let shard = Rc::clone(&shard);
+                    glommio::spawn_local(crate::net::connection::serve(shard, stream)).detach();
+                }
+                Err(error) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    })
+}
+
+/// Stops the node when its quorum cannot go on (another cluster's peers, a
+/// metadata log that cannot be written), with the quorum's reason as the
+/// process's error.
+fn watch_quorum(node: &Rc<MetadataNode>, startup: &Arc<Startup>, fatal: &Rc<RefCell<Option<String>>>) {
+    let Some(quorum) = node.quorum().cloned() else {
+        return;
+    };
+    let startup = Arc::clone(startup);
+    let fatal = Rc::clone(fatal);
+    glommio::spawn_local(async move {
+        let reason = quorum.fatal().await;
+        tracing::error!(%reason, "the metadata quorum stopped; shutting down");
+        *fatal.borrow_mut() = Some(reason);
+        startup.shutdown.store(true, Ordering::Relaxed);
+    })
+    .detach();
+}
+
+/// Waits until `flag` is set; `false` if shutdown came first.
+async fn wait_for(startup: &Startup, flag: &AtomicBool) -> bool {
+    // Bounded by the shutdown flag, which a signal or a failing peer sets.
+    while !flag.load(Ordering::Acquire) {
+        if startup.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        glommio::timer::sleep(STARTUP_POLL).await;
+    }
+    true
 }
 
 /// At start-up every existing partition must open, unless the operator said
@@ -213,8 +309,9 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Blocks SIGINT and SIGTERM in every thread and sets `flag` when one arrives.
-fn watch_signals(flag: Arc<AtomicBool>) -> Result<(), String> {
+/// Blocks SIGINT and SIGTERM in every thread and sets the shutdown flag when
+/// one arrives.
+fn watch_signals(startup: Arc<Startup>) -> Result<(), String> {
     // SAFETY: plain libc signal-mask calls on a zeroed sigset_t we own.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
@@ -232,7 +329,7 @@ fn watch_signals(flag: Arc<AtomicBool>) -> Result<(), String> {
             // SAFETY: sigwait on the set blocked above.
             unsafe { libc::sigwait(&set, &mut signal) };
             tracing::info!(signal, "shutting down");
-            flag.store(true, Ordering::Relaxed);
+            startup.shutdown.store(true, Ordering::Relaxed);
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
     Ok(())

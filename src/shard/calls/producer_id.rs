@@ -1,12 +1,14 @@
-//! Producer id allocation on the controller shard.
+//! Producer id allocation on the controller shard, from blocks the active
+//! controller hands this broker.
 
 use std::rc::Rc;
 
 use crate::shard::call::ShardCall;
+use crate::shard::metadata::rpc::{ControllerRequest, ControllerResponse};
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::types::ProducerId;
 
-/// A new producer id; `None` when the allocation could not be made durable.
+/// A new producer id; `None` when no controller handed out a block.
 #[derive(Debug)]
 pub struct AllocateProducerId;
 
@@ -19,23 +21,25 @@ impl ShardCall for AllocateProducerId {
             CONTROLLER_SHARD,
             "producer ids come from the controller shard"
         );
-        let mut ids = shard.producer_ids.borrow_mut();
-        if ids.is_none() {
-            match crate::txn::producer_ids::ProducerIds::load(&shard.config().data_dir) {
-                Ok(loaded) => *ids = Some(loaded),
-                Err(error) => {
-                    tracing::error!(%error, "cannot load producer ids");
-                    return None;
-                }
-            }
+        if let Some(id) = shard.producer_ids.borrow_mut().take() {
+            return Some(ProducerId(id));
         }
-        match ids.as_mut().map(|ids| ids.allocate()) {
-            Some(Ok(id)) => Some(ProducerId(id)),
-            Some(Err(error)) => {
-                tracing::error!(%error, "cannot reserve producer ids");
+        let node = shard.metadata()?;
+        let request = ControllerRequest::AllocateProducerIds {
+            broker: node.identity().node,
+        };
+        match node.ask_controller(request).await {
+            ControllerResponse::ProducerIds { first, count, .. } => {
+                let mut ids = shard.producer_ids.borrow_mut();
+                // A concurrent call may have refilled it meanwhile: its block
+                // is as good, and replacing it only skips ids.
+                ids.refill(first, count);
+                ids.take().map(ProducerId)
+            }
+            answer => {
+                tracing::error!(?answer, "no producer id block from the controller");
                 None
             }
-            None => None,
         }
     }
 }

@@ -1,20 +1,24 @@
-//! Topic changes: the controller shard decides them ([`crate::cluster::controller`]),
-//! persists the topic table and has every shard apply the new metadata image
-//! before it answers; each shard then opens the partitions it now owns and closes
-//! and deletes those that are gone.
+//! Topic changes: the controller shard asks the active controller
+//! ([`crate::shard::metadata`]), which decides and commits them; the answer
+//! comes once every shard of this node applied the committed change. Each
+//! shard then opens the replicas it now keeps and closes and deletes those
+//! that are gone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use crate::cluster::controller::{self, Limits, NewTopic, Proposal, TopicChangeResult};
-use crate::cluster::image::{MetadataImage, PartitionImage, PartitionKey};
+use crate::cluster::controller::{NewTopic, TopicChangeResult};
+use crate::cluster::image::{Identity, LocalPlacement, MetadataImage, PartitionImage, PartitionKey};
+use crate::cluster::state::ClusterState;
 use crate::cluster::topic_config::TopicConfigs;
-use crate::cluster::topic_table::TopicTable;
 use crate::partition::Partition;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ShardCall;
 use crate::shard::image_updates::Turn;
+use crate::shard::metadata::rpc::{ControllerRequest, ControllerResponse};
 use crate::shard::{CONTROLLER_SHARD, Shard, bounded};
+use crate::types::NodeId;
 
 #[derive(Debug)]
 pub struct CreateTopics(pub Vec<NewTopic>);
@@ -36,21 +40,22 @@ pub struct SetTopicConfigs {
 #[derive(Debug)]
 pub struct DeleteTopics(pub Vec<String>);
 
-/// From the controller to every shard: the new topic table, to build the image
-/// of this metadata version from.
+/// From the controller shard to every shard: the committed cluster state and
+/// this node's placement of its replicas, to build the image from.
 #[derive(Debug)]
-pub struct ApplyTopics {
-    pub version: u64,
-    pub table: TopicTable,
+pub struct ApplyMetadata {
+    pub state: Arc<ClusterState>,
+    pub placement: Arc<LocalPlacement>,
+    pub identity: Identity,
+    pub quorum_leader: Option<NodeId>,
 }
 
 impl ShardCall for CreateTopics {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
-        let _turn = controller_turn(&shard).await;
-        let proposal = controller::create_topics(&current_table(&shard), self.0, limits(&shard));
-        publish(&shard, proposal).await
+        let names = self.0.iter().map(|t| t.name.clone()).collect();
+        change(&shard, ControllerRequest::CreateTopics(self.0), names).await
     }
 }
 
@@ -58,14 +63,12 @@ impl ShardCall for CreatePartitions {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
-        let _turn = controller_turn(&shard).await;
-        let proposal = controller::create_partitions(
-            &current_table(&shard),
-            self.topics,
-            self.validate_only,
-            limits(&shard),
-        );
-        publish(&shard, proposal).await
+        let names = self.topics.iter().map(|(name, _)| name.clone()).collect();
+        let request = ControllerRequest::CreatePartitions {
+            topics: self.topics,
+            validate_only: self.validate_only,
+        };
+        change(&shard, request, names).await
     }
 }
 
@@ -73,14 +76,12 @@ impl ShardCall for SetTopicConfigs {
     type Reply = TopicChangeResult;
 
     async fn run(self, shard: Rc<Shard>) -> TopicChangeResult {
-        let _turn = controller_turn(&shard).await;
-        let proposal = controller::set_topic_configs(
-            &current_table(&shard),
-            self.topic,
-            self.configs,
-            self.validate_only,
-        );
-        let mut results = publish(&shard, proposal).await;
+        let request = ControllerRequest::SetTopicConfigs {
+            topic: self.topic.clone(),
+            configs: self.configs,
+            validate_only: self.validate_only,
+        };
+        let mut results = change(&shard, request, vec![self.topic]).await;
         assert_eq!(results.len(), 1, "one topic, one result");
         results.remove(0)
     }
@@ -90,87 +91,60 @@ impl ShardCall for DeleteTopics {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
-        let _turn = controller_turn(&shard).await;
-        let proposal = controller::delete_topics(&current_table(&shard), self.0);
-        publish(&shard, proposal).await
+        let names = self.0.clone();
+        change(&shard, ControllerRequest::DeleteTopics(self.0), names).await
     }
 }
 
-impl ShardCall for ApplyTopics {
+impl ShardCall for ApplyMetadata {
     type Reply = ();
     /// It is what the others wait for.
     const WAITS_FOR_CALLERS_IMAGE: bool = false;
 
     async fn run(self, shard: Rc<Shard>) {
-        let image = MetadataImage::build(self.version, self.table, shard.config());
+        let image = MetadataImage::build(
+            &self.state,
+            &self.placement,
+            &self.identity,
+            self.quorum_leader,
+            shard.config(),
+        );
         apply_image(&shard, image).await;
     }
 }
 
-/// Waits for the controller's turn: a change is decided on the table every shard
-/// already applied, and is answered (even as TOPIC_ALREADY_EXISTS or a no-op)
-/// only once every shard applied the changes before it. Without it, a second
-/// request saw the topic in the controller's table while other shards still had
-/// the old image, and answered a caller whose own shard did not know the topic
-/// yet (COORDINATOR_NOT_AVAILABLE to a consumer's first OffsetFetch).
-async fn controller_turn(shard: &Shard) -> glommio::sync::Permit<'_> {
+/// Has the active controller make a change and answers once this node applied
+/// it; a change no controller answered reports NOT_CONTROLLER (clients retry).
+async fn change(
+    shard: &Rc<Shard>,
+    request: ControllerRequest,
+    names: Vec<String>,
+) -> Vec<TopicChangeResult> {
     assert_eq!(
         shard.id(),
         CONTROLLER_SHARD,
         "topic changes go through the controller shard"
     );
-    shard
-        .controller_turn
-        .acquire_permit(1)
-        .await
-        .expect("the controller's semaphore is never closed")
-}
-
-fn current_table(shard: &Shard) -> TopicTable {
-    assert_eq!(
-        shard.id(),
-        CONTROLLER_SHARD,
-        "topic changes go through the controller shard"
-    );
-    shard.image().table().clone()
-}
-
-fn limits(shard: &Shard) -> Limits {
-    Limits {
-        default_partitions: shard.config().num_partitions,
-        node_id: shard.config().node_id,
-        shard_count: shard.all_shards().count(),
-    }
-}
-
-/// Persists and publishes the proposal's table if it changed anything; if that
-/// fails, the changes that had succeeded report a storage error instead.
-async fn publish(shard: &Rc<Shard>, proposal: Proposal) -> Vec<TopicChangeResult> {
-    let Proposal {
-        table,
-        mut results,
-        changed,
-    } = proposal;
-    if !changed {
-        return results;
-    }
-    if let Err(error) = table.save(&shard.config().data_dir) {
-        let message = format!("saving the topic table: {error}");
-        for result in results.iter_mut().filter(|r| r.error == ErrorCode::None) {
-            result.error = ErrorCode::KafkaStorageError;
-            result.message = Some(message.clone());
+    let node = shard.metadata().expect("the controller shard runs the metadata node");
+    let (error, message) = match node.ask_controller(request).await {
+        ControllerResponse::Topics { results, offset } => {
+            node.published(offset).await;
+            return results;
         }
-        return results;
-    }
-    let version = shard.image().version() + 1;
-    for target in shard.all_shards() {
-        let call = ApplyTopics {
-            version,
-            table: table.clone(),
-        };
-        shard.call(target, call).await;
-    }
-    results
+        ControllerResponse::Failed(message) => (ErrorCode::UnknownServerError, message),
+        other => (
+            ErrorCode::NotController,
+            format!("no active controller answered: {other:?}"),
+        ),
+    };
+    names
+        .into_iter()
+        .map(|name| TopicChangeResult {
+            name,
+            error,
+            message: Some(message.clone()),
+        })
+        .collect()
 }
 
 /// Makes `image` this shard's metadata image, opening and closing partitions;
@@ -212,8 +186,9 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
         let (placement, configs) = owned_partition(&image, &key);
         match shard.partitions.get_or_error(&key) {
             Ok(partition) => {
-                if let Err(error) = partition.update(placement, configs) {
-                    tracing::warn!(partition = %key, %error, "topic config not applied");
+                let leads = placement.leader == image.node();
+                if let Err(error) = partition.update(placement, configs, leads).await {
+                    tracing::warn!(partition = %key, %error, "partition metadata not applied");
                 }
             }
             Err(_) => to_open.push(key),
