@@ -340,7 +340,10 @@ impl BrokerConfig {
                 ));
             }
             let unroutable = entry.host.is_empty()
-                || entry.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+                || entry
+                    .host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified());
             if unroutable || entry.port == 0 {
                 return Err(format!(
                     "advertised.listeners: {}://{}:{} is not an address clients can connect to",
@@ -386,7 +389,8 @@ impl BrokerConfig {
     /// No quorum is configured: this node is a combined broker and controller
     /// forming a quorum of one, and binds no controller listener.
     pub fn is_single_node(&self) -> bool {
-        self.controller_quorum_voters.is_empty() && self.controller_quorum_bootstrap_servers.is_empty()
+        self.controller_quorum_voters.is_empty()
+            && self.controller_quorum_bootstrap_servers.is_empty()
     }
 
     /// The voters of the controller quorum: `controller.quorum.voters`, or this
@@ -578,13 +582,14 @@ impl BrokerConfig {
                 listener.name
             ));
         }
-        if let (true, Some(controller_listen)) = (self.is_broker(), self.controller_listen) {
-            if same_socket(controller_listen, self.listen) {
-                return Err(format!(
-                    "listeners: the controller listener {controller_listen} must differ from the broker listener {}",
-                    self.listen
-                ));
-            }
+        if let Some(controller_listen) = self.controller_listen
+            && self.is_broker()
+            && same_socket(controller_listen, self.listen)
+        {
+            return Err(format!(
+                "listeners: the controller listener {controller_listen} must differ from the broker listener {}",
+                self.listen
+            ));
         }
         self.validate_cluster_timing()
     }
@@ -727,9 +732,7 @@ pub fn parse_listener_names(text: &str) -> Result<Vec<String>, String> {
     for item in list_items("controller.listener.names", text)? {
         let name = listener_name("controller.listener.names", item)?;
         if names.contains(&name) {
-            return Err(format!(
-                "controller.listener.names: {name} is listed twice"
-            ));
+            return Err(format!("controller.listener.names: {name} is listed twice"));
         }
         names.push(name);
     }
@@ -871,9 +874,7 @@ mod kafka_form {
         parsed(d, parse_voters)
     }
 
-    pub fn bootstrap_servers<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<SocketAddr>, D::Error> {
+    pub fn bootstrap_servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
         parsed(d, parse_bootstrap_servers)
     }
 
@@ -937,7 +938,10 @@ mod tests {
         assert!(config.is_broker() && config.is_controller());
         assert!(config.is_single_node());
         assert_eq!(config.node(), NodeId(0));
-        assert_eq!(config.quorum_voters(), vec![(NodeId(0), addr("127.0.0.1:9092"))]);
+        assert_eq!(
+            config.quorum_voters(),
+            vec![(NodeId(0), addr("127.0.0.1:9092"))]
+        );
         assert_eq!(config.controller_listen, None);
         assert_eq!(config.advertised(), ("127.0.0.1".to_string(), 9092));
         assert_eq!(config.broker_session_timeout_ms, 9_000);
@@ -946,16 +950,25 @@ mod tests {
 
         let from_listen = resolved("listen = \"127.0.0.2:19092\"").unwrap();
         assert_eq!(from_listen.advertised(), ("127.0.0.2".to_string(), 19092));
-        assert_eq!(from_listen.quorum_voters(), vec![(NodeId(0), addr("127.0.0.2:19092"))]);
+        assert_eq!(
+            from_listen.quorum_voters(),
+            vec![(NodeId(0), addr("127.0.0.2:19092"))]
+        );
         from_listen.validate().unwrap();
     }
 
     #[test]
     fn parses_process_roles() {
         use ProcessRole::{Broker, Controller};
-        assert_eq!(parse_process_roles("broker,controller").unwrap(), [Broker, Controller]);
+        assert_eq!(
+            parse_process_roles("broker,controller").unwrap(),
+            [Broker, Controller]
+        );
         assert_eq!(parse_process_roles(" controller ").unwrap(), [Controller]);
-        assert_eq!(parse_process_roles("controller, broker").unwrap(), [Controller, Broker]);
+        assert_eq!(
+            parse_process_roles("controller, broker").unwrap(),
+            [Controller, Broker]
+        );
         for (bad, expected) in [
             ("", "must name"),
             ("brokers", "unknown role `brokers`"),
@@ -963,7 +976,10 @@ mod tests {
             ("broker,", "empty entry"),
         ] {
             let error = parse_process_roles(bad).unwrap_err();
-            assert!(error.starts_with("process.roles") && error.contains(expected), "{error}");
+            assert!(
+                error.starts_with("process.roles") && error.contains(expected),
+                "{error}"
+            );
         }
     }
 
@@ -971,7 +987,13 @@ mod tests {
     fn parses_and_resolves_quorum_voters() {
         let voters = parse_voters("0@127.0.0.1:9093, 1@localhost:9094,2@[::1]:9095").unwrap();
         assert_eq!(voters.len(), 3);
-        assert_eq!(voters[0], Voter { id: NodeId(0), addr: addr("127.0.0.1:9093") });
+        assert_eq!(
+            voters[0],
+            Voter {
+                id: NodeId(0),
+                addr: addr("127.0.0.1:9093")
+            }
+        );
         assert_eq!(voters[1].id, NodeId(1));
         assert!(voters[1].addr.ip().is_loopback() && voters[1].addr.port() == 9094);
         assert_eq!(voters[2].addr, addr("[::1]:9095"));
@@ -985,8 +1007,14 @@ mod tests {
             ("0@:9093", "needs a host"),
             ("0@127.0.0.1:0", "needs a host"),
             ("0@::1:9093", "in brackets"),
-            ("0@127.0.0.1:9093,0@127.0.0.2:9093", "node.id 0 is listed twice"),
-            ("0@no-such-host.invalid:9093", "cannot resolve host `no-such-host.invalid`"),
+            (
+                "0@127.0.0.1:9093,0@127.0.0.2:9093",
+                "node.id 0 is listed twice",
+            ),
+            (
+                "0@no-such-host.invalid:9093",
+                "cannot resolve host `no-such-host.invalid`",
+            ),
         ] {
             let error = parse_voters(bad).unwrap_err();
             assert!(
@@ -1005,22 +1033,45 @@ mod tests {
             [addr("127.0.0.1:9093"), addr("127.0.0.2:9093")]
         );
         let error = parse_bootstrap_servers("127.0.0.1").unwrap_err();
-        assert!(error.starts_with("controller.quorum.bootstrap.servers: "), "{error}");
-        assert_eq!(parse_listener_names("controller, raft_2").unwrap(), ["CONTROLLER", "RAFT_2"]);
+        assert!(
+            error.starts_with("controller.quorum.bootstrap.servers: "),
+            "{error}"
+        );
+        assert_eq!(
+            parse_listener_names("controller, raft_2").unwrap(),
+            ["CONTROLLER", "RAFT_2"]
+        );
         assert!(parse_listener_names("A,a").unwrap_err().contains("twice"));
-        assert!(parse_listener_names("A B").unwrap_err().contains("not a listener name"));
+        assert!(
+            parse_listener_names("A B")
+                .unwrap_err()
+                .contains("not a listener name")
+        );
     }
 
     #[test]
     fn parses_listeners() {
         let listeners =
-            parse_listeners("PLAINTEXT://127.0.0.1:9092,controller://:9093,V6://[::]:9094").unwrap();
+            parse_listeners("PLAINTEXT://127.0.0.1:9092,controller://:9093,V6://[::]:9094")
+                .unwrap();
         assert_eq!(
             listeners,
             [
-                Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 },
-                Listener { name: "CONTROLLER".into(), host: String::new(), port: 9093 },
-                Listener { name: "V6".into(), host: "::".into(), port: 9094 },
+                Listener {
+                    name: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092
+                },
+                Listener {
+                    name: "CONTROLLER".into(),
+                    host: String::new(),
+                    port: 9093
+                },
+                Listener {
+                    name: "V6".into(),
+                    host: "::".into(),
+                    port: 9094
+                },
             ]
         );
         for (bad, expected) in [
@@ -1030,7 +1081,10 @@ mod tests {
             ("A://127.0.0.1", "not host:port"),
         ] {
             let error = parse_listeners(bad).unwrap_err();
-            assert!(error.starts_with("listeners: ") && error.contains(expected), "{error}");
+            assert!(
+                error.starts_with("listeners: ") && error.contains(expected),
+                "{error}"
+            );
         }
         let error = parse_advertised_listeners("x").unwrap_err();
         assert!(error.starts_with("advertised.listeners: "), "{error}");
@@ -1072,7 +1126,9 @@ mod tests {
         .unwrap();
         config.resolve_listeners(None).unwrap();
         assert_eq!(config.advertised(), ("127.0.0.1".to_string(), 9192));
-        config.resolve_listeners(Some(addr("127.0.0.5:7000"))).unwrap();
+        config
+            .resolve_listeners(Some(addr("127.0.0.5:7000")))
+            .unwrap();
         assert_eq!(config.listen, addr("127.0.0.5:7000"));
         assert_eq!(config.advertised(), ("127.0.0.5".to_string(), 7000));
         assert_eq!(config.controller_listen, Some(addr("127.0.0.1:9193")));
@@ -1118,11 +1174,14 @@ mod tests {
                 "a controller-only node needs controller.quorum.voters",
             ),
             (
-                "listeners = \"PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\"".to_string(),
+                "listeners = \"PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\""
+                    .to_string(),
                 "the controller listener 127.0.0.1:9093 would not be used",
             ),
             (
-                format!("node_id = 7\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9792,CONTROLLER://:9793\""),
+                format!(
+                    "node_id = 7\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9792,CONTROLLER://:9793\""
+                ),
                 "node.id 7 is a controller (process.roles=broker,controller) but not one of controller.quorum.voters",
             ),
             (
@@ -1134,27 +1193,43 @@ mod tests {
                 "a controller needs a controller listener",
             ),
             (
-                format!("node_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9999\""),
+                format!(
+                    "node_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9999\""
+                ),
                 "controller.quorum.voters lists node.id 1 at 127.0.0.1:9193, but its controller listener binds 127.0.0.1:9999",
             ),
             (
-                format!("node_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9193,CONTROLLER://127.0.0.1:9193\""),
+                format!(
+                    "node_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9193,CONTROLLER://127.0.0.1:9193\""
+                ),
                 "the controller listener 127.0.0.1:9193 must differ from the broker listener 0.0.0.0:9193",
             ),
             (
-                format!("process_roles = \"broker\"\nnode_id = 5\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9592,CONTROLLER://:9593\""),
+                format!(
+                    "process_roles = \"broker\"\nnode_id = 5\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9592,CONTROLLER://:9593\""
+                ),
                 "process.roles=broker: listeners must not contain a controller listener",
             ),
             (
-                format!("process_roles = \"controller\"\nnode_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9192,CONTROLLER://127.0.0.1:9193\""),
+                format!(
+                    "process_roles = \"controller\"\nnode_id = 1\n{THREE_VOTERS}listeners = \"PLAINTEXT://:9192,CONTROLLER://127.0.0.1:9193\""
+                ),
                 "process.roles=controller: listeners must only contain controller listeners",
             ),
             (
-                format!("node_id = 1\n{THREE_VOTERS}listeners = \"A://:9192,B://:9194,CONTROLLER://127.0.0.1:9193\""),
+                format!(
+                    "node_id = 1\n{THREE_VOTERS}listeners = \"A://:9192,B://:9194,CONTROLLER://127.0.0.1:9193\""
+                ),
                 "listeners: A and B are both broker listeners",
             ),
-            (cluster("controller_listener_names = \"\""), "controller.listener.names must name"),
-            (cluster("broker_session_timeout_ms = 0"), "broker.session.timeout.ms must be at least 1"),
+            (
+                cluster("controller_listener_names = \"\""),
+                "controller.listener.names must name",
+            ),
+            (
+                cluster("broker_session_timeout_ms = 0"),
+                "broker.session.timeout.ms must be at least 1",
+            ),
             (
                 cluster("controller_quorum_fetch_timeout_ms = 0"),
                 "controller.quorum.fetch.timeout.ms must be at least 1",
@@ -1167,8 +1242,14 @@ mod tests {
                 cluster("broker_heartbeat_interval_ms = 9000"),
                 "broker.heartbeat.interval.ms (9000) must be less than broker.session.timeout.ms (9000)",
             ),
-            (cluster("default_replication_factor = 0"), "default.replication.factor must be at least 1"),
-            (cluster("broker_rack = \" \""), "broker.rack must not be empty"),
+            (
+                cluster("default_replication_factor = 0"),
+                "default.replication.factor must be at least 1",
+            ),
+            (
+                cluster("broker_rack = \" \""),
+                "broker.rack must not be empty",
+            ),
             (
                 cluster("advertised_listeners = \"OTHER://host:1\""),
                 "advertised.listeners: OTHER is not one of the listeners (PLAINTEXT,CONTROLLER)",

@@ -5,6 +5,8 @@
 mod broker;
 #[path = "support/kafka.rs"]
 mod kafka;
+#[path = "support/wire.rs"]
+mod wire;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use wire::Wire;
 
 fn key(i: usize) -> String {
     format!("key-{i:05}")
@@ -394,4 +397,90 @@ async fn a_restarted_broker_answers_for_every_partition_as_soon_as_it_accepts() 
         watermarks.expect("ListOffsets for the partition right after the restart"),
         (0, records as i64)
     );
+}
+
+/// OffsetForLeaderEpoch (KIP-320), as librdkafka sends it to validate its
+/// position: the current epoch ends at the log end, an epoch the log never had
+/// is UNDEFINED (-1, -1), a newer current epoch than the broker's is
+/// UNKNOWN_LEADER_EPOCH, and unknown partitions are UNKNOWN_TOPIC_OR_PARTITION.
+#[tokio::test]
+async fn offset_for_leader_epoch_answers_where_an_epoch_ends() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, MetadataRequest, MetadataResponse, OffsetForLeaderEpochRequest,
+        OffsetForLeaderEpochResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let broker = Broker::start();
+    let topic = "basics-leader-epochs";
+    let producer = producer(&broker);
+    assert_eq!(produce(&producer, topic, 0..10).await.len(), 10);
+
+    let mut wire = Wire::connect(&broker.bootstrap());
+    let (metadata, _): (MetadataResponse, usize) = wire.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let partition = &metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+        .expect("the topic is listed")
+        .partitions[0];
+    let epoch = partition.leader_epoch;
+    assert!(epoch >= 0, "a real leader epoch: {epoch}");
+
+    let name = |name: &str| TopicName(StrBytes::from_string(name.to_string()));
+    let ask = |partition: i32, current: i32, wanted: i32| {
+        OffsetForLeaderPartition::default()
+            .with_partition(partition)
+            .with_current_leader_epoch(current)
+            .with_leader_epoch(wanted)
+    };
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    ask(0, epoch, epoch),
+                    ask(0, -1, epoch + 1),
+                    ask(0, epoch + 1, epoch),
+                    ask(7, -1, epoch),
+                ]),
+            OffsetForLeaderTopic::default()
+                .with_topic(name("basics-no-such-topic"))
+                .with_partitions(vec![ask(0, -1, 0)]),
+        ]);
+    for version in [2, 3, 4] {
+        let (response, _): (OffsetForLeaderEpochResponse, usize) =
+            wire.call(ApiKey::OffsetForLeaderEpoch, version, &request);
+        let answers: Vec<Vec<(i32, i16, i32, i64)>> = response
+            .topics
+            .iter()
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition, p.error_code, p.leader_epoch, p.end_offset))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                vec![
+                    (0, 0, epoch, 10),
+                    (0, 0, -1, -1),
+                    (0, 75, -1, -1),
+                    (7, 3, -1, -1),
+                ],
+                vec![(0, 3, -1, -1)],
+            ],
+            "v{version}"
+        );
+    }
 }

@@ -73,7 +73,9 @@ async fn a_directory_from_before_the_metadata_log_keeps_its_topics_and_data() {
         .expect("DescribeConfigs");
     let resource: &ConfigResource = described[0].as_ref().expect("the topic is known");
     assert_eq!(
-        resource.get("retention.ms").and_then(|e| e.value.as_deref()),
+        resource
+            .get("retention.ms")
+            .and_then(|e| e.value.as_deref()),
         Some("1234567")
     );
 

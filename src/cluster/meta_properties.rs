@@ -338,11 +338,20 @@ mod tests {
         for (text, expected) in [
             (good.replace("version=1", "version=0"), "version 0"),
             (good.replace("version=1\n", ""), "no version"),
-            (good.replace("cluster.id=MkU3OEVBNTcwNTJENDM2Qk\n", ""), "no cluster.id"),
-            (good.replace("MkU3OEVBNTcwNTJENDM2Qk", "short"), "cluster.id `short`"),
+            (
+                good.replace("cluster.id=MkU3OEVBNTcwNTJENDM2Qk\n", ""),
+                "no cluster.id",
+            ),
+            (
+                good.replace("MkU3OEVBNTcwNTJENDM2Qk", "short"),
+                "cluster.id `short`",
+            ),
             (good.replace("node.id=1", "node.id=-1"), "node.id `-1`"),
             (good.replace("node.id=1", "node.id=one"), "node.id `one`"),
-            (good.replace("directory.id=J8aAPcfLQt2bqs1JT_rMgQ\n", ""), "no directory.id"),
+            (
+                good.replace("directory.id=J8aAPcfLQt2bqs1JT_rMgQ\n", ""),
+                "no directory.id",
+            ),
             (format!("{good}garbage\n"), "`garbage`"),
         ] {
             std::fs::write(dir.path().join(FILE_NAME), &text).unwrap();
@@ -400,7 +409,10 @@ mod tests {
 
         config.node_id = 6;
         let error = ensure(&config).unwrap_err();
-        assert!(error.contains("node.id 5") && error.contains("node.id 6"), "{error}");
+        assert!(
+            error.contains("node.id 5") && error.contains("node.id 6"),
+            "{error}"
+        );
     }
 
     #[test]

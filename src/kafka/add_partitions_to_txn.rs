@@ -98,7 +98,9 @@ async fn one_transaction(
             topic: topic.clone(),
             partition: *partition,
         };
-        image.owner_of(&key).is_none() || topic == crate::txn::TRANSACTION_STATE_TOPIC
+        // Any broker may lead the partition: the coordinator only needs it to
+        // exist (Kafka checks the metadata cache, not leadership).
+        image.partition(&key).is_none() || topic == crate::txn::TRANSACTION_STATE_TOPIC
     };
     let partitions: BTreeSet<TxnPartition> = transaction
         .topics

@@ -12,7 +12,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::topic_config;
-use crate::kafka::metadata::CLUSTER_ID;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 
@@ -25,19 +24,24 @@ const BROKER: i8 = 4;
 /// Kafka's ConfigSource for settings from the broker's own config.
 const STATIC_BROKER_CONFIG: i8 = 4;
 
+/// The same brokers, cluster id and controller as Metadata.
 pub fn cluster(shard: &Shard) -> DescribeClusterResponse {
-    let node = shard.config().node_id;
+    let image = shard.image();
     DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
-        .with_controller_id(BrokerId(node))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(node))
-                .with_host(StrBytes::from_string(
-                    shard.config().listen.ip().to_string(),
-                ))
-                .with_port(i32::from(shard.config().listen.port())),
-        ])
+        .with_cluster_id(StrBytes::from_string(image.cluster_id().to_string()))
+        .with_controller_id(BrokerId(image.controller_id().0))
+        .with_brokers(
+            image
+                .live_brokers()
+                .map(|broker| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(broker.id.0))
+                        .with_host(StrBytes::from_string(broker.host.clone()))
+                        .with_port(i32::from(broker.port))
+                        .with_rack(broker.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
 }
 
 pub fn configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {

@@ -1,4 +1,5 @@
-//! DescribeTransactions: each id's state from the shard coordinating it.
+//! DescribeTransactions: each id's state from the shard coordinating it; ids
+//! coordinated by another broker are NOT_COORDINATOR.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -10,13 +11,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::image::PartitionKey;
 use crate::kafka::fan_out;
+use crate::kafka::routing::coordinator_owner;
+use crate::kafka::txn_routing::coordinator_partition;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 use crate::txn::listing::DescribeTxns;
 use crate::txn::state::TxnMetadata;
-use crate::txn::{TRANSACTION_STATE_TOPIC, partition_for};
 use crate::types::ShardId;
 
 pub async fn handle(
@@ -28,8 +30,8 @@ pub async fn handle(
         .iter()
         .map(|id| id.0.to_string())
         .collect();
-    let count = shard
-        .image()
+    let image = shard.image();
+    let count = image
         .topic(TRANSACTION_STATE_TOPIC)
         .map(|topic| topic.partition_count());
     let mut results: Vec<Result<TxnMetadata, ErrorCode>> =
@@ -38,13 +40,10 @@ pub async fn handle(
     for (index, id) in ids.iter().enumerate() {
         // No __transaction_state: no transactional id exists yet.
         let Some(count) = count else { continue };
-        let key = PartitionKey {
-            topic: TRANSACTION_STATE_TOPIC.to_string(),
-            partition: partition_for(id, count),
-        };
-        match shard.owner_of(&key) {
-            Some(owner) => per_shard.entry(owner).or_default().push(index),
-            None => results[index] = Err(ErrorCode::CoordinatorNotAvailable),
+        let key = coordinator_partition(id, count);
+        match coordinator_owner(image.route(&key)) {
+            Ok(owner) => per_shard.entry(owner).or_default().push(index),
+            Err(error) => results[index] = Err(error),
         }
     }
     let (indices, calls): (Vec<_>, Vec<_>) = per_shard

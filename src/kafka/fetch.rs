@@ -1,19 +1,21 @@
-//! Fetch: reads each partition on its owning shard, long-polling up to
-//! `max_wait_ms` for `min_bytes`, and answers in request order. Topics are named
-//! (v4-12) or identified by topic id (v13+).
+//! Fetch: reads each partition this node leads on its owning shard, long-polling
+//! up to `max_wait_ms` for `min_bytes`, and answers in request order; partitions
+//! led elsewhere (or by nobody) are NOT_LEADER_OR_FOLLOWER with the current
+//! leader named (KIP-951). Topics are named (v4-12) or identified by topic id
+//! (v13+).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::image::{MetadataImage, PartitionKey};
-use crate::kafka::{Slot, Split};
+use crate::kafka::{Slot, Split, routing};
 use crate::net::outgoing::Pieces;
 use crate::partition::Isolation;
 use crate::protocol::error_code::ErrorCode;
@@ -168,11 +170,11 @@ pub async fn handle(
                 topic: name.clone(),
                 partition: partition.partition,
             };
-            match image.owner_of(&key) {
-                None => {
-                    results.insert(at, FetchResult::failed(ErrorCode::UnknownTopicOrPartition));
+            match routing::partition_owner(image.route(&key)) {
+                Err(error) => {
+                    results.insert(at, FetchResult::failed(error));
                 }
-                Some(owner) => {
+                Ok(owner) => {
                     split.push(
                         owner,
                         at,
@@ -211,13 +213,17 @@ pub async fn handle(
         results = read_now(shard, split, limits, results).await;
     }
 
+    // The newest image names the leaders to redirect to.
+    let image = shard.image();
+    let mut leaders = Leaders::default();
     let mut spliced = Vec::new();
     let responses = request
         .topics
         .iter()
         .enumerate()
         .map(|(topic_index, topic)| {
-            let name = names[topic_index].clone().map_or_else(
+            let key_name = names[topic_index].clone();
+            let name = key_name.clone().map_or_else(
                 || topic.topic.clone(),
                 |n| TopicName(StrBytes::from_string(n)),
             );
@@ -247,9 +253,20 @@ pub async fn handle(
                             let offset = |get: fn(&FetchOffsets) -> Offset| {
                                 offsets.as_ref().map_or(-1, |o| get(o).0)
                             };
+                            let current_leader = match &key_name {
+                                Some(topic) if version >= FIRST_CURRENT_LEADER_VERSION => {
+                                    let key = PartitionKey {
+                                        topic: topic.clone(),
+                                        partition: partition.partition,
+                                    };
+                                    leaders.redirect(&image, &key, result.error)
+                                }
+                                _ => LeaderIdAndEpoch::default(),
+                            };
                             PartitionData::default()
                                 .with_partition_index(partition.partition)
                                 .with_error_code(result.error.code())
+                                .with_current_leader(current_leader)
                                 .with_high_watermark(offset(|o| o.high_watermark))
                                 .with_last_stable_offset(offset(|o| o.last_stable_offset))
                                 .with_log_start_offset(offset(|o| o.log_start_offset))
@@ -262,7 +279,55 @@ pub async fn handle(
                 )
         })
         .collect();
-    (FetchResponse::default().with_responses(responses), spliced)
+    let mut response = FetchResponse::default().with_responses(responses);
+    if version >= FIRST_NODE_ENDPOINTS_VERSION {
+        response.node_endpoints = leaders.endpoints;
+    }
+    (response, spliced)
+}
+
+/// The first Fetch version with `current_leader` per partition.
+const FIRST_CURRENT_LEADER_VERSION: i16 = 12;
+/// The first Fetch version with `node_endpoints` (KIP-951).
+const FIRST_NODE_ENDPOINTS_VERSION: i16 = 16;
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+/// names its current leader, and the response carries that leader's endpoint
+/// (as Kafka's `handleFetchRequest`).
+#[derive(Default)]
+struct Leaders {
+    endpoints: Vec<NodeEndpoint>,
+}
+
+impl Leaders {
+    fn redirect(
+        &mut self,
+        image: &MetadataImage,
+        key: &PartitionKey,
+        error: ErrorCode,
+    ) -> LeaderIdAndEpoch {
+        if !matches!(
+            error,
+            ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch
+        ) {
+            return LeaderIdAndEpoch::default();
+        }
+        let (leader, epoch) = routing::current_leader(image, key);
+        if let Some(broker) = routing::live_broker(image, leader)
+            && self.endpoints.iter().all(|e| e.node_id.0 != broker.id.0)
+        {
+            self.endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(broker.id.0))
+                    .with_host(StrBytes::from_string(broker.host.clone()))
+                    .with_port(i32::from(broker.port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            );
+        }
+        LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(leader.0))
+            .with_leader_epoch(epoch.0)
+    }
 }
 
 /// This broker creates no fetch sessions (KIP-227): it answers a request for a new

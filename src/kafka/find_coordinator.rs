@@ -1,7 +1,8 @@
-//! FindCoordinator: this broker coordinates every group and transaction. It
-//! makes sure `__consumer_offsets` (group keys) or `__transaction_state`
-//! (transactional ids) exists first, so the client's next request finds its
-//! coordinator ready.
+//! FindCoordinator: the coordinator of a group (or transactional id) is the
+//! broker leading its `__consumer_offsets` (or `__transaction_state`) partition.
+//! The topic is created first if missing, so the client's next request finds its
+//! coordinator ready; a partition without a live leader is
+//! COORDINATOR_NOT_AVAILABLE and the client asks again.
 
 use std::rc::Rc;
 
@@ -9,8 +10,10 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka::group_routing::offsets_topic_partitions;
-use crate::kafka::txn_routing::state_topic_partitions;
+use crate::cluster::image::{BrokerImage, MetadataImage, PartitionKey};
+use crate::kafka::group_routing::{self, offsets_topic_partitions};
+use crate::kafka::routing::live_broker;
+use crate::kafka::txn_routing::{self, state_topic_partitions};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 
@@ -29,12 +32,18 @@ pub async fn handle(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        let error = match request.key_type {
-            KEY_TYPE_GROUP => offsets_topic_partitions(shard).await.err(),
-            KEY_TYPE_TRANSACTION => state_topic_partitions(shard).await.err(),
-            _ => Some(ErrorCode::InvalidRequest),
+        let partition = match request.key_type {
+            KEY_TYPE_GROUP => offsets_topic_partitions(shard)
+                .await
+                .map(|count| group_routing::coordinator_partition(&key, count)),
+            KEY_TYPE_TRANSACTION => state_topic_partitions(shard)
+                .await
+                .map(|count| txn_routing::coordinator_partition(&key, count)),
+            _ => Err(ErrorCode::InvalidRequest),
         };
-        coordinators.push(coordinator(shard, key, error));
+        let image = shard.image();
+        let found = partition.and_then(|partition| leader_of(&image, &partition));
+        coordinators.push(coordinator(key, found));
     }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -48,19 +57,28 @@ pub async fn handle(
         .with_port(one.port)
 }
 
-fn coordinator(shard: &Shard, key: StrBytes, error: Option<ErrorCode>) -> Coordinator {
+/// The live broker leading `partition`, this one included.
+fn leader_of<'a>(
+    image: &'a MetadataImage,
+    partition: &PartitionKey,
+) -> Result<&'a BrokerImage, ErrorCode> {
+    image
+        .partition(partition)
+        .and_then(|p| live_broker(image, p.leader))
+        .ok_or(ErrorCode::CoordinatorNotAvailable)
+}
+
+fn coordinator(key: StrBytes, found: Result<&BrokerImage, ErrorCode>) -> Coordinator {
     let coordinator = Coordinator::default().with_key(key);
-    match error {
-        Some(error) => coordinator
+    match found {
+        Err(error) => coordinator
             .with_error_code(error.code())
             .with_node_id(BrokerId(-1))
             .with_host(StrBytes::from_static_str(""))
             .with_port(-1),
-        None => coordinator
-            .with_node_id(BrokerId(shard.config().node_id))
-            .with_host(StrBytes::from_string(
-                shard.config().listen.ip().to_string(),
-            ))
-            .with_port(i32::from(shard.config().listen.port())),
+        Ok(broker) => coordinator
+            .with_node_id(BrokerId(broker.id.0))
+            .with_host(StrBytes::from_string(broker.host.clone()))
+            .with_port(i32::from(broker.port)),
     }
 }

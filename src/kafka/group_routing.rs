@@ -1,5 +1,6 @@
 //! Sends group work to the shard coordinating the group: the owner of the
-//! group's `__consumer_offsets` partition, which is created on first use.
+//! group's `__consumer_offsets` partition (created on first use) when this
+//! node leads it; a group coordinated by another broker is NOT_COORDINATOR.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -7,6 +8,7 @@ use std::rc::Rc;
 use crate::cluster::controller::NewTopic;
 use crate::cluster::image::PartitionKey;
 use crate::group::coordinator_key::{OFFSETS_TOPIC, partition_for};
+use crate::kafka::routing::coordinator_owner;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ShardCall;
 use crate::shard::calls::topics::CreateTopics;
@@ -57,19 +59,23 @@ pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCod
 /// takes: they are stored in `__consumer_offsets` as Kafka strings (INT16 length).
 pub const MAX_NAME_BYTES: usize = 4096;
 
-/// The shard coordinating `group`.
+/// The `__consumer_offsets` partition that coordinates `group`, of `partitions`.
+pub fn coordinator_partition(group: &str, partitions: i32) -> PartitionKey {
+    PartitionKey {
+        topic: OFFSETS_TOPIC.to_string(),
+        partition: partition_for(group, partitions),
+    }
+}
+
+/// The shard coordinating `group`: NOT_COORDINATOR when another broker leads
+/// its partition, COORDINATOR_NOT_AVAILABLE when none does.
 pub async fn coordinator_shard(shard: &Rc<Shard>, group: &str) -> Result<ShardId, ErrorCode> {
     if group.len() > MAX_NAME_BYTES {
         return Err(ErrorCode::InvalidGroupId);
     }
     let partitions = offsets_topic_partitions(shard).await?;
-    let key = PartitionKey {
-        topic: OFFSETS_TOPIC.to_string(),
-        partition: partition_for(group, partitions),
-    };
-    shard
-        .owner_of(&key)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)
+    let key = coordinator_partition(group, partitions);
+    coordinator_owner(shard.image().route(&key))
 }
 
 /// Runs `call` on the shard coordinating `group`.

@@ -1,4 +1,6 @@
-//! Metadata: brokers, the cluster id, topics and their partitions (auto-creating
+//! Metadata: the live brokers with their advertised endpoints, the cluster id,
+//! the controller clients are given, and each topic's partitions with their
+//! leader, epoch, replicas and ISR from the metadata image (auto-creating
 //! requested topics when allowed).
 
 use std::rc::Rc;
@@ -9,11 +11,16 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::image::{BrokerImage, MetadataImage, PartitionImage};
 use crate::cluster::topic_table::validate_topic_name;
 use crate::kafka::auto_create;
+use crate::kafka::routing::live_broker;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
+use crate::types::NodeId;
 
+/// The cluster id of a single node that was never formatted; the shard layer
+/// gives it to the image, which is where responses take the cluster id from.
 pub const CLUSTER_ID: &str = "sluice-single-node";
 
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
@@ -38,7 +45,6 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         };
         auto_create(shard, missing).await;
     }
-    let node = shard.config().node_id;
     let image = shard.image();
     let names: Vec<String> = match requested {
         Some(names) => names,
@@ -69,29 +75,84 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                     .with_partitions(
                         (0..)
                             .zip(&topic.partitions)
-                            .map(|(index, partition)| {
-                                MetadataResponsePartition::default()
-                                    .with_partition_index(index)
-                                    .with_leader_id(BrokerId(node))
-                                    .with_leader_epoch(partition.leader_epoch.0)
-                                    .with_replica_nodes(vec![BrokerId(node)])
-                                    .with_isr_nodes(vec![BrokerId(node)])
-                            })
+                            .map(|(index, partition)| partition_metadata(&image, index, partition))
                             .collect(),
                     ),
             }
         })
         .collect();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node))
-                .with_host(StrBytes::from_string(
-                    shard.config().listen.ip().to_string(),
-                ))
-                .with_port(i32::from(shard.config().listen.port())),
-        ])
-        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
-        .with_controller_id(BrokerId(node))
+        .with_brokers(image.live_brokers().map(broker_metadata).collect())
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id().to_string())))
+        .with_controller_id(BrokerId(image.controller_id().0))
         .with_topics(topic_responses)
+}
+
+fn broker_metadata(broker: &BrokerImage) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.id.0))
+        .with_host(StrBytes::from_string(broker.host.clone()))
+        .with_port(i32::from(broker.port))
+        .with_rack(broker.rack.clone().map(StrBytes::from_string))
+}
+
+/// One partition as KRaft's metadata cache answers it: a leader that is not a
+/// live broker is LEADER_NOT_AVAILABLE with leader -1 (the epoch stays, so the
+/// client keeps fencing older leaders), and replicas on brokers that are not
+/// live are listed offline.
+fn partition_metadata(
+    image: &MetadataImage,
+    index: i32,
+    partition: &PartitionImage,
+) -> MetadataResponsePartition {
+    let ids = |nodes: &[NodeId]| nodes.iter().map(|n| BrokerId(n.0)).collect::<Vec<_>>();
+    let offline: Vec<NodeId> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|&replica| live_broker(image, replica).is_none())
+        .collect();
+    let (error, leader) = match live_broker(image, partition.leader) {
+        Some(leader) => (ErrorCode::None, leader.id),
+        None => (ErrorCode::LeaderNotAvailable, NodeId::NONE),
+    };
+    MetadataResponsePartition::default()
+        .with_error_code(error.code())
+        .with_partition_index(index)
+        .with_leader_id(BrokerId(leader.0))
+        .with_leader_epoch(partition.leader_epoch.0)
+        .with_replica_nodes(ids(&partition.replicas))
+        .with_isr_nodes(ids(&partition.isr))
+        .with_offline_replicas(ids(&offline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::routing::three_broker_image;
+
+    #[test]
+    fn partitions_report_leaders_and_offline_replicas_from_the_image() {
+        let image = three_broker_image();
+        let topic = image.topic("t").unwrap();
+        let led_elsewhere = partition_metadata(&image, 1, &topic.partitions[1]);
+        assert_eq!(led_elsewhere.error_code, 0);
+        assert_eq!(led_elsewhere.leader_id, BrokerId(1));
+        assert_eq!(led_elsewhere.leader_epoch, 3);
+        assert_eq!(led_elsewhere.replica_nodes, vec![BrokerId(1)]);
+        assert!(led_elsewhere.offline_replicas.is_empty());
+        let offline = partition_metadata(&image, 2, &topic.partitions[2]);
+        assert_eq!(offline.error_code, ErrorCode::LeaderNotAvailable.code());
+        assert_eq!(offline.leader_id, BrokerId(-1));
+        assert_eq!(offline.leader_epoch, 5);
+        assert_eq!(offline.offline_replicas, vec![BrokerId(2)]);
+        let brokers: Vec<_> = image.live_brokers().map(broker_metadata).collect();
+        assert_eq!(
+            brokers.iter().map(|b| b.node_id).collect::<Vec<_>>(),
+            vec![BrokerId(0), BrokerId(1)],
+            "the fenced broker is not listed"
+        );
+        assert_eq!(brokers[1].host.as_str(), "10.0.0.1");
+        assert_eq!(brokers[1].rack.as_deref(), Some("r1"));
+    }
 }

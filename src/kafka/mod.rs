@@ -22,7 +22,9 @@ pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod routing;
 pub mod slow_requests;
 pub mod txn_offset_commit;
 pub mod txn_routing;
@@ -114,6 +116,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &admin::create_partitions(shard, body).await,
+        ),
+        RequestKind::OffsetForLeaderEpoch(body) => respond(
+            correlation_id,
+            version,
+            &offset_for_leader_epoch::handle(shard, body).await,
         ),
         RequestKind::DeleteRecords(body) => respond(
             correlation_id,
@@ -317,9 +324,10 @@ impl<T> Split<T> {
     }
 }
 
-/// Runs a per-partition operation (ListOffsets, DeleteRecords) on the owning
-/// shards, one call per shard; partitions nobody owns get
-/// UNKNOWN_TOPIC_OR_PARTITION.
+/// Runs a per-partition operation (ListOffsets, DeleteRecords,
+/// OffsetForLeaderEpoch, ...) on the shards owning the partitions this node
+/// leads, one call per shard; the others get their
+/// [`routing::partition_owner`] error.
 pub async fn by_partition<T, C, V>(
     shard: &Rc<Shard>,
     partitions: impl Iterator<Item = (Slot, PartitionKey, T)>,
@@ -332,10 +340,10 @@ where
     let mut results = BTreeMap::new();
     let mut split = Split::default();
     for (slot, key, value) in partitions {
-        match image.owner_of(&key) {
-            Some(owner) => split.push(owner, slot, (key, value)),
-            None => {
-                results.insert(slot, Err(ErrorCode::UnknownTopicOrPartition));
+        match routing::partition_owner(image.route(&key)) {
+            Ok(owner) => split.push(owner, slot, (key, value)),
+            Err(error) => {
+                results.insert(slot, Err(error));
             }
         }
     }

@@ -1,18 +1,21 @@
-//! Produce: validate and append each partition's batch on its owning shard, answer
-//! per partition in request order.
+//! Produce: validate and append each partition's batch on the shard owning it
+//! when this node leads it, answer per partition in request order; partitions
+//! led elsewhere (or by nobody) are NOT_LEADER_OR_FOLLOWER with the current
+//! leader named (KIP-951).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::image::PartitionKey;
+use crate::cluster::image::{MetadataImage, PartitionKey};
 use crate::group::coordinator_key::OFFSETS_TOPIC;
-use crate::kafka::{Slot, Split, auto_create};
+use crate::kafka::{Slot, Split, auto_create, routing};
 use crate::partition::AppendTiming;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
@@ -22,6 +25,8 @@ use crate::txn::TRANSACTION_STATE_TOPIC;
 /// The first Produce version of `transaction.version` 2: a transaction's first
 /// batch on a partition adds the partition to the transaction.
 const FIRST_IMPLICIT_ADD_VERSION: i16 = 12;
+/// The first Produce version with KIP-951's `current_leader` and `node_endpoints`.
+const FIRST_CURRENT_LEADER_VERSION: i16 = 10;
 
 /// The response, and the timing of the partition acknowledged last (the one a
 /// slow request waited for), if any was appended.
@@ -45,6 +50,7 @@ pub async fn handle(
     // Results by (topic index, partition index); filled locally or by owners.
     let mut results: BTreeMap<Slot, ProduceResult> = BTreeMap::new();
     let mut split: Split<ProduceItem> = Split::default();
+    let image = shard.image();
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         for (partition_index, data) in topic.partition_data.iter().enumerate() {
             let key = PartitionKey {
@@ -52,7 +58,7 @@ pub async fn handle(
                 partition: data.index,
             };
             let at = (topic_index, partition_index);
-            match shard.owner_of(&key) {
+            match routing::partition_owner(image.route(&key)) {
                 _ if invalid_acks => {
                     results.insert(at, Err(ErrorCode::InvalidRequiredAcks.into()));
                 }
@@ -60,10 +66,10 @@ pub async fn handle(
                 _ if key.topic == OFFSETS_TOPIC || key.topic == TRANSACTION_STATE_TOPIC => {
                     results.insert(at, Err(ErrorCode::InvalidTopicException.into()));
                 }
-                None => {
-                    results.insert(at, Err(ErrorCode::UnknownTopicOrPartition.into()));
+                Err(error) => {
+                    results.insert(at, Err(error.into()));
                 }
-                Some(owner) => {
+                Ok(owner) => {
                     split.push(
                         owner,
                         at,
@@ -95,6 +101,10 @@ pub async fn handle(
         .map(|appended| appended.timing)
         .max_by_key(|timing| timing.acknowledged);
 
+    // The image may have changed while the partitions appended; the newest one
+    // names the leaders to redirect to.
+    let image = shard.image();
+    let mut leaders = Leaders::default();
     let responses = request
         .topic_data
         .iter()
@@ -111,16 +121,61 @@ pub async fn handle(
                             let result = results
                                 .remove(&(topic_index, partition_index))
                                 .unwrap_or_else(|| Err(ErrorCode::UnknownServerError.into()));
-                            partition_response(data.index, result)
+                            let mut response = partition_response(data.index, result);
+                            if version >= FIRST_CURRENT_LEADER_VERSION {
+                                let key = PartitionKey {
+                                    topic: topic.name.0.to_string(),
+                                    partition: data.index,
+                                };
+                                leaders.redirect(&image, &key, &mut response);
+                            }
+                            response
                         })
                         .collect(),
                 )
         })
         .collect();
-    (
-        ProduceResponse::default().with_responses(responses),
-        slowest,
-    )
+    let response = ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(leaders.endpoints);
+    (response, slowest)
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current
+/// leader, and the response carries that leader's endpoint, so the client
+/// retries there without a metadata round trip (as Kafka's `handleProduceRequest`).
+#[derive(Default)]
+struct Leaders {
+    endpoints: Vec<NodeEndpoint>,
+}
+
+impl Leaders {
+    fn redirect(
+        &mut self,
+        image: &MetadataImage,
+        key: &PartitionKey,
+        response: &mut PartitionProduceResponse,
+    ) {
+        if response.error_code != ErrorCode::NotLeaderOrFollower.code() {
+            return;
+        }
+        let (leader, epoch) = routing::current_leader(image, key);
+        response.current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(leader.0))
+            .with_leader_epoch(epoch.0);
+        let Some(broker) = routing::live_broker(image, leader) else {
+            return;
+        };
+        if self.endpoints.iter().all(|e| e.node_id.0 != broker.id.0) {
+            self.endpoints.push(
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(broker.id.0))
+                    .with_host(StrBytes::from_string(broker.host.clone()))
+                    .with_port(i32::from(broker.port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            );
+        }
+    }
 }
 
 /// One partition's answer; a refusal names the record to blame and why

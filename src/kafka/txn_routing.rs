@@ -1,10 +1,12 @@
 //! Sends transactional work to the shard coordinating the transactional id: the
-//! owner of its `__transaction_state` partition, which is created on first use.
+//! owner of its `__transaction_state` partition (created on first use) when
+//! this node leads it; an id coordinated by another broker is NOT_COORDINATOR.
 
 use std::rc::Rc;
 
 use crate::cluster::controller::NewTopic;
 use crate::cluster::image::PartitionKey;
+use crate::kafka::routing::coordinator_owner;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ShardCall;
 use crate::shard::calls::topics::CreateTopics;
@@ -56,7 +58,18 @@ pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode>
     existing(shard).ok_or(ErrorCode::CoordinatorNotAvailable)
 }
 
-/// Runs `call` on the shard coordinating `transactional_id`.
+/// The `__transaction_state` partition that coordinates `transactional_id`, of
+/// `partitions`.
+pub fn coordinator_partition(transactional_id: &str, partitions: i32) -> PartitionKey {
+    PartitionKey {
+        topic: TRANSACTION_STATE_TOPIC.to_string(),
+        partition: partition_for(transactional_id, partitions),
+    }
+}
+
+/// Runs `call` on the shard coordinating `transactional_id`: NOT_COORDINATOR
+/// when another broker leads its partition, COORDINATOR_NOT_AVAILABLE when none
+/// does.
 pub async fn call<C: ShardCall>(
     shard: &Rc<Shard>,
     transactional_id: &str,
@@ -66,12 +79,7 @@ pub async fn call<C: ShardCall>(
         return Err(ErrorCode::InvalidRequest);
     }
     let partitions = state_topic_partitions(shard).await?;
-    let key = PartitionKey {
-        topic: TRANSACTION_STATE_TOPIC.to_string(),
-        partition: partition_for(transactional_id, partitions),
-    };
-    let owner = shard
-        .owner_of(&key)
-        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let key = coordinator_partition(transactional_id, partitions);
+    let owner = coordinator_owner(shard.image().route(&key))?;
     Ok(shard.call(owner, call).await)
 }

@@ -120,6 +120,13 @@ impl Partition {
         check_epoch(self.leader_epoch(), believed)
     }
 
+    /// OffsetForLeaderEpoch: where leader epoch `epoch` ends in this log (the
+    /// log end for the current one) and the epoch found; `None` when the log
+    /// knows no such epoch (Kafka's UNDEFINED_EPOCH_OFFSET).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.log.end_offset_for_epoch(epoch)
+    }
+
     /// The offset below which records are committed: today the log's durable end
     /// (a single replica); replication will advance it by the followers.
     pub fn high_watermark(&self) -> Offset {

@@ -10,6 +10,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 9),
+    // Kafka 3.9 has v0-4; the codec decodes v2-4 (Kafka 4.0's range, KIP-896),
+    // and clients validating positions (KIP-320) send v2+.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -84,6 +87,8 @@ mod tests {
         assert_eq!(range(ApiKey::Produce), Some((0, 12)));
         assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
         assert_eq!(range(ApiKey::DescribeProducers), Some((0, 0)));
+        let (min, _) = range(ApiKey::OffsetForLeaderEpoch).unwrap();
+        assert!(min >= ApiKey::OffsetForLeaderEpoch.valid_versions().min);
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
     }
 }

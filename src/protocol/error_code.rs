@@ -10,6 +10,8 @@ pub enum ErrorCode {
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,
+    LeaderNotAvailable = 5,
+    NotLeaderOrFollower = 6,
     MessageTooLarge = 10,
     KafkaStorageError = 56,
     UnsupportedForMessageFormat = 43,

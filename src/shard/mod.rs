@@ -107,8 +107,14 @@ impl Shard {
 
     /// Makes `node` this shard's metadata node (the controller shard, once).
     pub fn set_metadata(&self, node: Rc<crate::shard::metadata::MetadataNode>) {
-        assert_eq!(self.id, CONTROLLER_SHARD, "the controller shard runs the metadata node");
-        assert!(self.metadata.set(node).is_ok(), "the metadata node starts once");
+        assert_eq!(
+            self.id, CONTROLLER_SHARD,
+            "the controller shard runs the metadata node"
+        );
+        assert!(
+            self.metadata.set(node).is_ok(),
+            "the metadata node starts once"
+        );
     }
 
     pub fn groups(&self) -> &crate::group::coordinator::Coordinator {

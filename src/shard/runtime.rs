@@ -51,7 +51,10 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     if config.is_broker() {
         listen_check::ensure_free(config.listen)?;
     }
-    if let Some(controller) = config.controller_listen.filter(|_| !config.is_single_node()) {
+    if let Some(controller) = config
+        .controller_listen
+        .filter(|_| !config.is_single_node())
+    {
         listen_check::ensure_free(controller)?;
     }
     let meta = meta_properties::ensure(&config)?;
@@ -221,7 +224,11 @@ fn accept(shard: &Rc<Shard>, listener: TcpListener) -> glommio::Task<()> {
 /// Stops the node when its quorum cannot go on (another cluster's peers, a
 /// metadata log that cannot be written), with the quorum's reason as the
 /// process's error.
-fn watch_quorum(node: &Rc<MetadataNode>, startup: &Arc<Startup>, fatal: &Rc<RefCell<Option<String>>>) {
+fn watch_quorum(
+    node: &Rc<MetadataNode>,
+    startup: &Arc<Startup>,
+    fatal: &Rc<RefCell<Option<String>>>,
+) {
     let Some(quorum) = node.quorum().cloned() else {
         return;
     };

@@ -47,17 +47,30 @@ impl LeaderEpochCache {
         changed
     }
 
-    /// The end offset of `epoch` (start of the next epoch, or `log_end` for the
-    /// latest), as OffsetForLeaderEpoch answers it.
+    /// The end offset of `epoch` as OffsetForLeaderEpoch answers it (Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`), with the epoch found: the latest
+    /// epoch ends at `log_end`; an older one at the start of the first later
+    /// epoch, found as the latest epoch at or below it, or as itself when it is
+    /// older than every epoch kept (its records are gone, the next epoch's start
+    /// is where the log resumes). `None` (UNDEFINED_EPOCH_OFFSET) for no epoch
+    /// (-1) and for one newer than every epoch here.
     pub fn end_offset_for(
         &self,
         epoch: LeaderEpoch,
         log_end: Offset,
     ) -> Option<(LeaderEpoch, Offset)> {
+        if epoch == LeaderEpoch::NONE {
+            return None;
+        }
+        if self.latest() == Some(epoch) {
+            return Some((epoch, log_end));
+        }
         let after = self.entries.partition_point(|&(e, _)| e <= epoch);
-        let found = after.checked_sub(1)?;
-        let end = self.entries.get(after).map_or(log_end, |&(_, start)| start);
-        Some((self.entries[found].0, end))
+        let &(_, end) = self.entries.get(after)?;
+        let found = after
+            .checked_sub(1)
+            .map_or(epoch, |floor| self.entries[floor].0);
+        Some((found, end))
     }
 }
 
@@ -84,7 +97,17 @@ mod tests {
             cache.end_offset_for(LeaderEpoch(3), Offset(50)),
             Some((LeaderEpoch(3), Offset(50)))
         );
-        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(50)), None);
+        assert_eq!(
+            cache.end_offset_for(LeaderEpoch(0), Offset(50)),
+            Some((LeaderEpoch(0), Offset(0))),
+            "an epoch older than every kept one ends where the first kept one starts"
+        );
+        assert_eq!(cache.end_offset_for(LeaderEpoch(4), Offset(50)), None);
+        assert_eq!(cache.end_offset_for(LeaderEpoch::NONE, Offset(50)), None);
+        assert_eq!(
+            LeaderEpochCache::default().end_offset_for(LeaderEpoch(0), Offset(50)),
+            None
+        );
         assert!(cache.truncate_from(Offset(10)));
         assert_eq!(cache.latest(), Some(LeaderEpoch(1)));
     }

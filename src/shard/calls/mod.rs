@@ -5,6 +5,7 @@
 pub mod describe_producers;
 pub mod fetch;
 pub mod group;
+pub mod leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::cluster::controller::{NewTopic, TopicChangeResult};
-use crate::cluster::image::{Identity, LocalPlacement, MetadataImage, PartitionImage, PartitionKey};
+use crate::cluster::image::{
+    Identity, LocalPlacement, MetadataImage, PartitionImage, PartitionKey,
+};
 use crate::cluster::state::ClusterState;
 use crate::cluster::topic_config::TopicConfigs;
 use crate::partition::Partition;
@@ -125,7 +127,9 @@ async fn change(
         CONTROLLER_SHARD,
         "topic changes go through the controller shard"
     );
-    let node = shard.metadata().expect("the controller shard runs the metadata node");
+    let node = shard
+        .metadata()
+        .expect("the controller shard runs the metadata node");
     let (error, message) = match node.ask_controller(request).await {
         ControllerResponse::Topics { results, offset } => {
             node.published(offset).await;

@@ -75,12 +75,8 @@ pub(super) async fn serve(node: &MetadataNode, request: ControllerRequest) -> Co
             topics,
             validate_only,
         } => {
-            let decision = controller::create_partitions(
-                &node.state.borrow(),
-                topics,
-                validate_only,
-                limits,
-            );
+            let decision =
+                controller::create_partitions(&node.state.borrow(), topics, validate_only, limits);
             topics_answer(node, decision).await
         }
         ControllerRequest::SetTopicConfigs {
@@ -158,7 +154,12 @@ async fn heartbeat(
     if let Err(answer) = commit(node, batch, false).await {
         return answer;
     }
-    let fenced = node.state.borrow().brokers.get(&id).is_none_or(|b| b.fenced);
+    let fenced = node
+        .state
+        .borrow()
+        .brokers
+        .get(&id)
+        .is_none_or(|b| b.fenced);
     ControllerResponse::Heartbeat { fenced }
 }
 
@@ -250,7 +251,9 @@ pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
                     // A new term: every broker gets a full session from now.
                     let now = Instant::now();
                     let ids: Vec<NodeId> = node.state.borrow().brokers.keys().copied().collect();
-                    node.heartbeats.borrow_mut().extend(ids.into_iter().map(|id| (id, now)));
+                    node.heartbeats
+                        .borrow_mut()
+                        .extend(ids.into_iter().map(|id| (id, now)));
                 }
                 node.leader_ready.set(false);
             }

@@ -25,8 +25,7 @@ impl MetadataNode {
     }
 
     async fn heartbeat_loop(&self) {
-        let interval =
-            Duration::from_millis(self.shard().config().broker_heartbeat_interval_ms);
+        let interval = Duration::from_millis(self.shard().config().broker_heartbeat_interval_ms);
         // Runs for the life of the process; each turn waits `interval` or retries.
         loop {
             if self.stopping.get() {
@@ -45,10 +44,15 @@ impl MetadataNode {
             match self.ask_controller(request).await {
                 ControllerResponse::Heartbeat { fenced } => {
                     self.set_fenced(fenced);
-                    glommio::timer::sleep(interval).await;
+                    // A fenced broker asks again soon: it is unfenced by the
+                    // first heartbeat after it caught up.
+                    glommio::timer::sleep(if fenced { RETRY_PAUSE } else { interval }).await;
                 }
                 ControllerResponse::StaleBrokerEpoch => {
-                    tracing::warn!(epoch, "the controller no longer knows this broker's epoch: registering again");
+                    tracing::warn!(
+                        epoch,
+                        "the controller no longer knows this broker's epoch: registering again"
+                    );
                     self.broker_epoch.set(None);
                     self.set_fenced(true);
                 }
@@ -77,6 +81,9 @@ impl MetadataNode {
             ControllerResponse::Registered { epoch } => {
                 tracing::info!(epoch, "broker registered");
                 self.broker_epoch.set(Some(epoch));
+                // Caught up with its own registration, the first heartbeat
+                // can unfence it.
+                self.published(u64::try_from(epoch).unwrap_or(0)).await;
             }
             answer => {
                 tracing::info!(?answer, "broker registration not answered yet");
@@ -106,14 +113,12 @@ impl MetadataNode {
             applied: self.published.get(),
             shutting_down: true,
         };
-        let answer = futures_lite::future::or(
-            async { Some(self.ask_controller(request).await) },
-            async {
+        let answer =
+            futures_lite::future::or(async { Some(self.ask_controller(request).await) }, async {
                 glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
                 None
-            },
-        )
-        .await;
+            })
+            .await;
         match answer {
             Some(ControllerResponse::Heartbeat { fenced: true }) => {
                 tracing::info!("controlled shutdown: leaderships handed over");

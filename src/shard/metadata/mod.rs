@@ -173,7 +173,9 @@ impl MetadataNode {
     }
 
     fn shard(&self) -> Rc<Shard> {
-        self.shard.upgrade().expect("the shard outlives its metadata node")
+        self.shard
+            .upgrade()
+            .expect("the shard outlives its metadata node")
     }
 
     pub fn identity(&self) -> &Identity {
@@ -216,7 +218,8 @@ impl MetadataNode {
                     .and_then(|id| self.controllers.iter().find(|(v, _)| *v == Some(id)))
                     .or_else(|| {
                         next_voter += 1;
-                        self.controllers.get(next_voter % self.controllers.len().max(1))
+                        self.controllers
+                            .get(next_voter % self.controllers.len().max(1))
                     });
                 match target {
                     Some(&(id, addr)) => self

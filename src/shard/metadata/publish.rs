@@ -29,8 +29,9 @@ impl StateMachine for MetadataNode {
     }
 
     fn restore(&self, index: u64, data: &[u8]) {
-        let mut state = ClusterState::decode(data)
-            .unwrap_or_else(|error| panic!("metadata snapshot at {index} does not decode: {error}"));
+        let mut state = ClusterState::decode(data).unwrap_or_else(|error| {
+            panic!("metadata snapshot at {index} does not decode: {error}")
+        });
         state.offset = index;
         *self.state.borrow_mut() = state;
         self.changed();
@@ -177,7 +178,11 @@ mod tests {
         state.topics.insert("a".into(), topic(&[1, 1]));
         state.topics.get_mut("b").unwrap().partitions.remove(0);
         let second = place_local_replicas(&first, &state, NodeId(1), 2);
-        assert_eq!(second[&key("b", 2)], ShardId(1), "kept replicas do not move");
+        assert_eq!(
+            second[&key("b", 2)],
+            ShardId(1),
+            "kept replicas do not move"
+        );
         assert_eq!(second.len(), 4);
         let per_shard = |s| second.values().filter(|&&v| v == ShardId(s)).count();
         assert_eq!((per_shard(0), per_shard(1)), (2, 2));

@@ -45,9 +45,15 @@ pub enum ControllerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerResponse {
     /// Ask `leader` instead (if known).
-    NotController { leader: Option<NodeId> },
-    Registered { epoch: i64 },
-    Heartbeat { fenced: bool },
+    NotController {
+        leader: Option<NodeId>,
+    },
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
     /// The heartbeat's broker epoch is not the registered one: register again.
     StaleBrokerEpoch,
     /// Results of a metadata change, committed at `offset`.
@@ -55,8 +61,14 @@ pub enum ControllerResponse {
         results: Vec<TopicChangeResult>,
         offset: u64,
     },
-    ProducerIds { first: i64, count: i64, offset: u64 },
-    Metadata { state: Option<Box<ClusterState>> },
+    ProducerIds {
+        first: i64,
+        count: i64,
+        offset: u64,
+    },
+    Metadata {
+        state: Option<Box<ClusterState>>,
+    },
     /// The change could not be committed.
     Failed(String),
 }

@@ -333,6 +333,13 @@ impl PartitionLog {
         self.state.borrow().epochs.entries().to_vec()
     }
 
+    /// The end offset of leader epoch `epoch` and the epoch found, from the
+    /// leader epoch cache (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let state = self.state.borrow();
+        state.epochs.end_offset_for(epoch, state.log_end())
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state.borrow().closed
     }
