@@ -24,6 +24,7 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 pub mod routing;
 pub mod slow_requests;
 pub mod txn_offset_commit;
@@ -251,6 +252,14 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             version,
             &group_admin::delete_offsets(shard, body).await,
         ),
+        RequestKind::AlterPartitionReassignments(body) => respond(
+            correlation_id,
+            version,
+            &reassignments::alter(&shard.image(), body),
+        ),
+        RequestKind::ListPartitionReassignments(body) => {
+            respond(correlation_id, version, &reassignments::list(body))
+        }
         other => {
             // Only advertised APIs get here; this is a missing arm, so close the
             // connection rather than leave the client waiting for an answer.
