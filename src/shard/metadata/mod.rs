@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::image::{Identity, LocalPlacement};
 use crate::cluster::quorum::{ControllerClient, Quorum, QuorumConfig};
-use crate::cluster::records::{self, MetadataRecord};
+use crate::cluster::records;
 use crate::cluster::state::ClusterState;
 use crate::cluster::topic_table::TopicTable;
 use crate::shard::Shard;
@@ -155,12 +155,10 @@ impl MetadataNode {
         }
         let mut batch = crate::cluster::bootstrap::from_topic_table(&table, self.identity.node);
         let reserved = crate::txn::producer_ids::reserved(data_dir)?;
-        if reserved > 0 {
-            batch.push(MetadataRecord::ProducerIds {
-                broker: self.identity.node,
-                next: reserved,
-            });
-        }
+        batch.extend(crate::cluster::bootstrap::from_producer_ids(
+            reserved,
+            self.identity.node,
+        ));
         let offset = quorum
             .propose(records::encode(&batch))
             .await
@@ -251,11 +249,6 @@ impl MetadataNode {
             }
             glommio::timer::sleep(RETRY_PAUSE).await;
         }
-    }
-
-    /// Whether this broker is registered and unfenced.
-    pub fn is_unfenced(&self) -> bool {
-        !self.fenced.get()
     }
 
     /// Resolves once this broker is unfenced.
