@@ -18,10 +18,14 @@ mod wire;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use cluster::{Cluster, NODE_START_TIMEOUT, SESSION_TIMEOUT, random_cluster_id};
 use kafka::{OP_TIMEOUT, TestContext, admin_options};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataResponse,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, NewTopic, TopicReplication, TopicResult};
@@ -31,6 +35,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice::record::builder::{NewRecord, build_batch};
 use wire::Wire;
 
 const NODES: usize = 3;
@@ -46,6 +51,8 @@ const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// recovers.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Kafka's NOT_LEADER_OR_FOLLOWER error code.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 /// Consumer errors kept for a failure message (librdkafka repeats them).
 const MAX_ERRORS_KEPT: usize = 20;
 
@@ -239,6 +246,7 @@ async fn a_broker_dies_and_comes_back() {
         },
     );
     let leaders = partition_leaders(&metadata, topic).expect("just checked");
+    let epochs_before = leader_epochs(&metadata, topic);
 
     let producer = producer(&cluster, 0);
     let mut produced = Records::new();
@@ -308,6 +316,21 @@ async fn a_broker_dies_and_comes_back() {
         },
     );
 
+    let metadata = cluster.wait_for_node_metadata(
+        controller,
+        "every partition has a leader again",
+        CLUSTER_TIMEOUT,
+        |m| partition_leaders(m, topic).is_some_and(|l| l.values().all(|leader| *leader >= 0)),
+    );
+    let epochs_after = leader_epochs(&metadata, topic);
+    for partition in &orphans {
+        assert!(
+            epochs_after[partition] > epochs_before[partition],
+            "partition {partition} went offline and came back, so its leader epoch rose: \
+             before {epochs_before:?}, after {epochs_after:?}"
+        );
+    }
+
     let consumer: BaseConsumer<TestContext> = cluster
         .client_config(controller)
         .set("group.id", "sluice-test-assign-only")
@@ -329,6 +352,58 @@ async fn a_broker_dies_and_comes_back() {
         consumed, produced,
         "every record comes back at the offset it was acknowledged at"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_does_not_lead_names_the_leader() {
+    let cluster = Cluster::start(NODES);
+    let topic = "led-elsewhere";
+    let created = create_topic(&cluster, 0, topic, 3, 1)
+        .await
+        .expect("CreateTopics");
+    assert_eq!(created, vec![Ok(topic.to_string())]);
+    let metadata = cluster.wait_for_node_metadata(
+        0,
+        "led-elsewhere has a leader for each of its 3 partitions",
+        CLUSTER_TIMEOUT,
+        |m| {
+            partition_leaders(m, topic).is_some_and(|l| l.len() == 3 && l.values().all(|x| *x >= 0))
+        },
+    );
+    let leaders = partition_leaders(&metadata, topic).expect("just checked");
+    let epochs = leader_epochs(&metadata, topic);
+    for (partition, leader) in &leaders {
+        let leader_node = node_index(*leader);
+        let answer = produce_raw(&cluster, leader_node, topic, *partition);
+        assert_eq!(
+            answer.error_code, 0,
+            "the leader takes the batch: {answer:?}"
+        );
+        let elsewhere = (leader_node + 1) % NODES;
+        let response = produce_raw_response(&cluster, elsewhere, topic, *partition);
+        let answer = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            answer.error_code, NOT_LEADER_OR_FOLLOWER,
+            "node {elsewhere} does not lead {topic}/{partition}: {answer:?}"
+        );
+        assert_eq!(
+            (
+                answer.current_leader.leader_id.0,
+                answer.current_leader.leader_epoch
+            ),
+            (*leader, epochs[partition]),
+            "the answer names the current leader and its epoch (KIP-951): {answer:?}"
+        );
+        assert!(
+            response
+                .node_endpoints
+                .iter()
+                .any(|endpoint| endpoint.node_id.0 == *leader
+                    && endpoint.port == i32::from(cluster.broker_port(leader_node))),
+            "the answer carries the leader's endpoint: {:?}",
+            response.node_endpoints
+        );
+    }
 }
 
 #[test]
@@ -390,6 +465,17 @@ fn partition_leaders(metadata: &MetadataResponse, topic: &str) -> Option<BTreeMa
             .map(|p| (p.partition_index, p.leader_id.0))
             .collect()
     })
+}
+
+/// Partition → leader epoch of `topic` in `metadata`.
+fn leader_epochs(metadata: &MetadataResponse, topic: &str) -> BTreeMap<i32, i32> {
+    metadata
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|name| name.as_str() == topic))
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.leader_epoch))
+        .collect()
 }
 
 fn rdkafka_broker_ids(metadata: &Metadata) -> BTreeSet<i32> {
@@ -490,6 +576,60 @@ fn group_coordinator(cluster: &Cluster, node: usize, group: &str) -> i32 {
         );
         std::thread::sleep(RETRY_INTERVAL);
     }
+}
+
+/// One record to `topic`/`partition` on node `node`, Produce v12 (acks=all) on a
+/// raw connection, so the answer's leader hints can be read.
+fn produce_raw_response(
+    cluster: &Cluster,
+    node: usize,
+    topic: &str,
+    partition: i32,
+) -> ProduceResponse {
+    let batch = build_batch(&[NewRecord {
+        key: Some(b"k"),
+        value: Some(b"v"),
+        timestamp_ms: now_ms(),
+    }]);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+    let mut wire = Wire::connect(&cluster.node_bootstrap(node));
+    let (response, _): (ProduceResponse, _) = wire.call(ApiKey::Produce, 12, &request);
+    assert_eq!(response.responses.len(), 1, "{response:?}");
+    assert_eq!(
+        response.responses[0].partition_responses.len(),
+        1,
+        "{response:?}"
+    );
+    response
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since_epoch.as_millis()).expect("milliseconds fit i64")
+}
+
+/// The partition's part of [`produce_raw_response`].
+fn produce_raw(
+    cluster: &Cluster,
+    node: usize,
+    topic: &str,
+    partition: i32,
+) -> PartitionProduceResponse {
+    produce_raw_response(cluster, node, topic, partition).responses[0].partition_responses[0]
+        .clone()
 }
 
 /// Polls `consumer` until it has read `expected` records (panicking on a
