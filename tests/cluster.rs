@@ -479,7 +479,7 @@ async fn a_broker_only_node_follows_the_quorum_and_serves() {
     let leaders = partition_leaders(&metadata, topic).expect("listed");
     let producer = producer(&cluster, 0);
     let mut produced = Records::new();
-    for (&partition, _) in &leaders {
+    for &partition in leaders.keys() {
         let key = format!("k{partition}");
         let value = format!("v{partition}");
         let offset = produce(&producer, topic, partition, &key, &value).await;
