@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use futures_lite::future::BoxedLocal;
 
-use crate::cluster::image::PartitionKey;
+use crate::cluster::image::{PartitionKey, Route};
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use crate::protocol::error_code::ErrorCode;
@@ -66,10 +66,18 @@ impl TxnHost for Shard {
                         .entry(owner)
                         .or_default()
                         .push((topic.clone(), *partition)),
-                    None => results.push((
-                        (topic.clone(), *partition),
-                        ErrorCode::UnknownTopicOrPartition,
-                    )),
+                    None => {
+                        if !matches!(self.image().route(&key), Route::Unknown) {
+                            // Markers are shard calls within this node: a
+                            // partition another broker leads keeps the
+                            // transaction open there (docs/cluster.md).
+                            tracing::error!(partition = %key, "transaction marker not written: the partition is led by another broker");
+                        }
+                        results.push((
+                            (topic.clone(), *partition),
+                            ErrorCode::UnknownTopicOrPartition,
+                        ));
+                    }
                 }
             }
             // One call per owning shard, all at once.
