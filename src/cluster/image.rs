@@ -97,8 +97,8 @@ pub struct MetadataImage {
     version: u64,
     node: NodeId,
     cluster_id: String,
-    /// What clients are told is the controller (KRaft tells them some live
-    /// broker; admin requests sent there are forwarded to the active one).
+    /// What clients are told is the controller: a live broker, this one when
+    /// it is live (admin requests sent there are forwarded to the active one).
     controller: NodeId,
     brokers: BTreeMap<NodeId, BrokerImage>,
     topics: BTreeMap<String, TopicImage>,
@@ -107,12 +107,11 @@ pub struct MetadataImage {
 
 impl MetadataImage {
     /// The image of `state` as this node sees it: `placement` names the shard of
-    /// each replica it keeps, `quorum_leader` the active controller if known.
+    /// each replica it keeps.
     pub fn build(
         state: &ClusterState,
         placement: &LocalPlacement,
         identity: &Identity,
-        quorum_leader: Option<NodeId>,
         broker: &BrokerConfig,
     ) -> MetadataImage {
         let brokers: BTreeMap<NodeId, BrokerImage> = state
@@ -162,8 +161,12 @@ impl MetadataImage {
                 },
             );
         }
+        // As KRaft brokers do, clients are given a live broker, not the
+        // quorum leader: a client keeps sending admin requests to the id it was
+        // given, and a dead controller's broker entry stays live until its
+        // session expires. This broker itself is the one the client reaches.
         let live = |id: &NodeId| brokers.get(id).is_some_and(|b| !b.fenced);
-        let controller = quorum_leader
+        let controller = Some(identity.node)
             .filter(live)
             .or_else(|| brokers.keys().copied().find(live))
             .unwrap_or(NodeId::NONE);
@@ -326,13 +329,7 @@ mod tests {
             node: NodeId(0),
             cluster_id: "c".into(),
         };
-        let image = MetadataImage::build(
-            &state,
-            &placement,
-            &identity,
-            Some(NodeId(2)),
-            &BrokerConfig::default(),
-        );
+        let image = MetadataImage::build(&state, &placement, &identity, &BrokerConfig::default());
         assert_eq!(image.version(), 7);
         assert_eq!(
             image.name_of(uuid::Uuid::parse_str(&id).unwrap()),
@@ -356,7 +353,7 @@ mod tests {
         assert_eq!(
             image.controller_id(),
             NodeId(0),
-            "a fenced quorum leader is not given to clients"
+            "clients are given this live broker"
         );
         assert!(image.topic("t").unwrap().configs.cleanup_policy.compact);
     }

@@ -100,7 +100,6 @@ pub fn three_broker_image() -> MetadataImage {
         &state,
         &placement,
         &identity,
-        Some(NodeId(1)),
         &crate::config::BrokerConfig::default(),
     )
 }

@@ -21,7 +21,6 @@ use crate::shard::image_updates::Turn;
 use crate::shard::metadata::rpc::{ControllerRequest, ControllerResponse};
 use crate::shard::{CONTROLLER_SHARD, Shard, bounded};
 use crate::storage::partition_metadata::{self, Owner};
-use crate::types::NodeId;
 
 #[derive(Debug)]
 pub struct CreateTopics(pub Vec<NewTopic>);
@@ -50,7 +49,6 @@ pub struct ApplyMetadata {
     pub state: Arc<ClusterState>,
     pub placement: Arc<LocalPlacement>,
     pub identity: Identity,
-    pub quorum_leader: Option<NodeId>,
 }
 
 impl ShardCall for CreateTopics {
@@ -105,13 +103,8 @@ impl ShardCall for ApplyMetadata {
     const WAITS_FOR_CALLERS_IMAGE: bool = false;
 
     async fn run(self, shard: Rc<Shard>) {
-        let image = MetadataImage::build(
-            &self.state,
-            &self.placement,
-            &self.identity,
-            self.quorum_leader,
-            shard.config(),
-        );
+        let image =
+            MetadataImage::build(&self.state, &self.placement, &self.identity, shard.config());
         apply_image(&shard, image).await;
     }
 }

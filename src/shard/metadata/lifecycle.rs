@@ -43,6 +43,12 @@ impl MetadataNode {
             };
             match self.ask_controller(request).await {
                 ControllerResponse::Heartbeat { fenced } => {
+                    if !fenced {
+                        // Serve only once every shard's image has this broker
+                        // unfenced: a request routed by an older image would
+                        // get NOT_LEADER_OR_FOLLOWER for its own partitions.
+                        self.applied_unfenced(epoch, interval).await;
+                    }
                     self.set_fenced(fenced);
                     // A fenced broker asks again soon: it is unfenced by the
                     // first heartbeat after it caught up.
@@ -89,6 +95,32 @@ impl MetadataNode {
                 tracing::info!(?answer, "broker registration not answered yet");
                 glommio::timer::sleep(RETRY_PAUSE).await;
             }
+        }
+    }
+
+    /// Waits (at most `limit`) until every shard applied an image in which
+    /// this broker, at `epoch`, is unfenced.
+    async fn applied_unfenced(&self, epoch: i64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        // Bounded by the deadline; one wake-up per publication.
+        while Instant::now() < deadline {
+            let unfenced_at = {
+                let state = self.state.borrow();
+                state
+                    .brokers
+                    .get(&self.identity.node)
+                    .filter(|b| b.epoch == epoch && !b.fenced)
+                    .map(|_| state.offset)
+            };
+            if let Some(offset) = unfenced_at
+                && self.published.get() >= offset
+            {
+                return;
+            }
+            futures_lite::future::or(self.published_changed.wait(), async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            })
+            .await;
         }
     }
 

@@ -79,7 +79,6 @@ impl MetadataNode {
                     state: Arc::clone(&state),
                     placement: Arc::clone(&placement),
                     identity: self.identity.clone(),
-                    quorum_leader: self.quorum_leader(),
                 };
                 shard.call(target, call).await;
             }
