@@ -467,6 +467,71 @@ fn a_node_from_another_cluster_is_refused() {
     );
 }
 
+/// A broker-only node (`process.roles=broker`) is no voter: it follows the
+/// metadata of the three controllers' quorum, registers, leads its share of a
+/// topic's partitions and serves them; the quorum's voters do not include it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_only_node_follows_the_quorum_and_serves() {
+    let mut cluster = Cluster::formatted(&vec![random_cluster_id(); NODES + 1]).with_broker_only(1);
+    cluster.start_all();
+    let broker_only = NODES;
+    let four: BTreeSet<i32> = (0..=NODES as i32).collect();
+    cluster.wait_for_node_metadata(
+        broker_only,
+        "the broker-only node lists the three controllers and itself",
+        CLUSTER_TIMEOUT,
+        |m| broker_ids(m) == four,
+    );
+    assert!(
+        !cluster.quorum_voters().contains(&format!("{broker_only}@")),
+        "the broker-only node is not a voter: {}",
+        cluster.quorum_voters()
+    );
+
+    let topic = "followed";
+    let created = create_topic(&cluster, broker_only, topic, 8, 1)
+        .await
+        .expect("CreateTopics through the broker-only node");
+    assert_eq!(created, vec![Ok(topic.to_string())]);
+    let metadata = cluster.wait_for_node_metadata(
+        broker_only,
+        "followed has 8 partitions with leaders, some on the broker-only node",
+        CLUSTER_TIMEOUT,
+        |m| {
+            partition_leaders(m, topic).is_some_and(|leaders| {
+                leaders.len() == 8
+                    && leaders.values().all(|l| *l >= 0)
+                    && leaders.values().any(|l| *l == broker_only as i32)
+            })
+        },
+    );
+    let leaders = partition_leaders(&metadata, topic).expect("listed");
+    let producer = producer(&cluster, 0);
+    let mut produced = Records::new();
+    for &partition in leaders.keys() {
+        let key = format!("k{partition}");
+        let value = format!("v{partition}");
+        let offset = produce(&producer, topic, partition, &key, &value).await;
+        produced.insert((partition, offset), (key, value));
+    }
+    let consumer: BaseConsumer<TestContext> = cluster
+        .client_config(broker_only)
+        .set("group.id", "sluice-test-assign-only")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "error")
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(TestContext)
+        .expect("create the consumer");
+    let mut assignment = TopicPartitionList::new();
+    for &partition in leaders.keys() {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("add a partition to the assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    assert_eq!(consume(&consumer, produced.len()), produced);
+}
+
 fn all_node_ids() -> BTreeSet<i32> {
     (0..NODES)
         .map(|node| i32::try_from(node).expect("node fits i32"))

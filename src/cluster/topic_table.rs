@@ -1,6 +1,6 @@
-//! The topic table: names, ids, partition placement on shards and topic configs,
-//! persisted in `<data>/meta/topics.toml`. Shard 0 owns the file and changes it; the
-//! other shards get copies.
+//! The topic table single-node brokers wrote before the metadata log
+//! (`<data>/meta/topics.toml`: names, ids, shards, configs, leader epochs), read
+//! once to upgrade such a directory in place; and Kafka's topic-name rules.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -84,43 +84,6 @@ impl TopicTable {
             Err(error) => Err(format!("{}: {error}", path.display())),
         }
     }
-
-    /// Writes the table atomically (temp file, fsync, rename, fsync directory).
-    /// Topic changes are rare admin operations, so blocking I/O is acceptable here.
-    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let path = Self::path(data_dir);
-        let dir = path.parent().expect("meta directory");
-        std::fs::create_dir_all(dir)?;
-        let temp = path.with_extension("toml.tmp");
-        let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    }
-
-    /// Places `partitions` new partitions on the least loaded shards.
-    pub fn place(&self, partitions: usize, shard_count: usize) -> Vec<usize> {
-        let mut load = vec![0usize; shard_count];
-        for topic in self.topics.values() {
-            for &shard in &topic.shards {
-                if let Some(count) = load.get_mut(shard) {
-                    *count += 1;
-                }
-            }
-        }
-        (0..partitions)
-            .map(|_| {
-                let shard = (0..shard_count)
-                    .min_by_key(|&s| (load[s], s))
-                    .expect("at least one shard");
-                load[shard] += 1;
-                shard
-            })
-            .collect()
-    }
 }
 
 /// A fresh random topic id.
@@ -141,23 +104,17 @@ mod tests {
     }
 
     #[test]
-    fn placement_balances_by_partition_count_and_round_trips() {
-        let mut table = TopicTable::default();
-        let shards = table.place(3, 2);
-        assert_eq!(shards, vec![0, 1, 0]);
-        table.topics.insert(
-            "a".into(),
-            TopicMeta {
-                id: new_topic_id(),
-                shards,
-                configs: BTreeMap::new(),
-                leader_epochs: Vec::new(),
-            },
-        );
-        assert_eq!(table.place(3, 2), vec![1, 0, 1]);
+    fn a_table_loads_from_its_file() {
         let dir = tempfile::tempdir().unwrap();
-        table.save(dir.path()).unwrap();
-        assert_eq!(TopicTable::load(dir.path()).unwrap(), table);
+        assert_eq!(TopicTable::load(dir.path()).unwrap(), TopicTable::default());
+        std::fs::create_dir_all(dir.path().join("meta")).unwrap();
+        std::fs::write(
+            TopicTable::path(dir.path()),
+            "[topics.a]\nid = \"0123456789abcdef0123456789abcdef\"\nshards = [0, 1]\n",
+        )
+        .unwrap();
+        let table = TopicTable::load(dir.path()).unwrap();
+        assert_eq!(table.topics["a"].partition_count(), 2);
         assert_ne!(table.topics["a"].uuid(), uuid::Uuid::nil());
     }
 }

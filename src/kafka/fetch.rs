@@ -349,6 +349,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fenced_and_not_leader_partitions_name_the_current_leader() {
+        let image = crate::kafka::routing::three_broker_image();
+        let key = |partition| PartitionKey {
+            topic: "t".into(),
+            partition,
+        };
+        let mut leaders = Leaders::default();
+        let elsewhere = leaders.redirect(&image, &key(1), ErrorCode::NotLeaderOrFollower);
+        assert_eq!(
+            (elsewhere.leader_id, elsewhere.leader_epoch),
+            (BrokerId(1), 3)
+        );
+        let fenced = leaders.redirect(&image, &key(0), ErrorCode::FencedLeaderEpoch);
+        assert_eq!((fenced.leader_id, fenced.leader_epoch), (BrokerId(0), 1));
+        let served = leaders.redirect(&image, &key(0), ErrorCode::None);
+        assert_eq!(served, LeaderIdAndEpoch::default());
+        let ids: Vec<BrokerId> = leaders.endpoints.iter().map(|e| e.node_id).collect();
+        assert_eq!(ids, vec![BrokerId(1), BrokerId(0)]);
+    }
+
+    #[test]
     fn only_sessionless_full_fetches_are_served() {
         let request = |id, epoch| {
             FetchRequest::default()

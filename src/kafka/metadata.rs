@@ -19,10 +19,6 @@ use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::types::NodeId;
 
-/// The cluster id of a single node that was never formatted; the shard layer
-/// gives it to the image, which is where responses take the cluster id from.
-pub const CLUSTER_ID: &str = "sluice-single-node";
-
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let requested: Option<Vec<String>> = request.topics.map(|topics| {
         topics

@@ -24,6 +24,7 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 pub mod routing;
 pub mod slow_requests;
 pub mod txn_offset_commit;
@@ -54,7 +55,8 @@ pub enum Reply {
     SendPieces(crate::net::outgoing::Pieces),
     /// Produce with acks=0 gets no response.
     Nothing,
-    /// The request cannot be answered: close the connection.
+    /// The request cannot be answered (or, with acks=0, failed): close the
+    /// connection.
     Close,
 }
 
@@ -80,7 +82,15 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             let threshold = shard.config().slow_request_ms.map(Duration::from_millis);
             slow_requests::log_if_slow(threshold, context, received, slowest, partitions);
             if acks == 0 {
-                return Reply::Nothing;
+                // No answer is expected, so a failed partition (one led by another
+                // broker, say) closes the connection instead, as Kafka does: the
+                // producer then refreshes its metadata.
+                let failed = response
+                    .responses
+                    .iter()
+                    .flat_map(|topic| &topic.partition_responses)
+                    .any(|partition| partition.error_code != ErrorCode::None.code());
+                return if failed { Reply::Close } else { Reply::Nothing };
             }
             respond(correlation_id, version, &response)
         }
@@ -242,6 +252,14 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             version,
             &group_admin::delete_offsets(shard, body).await,
         ),
+        RequestKind::AlterPartitionReassignments(body) => respond(
+            correlation_id,
+            version,
+            &reassignments::alter(&shard.image(), body),
+        ),
+        RequestKind::ListPartitionReassignments(body) => {
+            respond(correlation_id, version, &reassignments::list(body))
+        }
         other => {
             // Only advertised APIs get here; this is a missing arm, so close the
             // connection rather than leave the client waiting for an answer.

@@ -208,3 +208,50 @@ fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResp
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::routing::three_broker_image;
+
+    #[test]
+    fn not_leader_answers_name_the_current_leader_and_its_endpoint_once() {
+        let image = three_broker_image();
+        let key = |partition| PartitionKey {
+            topic: "t".into(),
+            partition,
+        };
+        let not_leader = || {
+            PartitionProduceResponse::default()
+                .with_error_code(ErrorCode::NotLeaderOrFollower.code())
+        };
+        let mut leaders = Leaders::default();
+        let mut led_elsewhere = not_leader();
+        leaders.redirect(&image, &key(1), &mut led_elsewhere);
+        assert_eq!(led_elsewhere.current_leader.leader_id, BrokerId(1));
+        assert_eq!(led_elsewhere.current_leader.leader_epoch, 3);
+        let mut again = not_leader();
+        leaders.redirect(&image, &key(1), &mut again);
+        let mut offline = not_leader();
+        leaders.redirect(&image, &key(2), &mut offline);
+        assert_eq!(offline.current_leader.leader_id, BrokerId(-1));
+        assert_eq!(offline.current_leader.leader_epoch, 5);
+        let mut served = PartitionProduceResponse::default();
+        leaders.redirect(&image, &key(0), &mut served);
+        assert_eq!(served.current_leader, LeaderIdAndEpoch::default());
+        let endpoints: Vec<_> = leaders
+            .endpoints
+            .iter()
+            .map(|e| (e.node_id, e.host.to_string(), e.port, e.rack.clone()))
+            .collect();
+        assert_eq!(
+            endpoints,
+            vec![(
+                BrokerId(1),
+                "10.0.0.1".to_string(),
+                9092,
+                Some(StrBytes::from_static_str("r1"))
+            )]
+        );
+    }
+}

@@ -65,6 +65,7 @@ pub enum ErrorCode {
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
     OperationNotAttempted = 55,
+    NoReassignmentInProgress = 85,
 }
 
 impl ErrorCode {

@@ -122,7 +122,7 @@ async fn shard_main(
     let fatal: Rc<RefCell<Option<String>>> = Rc::default();
     if shard.id() == CONTROLLER_SHARD {
         match MetadataNode::start(&shard, identity).await {
-            Ok(node) => watch_quorum(&node, &startup, &fatal),
+            Ok(node) => watch_metadata(&node, &startup, &fatal),
             Err(error) => {
                 // The other shards see the flag and stop too.
                 startup.shutdown.store(true, Ordering::Relaxed);
@@ -153,7 +153,7 @@ async fn shard_main(
         glommio::timer::sleep(STARTUP_POLL).await;
     }
     if let Some(node) = shard.metadata() {
-        if shard.config().is_broker() {
+        if shard.config().is_broker() && !startup.shutdown.load(Ordering::Relaxed) {
             node.start_broker();
             tracing::info!("waiting to be registered and unfenced by the active controller");
             futures_lite::future::or(node.unfenced(), async {
@@ -221,22 +221,20 @@ fn accept(shard: &Rc<Shard>, listener: TcpListener) -> glommio::Task<()> {
     })
 }
 
-/// Stops the node when its quorum cannot go on (another cluster's peers, a
-/// metadata log that cannot be written), with the quorum's reason as the
+/// Stops the node when its metadata cannot go on (another cluster's peers or
+/// controllers, a metadata log that cannot be written), with the reason as the
 /// process's error.
-fn watch_quorum(
+fn watch_metadata(
     node: &Rc<MetadataNode>,
     startup: &Arc<Startup>,
     fatal: &Rc<RefCell<Option<String>>>,
 ) {
-    let Some(quorum) = node.quorum().cloned() else {
-        return;
-    };
+    let node = Rc::clone(node);
     let startup = Arc::clone(startup);
     let fatal = Rc::clone(fatal);
     glommio::spawn_local(async move {
-        let reason = quorum.fatal().await;
-        tracing::error!(%reason, "the metadata quorum stopped; shutting down");
+        let reason = node.fatal().await;
+        tracing::error!(%reason, "this node's metadata cannot go on; shutting down");
         *fatal.borrow_mut() = Some(reason);
         startup.shutdown.store(true, Ordering::Relaxed);
     })

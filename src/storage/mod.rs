@@ -27,6 +27,7 @@ pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
 pub mod offset_map;
+pub mod partition_metadata;
 pub mod producer_state;
 pub mod read;
 pub mod recovery;

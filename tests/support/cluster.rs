@@ -68,6 +68,8 @@ struct Node {
     _reservations: [std::os::fd::OwnedFd; 2],
     child: Option<Child>,
     starts: u32,
+    /// `process.roles=broker`: not a voter, no controller listener.
+    broker_only: bool,
 }
 
 pub struct Cluster {
@@ -104,6 +106,7 @@ impl Cluster {
                     _reservations: [broker_reservation, controller_reservation],
                     child: None,
                     starts: 0,
+                    broker_only: false,
                 }
             })
             .collect();
@@ -113,6 +116,18 @@ impl Cluster {
             cluster.format(node, cluster_id);
         }
         cluster
+    }
+
+    /// Makes the last `count` nodes broker-only (`process.roles=broker`): they
+    /// follow the metadata of the other nodes' quorum. Before any node starts.
+    pub fn with_broker_only(mut self, count: usize) -> Cluster {
+        assert!(count < self.nodes.len(), "at least one controller");
+        assert!(self.nodes.iter().all(|n| n.starts == 0), "before any start");
+        let first = self.nodes.len() - count;
+        for node in &mut self.nodes[first..] {
+            node.broker_only = true;
+        }
+        self
     }
 
     /// Number of nodes, running or not.
@@ -161,9 +176,10 @@ impl Cluster {
             .join(",")
     }
 
-    /// `--controller-quorum-voters`: every node is a voter.
+    /// `--controller-quorum-voters`: every node but the broker-only ones.
     pub fn quorum_voters(&self) -> String {
         (0..self.nodes.len())
+            .filter(|&node| !self.nodes[node].broker_only)
             .map(|node| format!("{node}@127.0.0.1:{}", self.controller_port(node)))
             .collect::<Vec<_>>()
             .join(",")
@@ -262,11 +278,20 @@ impl Cluster {
             .expect("open a node's log");
         writeln!(log, "{}", start_marker(node, self.nodes[node].starts))
             .expect("write a node's log");
-        let listeners = format!(
-            "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-            self.broker_port(node),
-            self.controller_port(node)
-        );
+        let listeners = if self.nodes[node].broker_only {
+            format!("PLAINTEXT://127.0.0.1:{}", self.broker_port(node))
+        } else {
+            format!(
+                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                self.broker_port(node),
+                self.controller_port(node)
+            )
+        };
+        let roles = if self.nodes[node].broker_only {
+            "broker"
+        } else {
+            "broker,controller"
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .arg("serve")
@@ -275,6 +300,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.data_dir(node))
             .args(["--shards", "1", "--listeners", &listeners])
+            .args(["--process-roles", roles])
             .args(["--controller-quorum-voters", &self.quorum_voters()])
             .arg("--broker-session-timeout-ms")
             .arg(SESSION_TIMEOUT.as_millis().to_string())

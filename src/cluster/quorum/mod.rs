@@ -247,11 +247,6 @@ impl Quorum {
         self.shared.applied.get()
     }
 
-    /// Resolves once `applied() >= index`.
-    pub async fn wait_applied(&self, index: u64) {
-        self.shared.applied.wait_for(index).await
-    }
-
     /// Resolves when the quorum cannot go on and the process must exit with this
     /// message: a peer refused us with another cluster id, or the log could not be written.
     pub async fn fatal(&self) -> String {

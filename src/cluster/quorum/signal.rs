@@ -1,5 +1,6 @@
-//! Single-threaded wake-ups between the quorum's tasks: a latch set once (stop,
-//! fatal error) and a counter that only grows (the applied index).
+//! Single-threaded signals between the quorum's tasks: a latch set once (stop,
+//! fatal error) with its waiters, and a counter that only grows (the applied
+//! index).
 
 use std::cell::{Cell, RefCell};
 use std::task::{Poll, Waker};
@@ -45,17 +46,15 @@ impl<T: Clone> Latch<T> {
     }
 }
 
-/// A number that only grows, with waiters for "at least n".
+/// A number that only grows (the applied index).
 pub struct Watermark {
     value: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
 }
 
 impl Watermark {
     pub fn new(value: u64) -> Self {
         Watermark {
             value: Cell::new(value),
-            wakers: RefCell::new(Vec::new()),
         }
     }
 
@@ -64,24 +63,7 @@ impl Watermark {
     }
 
     pub fn advance(&self, value: u64) {
-        if value > self.value.get() {
-            self.value.set(value);
-            for w in self.wakers.take() {
-                w.wake();
-            }
-        }
-    }
-
-    pub async fn wait_for(&self, at_least: u64) {
-        futures_lite::future::poll_fn(|cx| {
-            if self.value.get() >= at_least {
-                Poll::Ready(())
-            } else {
-                register(&self.wakers, cx.waker());
-                Poll::Pending
-            }
-        })
-        .await
+        self.value.set(self.value.get().max(value));
     }
 }
 
@@ -109,15 +91,10 @@ mod tests {
     }
 
     #[test]
-    fn watermark_waits_until_reached() {
+    fn watermark_only_grows() {
         let w = Watermark::new(3);
-        assert_eq!(block_on(poll_once(w.wait_for(3))), Some(()));
-        assert_eq!(block_on(poll_once(w.wait_for(5))), None);
         w.advance(4);
         w.advance(2);
         assert_eq!(w.get(), 4);
-        assert_eq!(block_on(poll_once(w.wait_for(5))), None);
-        w.advance(5);
-        assert_eq!(block_on(poll_once(w.wait_for(5))), Some(()));
     }
 }

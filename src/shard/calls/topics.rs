@@ -20,6 +20,7 @@ use crate::shard::call::ShardCall;
 use crate::shard::image_updates::Turn;
 use crate::shard::metadata::rpc::{ControllerRequest, ControllerResponse};
 use crate::shard::{CONTROLLER_SHARD, Shard, bounded};
+use crate::storage::partition_metadata::{self, Owner};
 use crate::types::NodeId;
 
 #[derive(Debug)]
@@ -213,7 +214,21 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
 async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: PartitionKey) {
     let (placement, configs) = owned_partition(image, &key);
     let dir = shard.config().data_dir.join(key.to_string());
-    match Partition::open(&dir, key.clone(), placement, configs).await {
+    let topic_id = image
+        .topic(&key.topic)
+        .expect("owned partitions are in the image")
+        .id
+        .simple()
+        .to_string();
+    let opened = match claim_dir(&dir, &topic_id) {
+        Ok(()) => Partition::open(&dir, key.clone(), placement, configs).await,
+        Err(error) => Err(error.into()),
+    };
+    let opened = opened.and_then(|opened| {
+        partition_metadata::write(&dir, &topic_id)?;
+        Ok(opened)
+    });
+    match opened {
         Ok((partition, report)) => {
             if !report.events.is_empty() {
                 tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
@@ -237,6 +252,19 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
             );
             shard.partitions.set_offline(key, error.to_string());
         }
+    }
+}
+
+/// Removes what a deleted topic of the same name left in `dir` (this broker
+/// was down when the deletion was applied): it must not be served as the new
+/// topic's data.
+fn claim_dir(dir: &std::path::Path, topic_id: &str) -> std::io::Result<()> {
+    match partition_metadata::owner(dir, topic_id)? {
+        Owner::Other(stale) => {
+            tracing::warn!(dir = %dir.display(), stale_topic_id = %stale, topic_id, "removing a deleted topic's partition directory");
+            std::fs::remove_dir_all(dir)
+        }
+        Owner::Same | Owner::Unknown => Ok(()),
     }
 }
 

@@ -16,8 +16,8 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::cluster::image::{Identity, LocalPlacement};
-use crate::cluster::quorum::{ControllerClient, Quorum, QuorumConfig};
-use crate::cluster::records::{self, MetadataRecord};
+use crate::cluster::quorum::{ControllerClient, Quorum, QuorumConfig, RpcError};
+use crate::cluster::records;
 use crate::cluster::state::ClusterState;
 use crate::cluster::topic_table::TopicTable;
 use crate::shard::Shard;
@@ -66,6 +66,9 @@ pub struct MetadataNode {
     incarnation: String,
     /// Set by a clean shutdown: background loops end.
     stopping: Cell<bool>,
+    /// Broker-only node: why the controllers refused it.
+    refused: RefCell<Option<String>>,
+    refused_changed: WakeList,
 }
 
 impl MetadataNode {
@@ -115,6 +118,8 @@ impl MetadataNode {
             fenced_changed: WakeList::default(),
             incarnation: uuid::Uuid::new_v4().simple().to_string(),
             stopping: Cell::new(false),
+            refused: RefCell::new(None),
+            refused_changed: WakeList::default(),
         });
         shard.set_metadata(Rc::clone(&node));
         if config.is_controller() || config.is_single_node() {
@@ -155,12 +160,10 @@ impl MetadataNode {
         }
         let mut batch = crate::cluster::bootstrap::from_topic_table(&table, self.identity.node);
         let reserved = crate::txn::producer_ids::reserved(data_dir)?;
-        if reserved > 0 {
-            batch.push(MetadataRecord::ProducerIds {
-                broker: self.identity.node,
-                next: reserved,
-            });
-        }
+        batch.extend(crate::cluster::bootstrap::from_producer_ids(
+            reserved,
+            self.identity.node,
+        ));
         let offset = quorum
             .propose(records::encode(&batch))
             .await
@@ -226,7 +229,12 @@ impl MetadataNode {
                         .client
                         .call(addr, rpc::encode(&request), RPC_TIMEOUT)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|error| {
+                            if let RpcError::InconsistentClusterId { theirs } = &error {
+                                self.refused_by_controller(addr, theirs);
+                            }
+                            error.to_string()
+                        })
                         .and_then(|bytes| rpc::decode::<ControllerResponse>(&bytes))
                         .inspect(|_| {
                             if id.is_some() {
@@ -236,6 +244,9 @@ impl MetadataNode {
                     None => Err("no controller is configured".into()),
                 }
             };
+            if let Some(reason) = self.refused.borrow().clone() {
+                return ControllerResponse::Failed(reason);
+            }
             match answer {
                 Ok(ControllerResponse::NotController { leader }) => {
                     self.leader_hint.set(leader);
@@ -253,9 +264,33 @@ impl MetadataNode {
         }
     }
 
-    /// Whether this broker is registered and unfenced.
-    pub fn is_unfenced(&self) -> bool {
-        !self.fenced.get()
+    /// A broker-only node refused by a controller of another cluster cannot
+    /// go on (a voter's quorum decides that for itself, by majority).
+    fn refused_by_controller(&self, addr: SocketAddr, theirs: &str) {
+        if self.quorum.get().is_some() || self.refused.borrow().is_some() {
+            return;
+        }
+        let reason = format!(
+            "controller {addr} refused node {}: it belongs to cluster '{theirs}', this node to cluster '{}' (inconsistent cluster id)",
+            self.identity.node, self.identity.cluster_id
+        );
+        *self.refused.borrow_mut() = Some(reason);
+        self.refused_changed.wake_all();
+    }
+
+    /// Resolves when this node cannot go on, with the reason: its quorum
+    /// stopped, or the controllers belong to another cluster.
+    pub async fn fatal(&self) -> String {
+        if let Some(quorum) = self.quorum.get() {
+            return quorum.fatal().await;
+        }
+        // Bounded: one wake-up, when the refusal is recorded.
+        loop {
+            if let Some(reason) = self.refused.borrow().clone() {
+                return reason;
+            }
+            self.refused_changed.wait().await;
+        }
     }
 
     /// Resolves once this broker is unfenced.

@@ -167,14 +167,13 @@ mod tests {
         state.topics.insert("b".into(), topic(&[1, 2, 1, 1]));
         let first = place_local_replicas(&LocalPlacement::new(), &state, NodeId(1), 2);
         assert_eq!(
-            first.into_iter().collect::<Vec<_>>(),
+            first.clone().into_iter().collect::<Vec<_>>(),
             vec![
                 (key("b", 0), ShardId(0)),
                 (key("b", 2), ShardId(1)),
                 (key("b", 3), ShardId(0)),
             ]
         );
-        let first = place_local_replicas(&LocalPlacement::new(), &state, NodeId(1), 2);
         state.topics.insert("a".into(), topic(&[1, 1]));
         state.topics.get_mut("b").unwrap().partitions.remove(0);
         let second = place_local_replicas(&first, &state, NodeId(1), 2);
