@@ -407,6 +407,35 @@ async fn a_broker_that_does_not_lead_names_the_leader() {
 }
 
 #[test]
+fn a_node_stopped_cleanly_leaves_and_rejoins() {
+    let mut cluster = Cluster::start(NODES);
+    cluster.wait_for_node_metadata(
+        0,
+        "Metadata lists all three brokers",
+        CLUSTER_TIMEOUT,
+        |m| broker_ids(m) == all_node_ids(),
+    );
+    let controller = node_index(cluster.wait_for_quorum_leader(CLUSTER_TIMEOUT));
+    let leaving = (controller + 2) % NODES;
+    let leaving_id = cluster.node_id(leaving);
+    // SIGTERM: controlled shutdown, then exit status 0 (the harness checks both).
+    cluster.stop(leaving);
+    cluster.wait_for_node_metadata(
+        controller,
+        &format!("node {leaving}, stopped, is no longer listed"),
+        SESSION_TIMEOUT + FENCING_SLACK,
+        |m| !broker_ids(m).contains(&leaving_id),
+    );
+    cluster.restart(leaving);
+    cluster.wait_for_node_metadata(
+        leaving,
+        "the restarted node lists all three brokers",
+        CLUSTER_TIMEOUT,
+        |m| broker_ids(m) == all_node_ids(),
+    );
+}
+
+#[test]
 fn a_node_from_another_cluster_is_refused() {
     let ours = random_cluster_id();
     let theirs = random_cluster_id();
