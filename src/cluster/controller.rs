@@ -480,8 +480,13 @@ pub fn register_broker(state: &ClusterState, r: BrokerRegistration) -> Vec<Metad
     if retried {
         return Vec::new();
     }
+    // A restarted broker hands its leaderships to other live ISR members; one
+    // that is the only live replica keeps it (while fenced, nobody is served;
+    // unfenced, the same log leads again in the same epoch). Moving it to no
+    // leader and back would only bump every such partition's epoch twice, and
+    // cost a restart with thousands of single-replica partitions seconds.
     let mut records = if current.is_some_and(|current| !current.fenced) {
-        move_away(state, r.id)
+        move_away(state, r.id, KeepSole::Yes)
     } else {
         Vec::new()
     };
@@ -525,7 +530,7 @@ pub fn fence_broker(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<Metadat
         return Vec::new();
     }
     let mut records = vec![MetadataRecord::FenceBroker { id, epoch }];
-    records.extend(move_away(state, id));
+    records.extend(move_away(state, id, KeepSole::No));
     records
 }
 
@@ -535,7 +540,7 @@ pub fn controlled_shutdown(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<
     if current_registration(state, id, epoch) != Some(false) {
         return Vec::new();
     }
-    let mut records = move_away(state, id);
+    let mut records = move_away(state, id, KeepSole::No);
     records.push(MetadataRecord::FenceBroker { id, epoch });
     records
 }
@@ -544,16 +549,24 @@ pub fn controlled_shutdown(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<
 /// other unfenced ISR member in replica order, or to no leader; `id` leaves
 /// the ISR unless it is the last member (KRaft keeps the last one, so the
 /// partition knows which replica has every acknowledged record).
-fn move_away(state: &ClusterState, id: NodeId) -> Vec<MetadataRecord> {
+/// Whether a broker leaving keeps the partitions no other live ISR member can lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepSole {
+    Yes,
+    No,
+}
+
+fn move_away(state: &ClusterState, id: NodeId, keep_sole: KeepSole) -> Vec<MetadataRecord> {
     changes(state, |partition| {
-        let leader = (partition.leader == id).then(|| {
-            partition
-                .replicas
-                .iter()
-                .copied()
-                .find(|&r| r != id && partition.isr.contains(&r) && state.is_live(r))
-                .unwrap_or(NodeId::NONE)
-        });
+        let successor = partition
+            .replicas
+            .iter()
+            .copied()
+            .find(|&r| r != id && partition.isr.contains(&r) && state.is_live(r));
+        let leader = match (partition.leader == id, successor, keep_sole) {
+            (false, _, _) | (true, None, KeepSole::Yes) => None,
+            (true, successor, _) => Some(successor.unwrap_or(NodeId::NONE)),
+        };
         let isr = (partition.isr.contains(&id) && partition.isr.len() > 1)
             .then(|| partition.isr.iter().copied().filter(|&r| r != id).collect());
         (leader.is_some() || isr.is_some()).then_some((leader, isr))
@@ -949,37 +962,45 @@ mod tests {
 
     #[test]
     fn a_new_incarnation_registers_again_with_a_new_epoch() {
-        let mut state = cluster(1);
+        let mut state = cluster(2);
         let first = epoch(&state, 1);
         assert!(register_broker(&state, registration(1, "first")).is_empty());
-        let created = create_topics(&state, vec![new_topic("t", 1)], LIMITS);
+        let sole = NewTopic {
+            assignments: vec![(0, vec![1])],
+            ..new_topic("sole", -1)
+        };
+        let created = create_topics(&state, vec![sole], LIMITS);
         commit(&mut state, &created.records);
         let records = register_broker(&state, registration(1, "second"));
-        assert_eq!(records.len(), 2, "{records:?}");
-        commit(&mut state, &records);
-        let partition = state.partition("t", 0).unwrap();
         assert_eq!(
-            partition.leader,
-            NodeId::NONE,
-            "a fenced broker leads nothing"
+            records.len(),
+            1,
+            "the only replica keeps its leadership: {records:?}"
         );
-        assert_eq!(partition.leader_epoch, LeaderEpoch(1));
+        commit(&mut state, &records);
+        let partition = state.partition("sole", 0).unwrap();
+        assert_eq!(partition.leader, NodeId(1));
+        assert_eq!(partition.leader_epoch, LeaderEpoch(0), "no epoch churn");
         let broker = &state.brokers[&NodeId(1)];
         assert!(broker.epoch > first);
         assert!(broker.fenced, "fenced until caught up");
+        assert!(!state.is_live(NodeId(1)), "so it serves nothing meanwhile");
         assert_eq!(broker.incarnation, "second");
         assert!(unfence_broker(&state, NodeId(1), first).is_empty());
         assert!(fence_broker(&state, NodeId(1), first).is_empty());
         let records = unfence_broker(&state, NodeId(1), broker.epoch);
         commit(&mut state, &records);
         assert!(state.is_live(NodeId(1)));
-        assert_eq!(state.partition("t", 0).unwrap().leader, NodeId(1));
-        let again = register_broker(&state, registration(1, "third"));
+        let partition = state.partition("sole", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.leader_epoch),
+            (NodeId(1), LeaderEpoch(0))
+        );
         let mut fenced = state.clone();
         let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1));
         commit(&mut fenced, &records);
+        assert_eq!(fenced.partition("sole", 0).unwrap().leader, NodeId::NONE);
         let reregistered = register_broker(&fenced, registration(1, "third"));
-        assert_eq!(again.len(), 2);
         assert_eq!(
             reregistered.len(),
             1,
