@@ -214,13 +214,16 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
         .simple()
         .to_string();
     let opened = match claim_dir(&dir, &topic_id) {
-        Ok(()) => Partition::open(&dir, key.clone(), placement, configs).await,
+        Ok(known) => Partition::open(&dir, key.clone(), placement, configs)
+            .await
+            .and_then(|opened| {
+                if !known {
+                    partition_metadata::write(&dir, &topic_id)?;
+                }
+                Ok(opened)
+            }),
         Err(error) => Err(error.into()),
     };
-    let opened = opened.and_then(|opened| {
-        partition_metadata::write(&dir, &topic_id)?;
-        Ok(opened)
-    });
     match opened {
         Ok((partition, report)) => {
             if !report.events.is_empty() {
@@ -251,13 +254,16 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
 /// Removes what a deleted topic of the same name left in `dir` (this broker
 /// was down when the deletion was applied): it must not be served as the new
 /// topic's data.
-fn claim_dir(dir: &std::path::Path, topic_id: &str) -> std::io::Result<()> {
+/// Returns whether `dir` already names the topic.
+fn claim_dir(dir: &std::path::Path, topic_id: &str) -> std::io::Result<bool> {
     match partition_metadata::owner(dir, topic_id)? {
         Owner::Other(stale) => {
             tracing::warn!(dir = %dir.display(), stale_topic_id = %stale, topic_id, "removing a deleted topic's partition directory");
-            std::fs::remove_dir_all(dir)
+            std::fs::remove_dir_all(dir)?;
+            Ok(false)
         }
-        Owner::Same | Owner::Unknown => Ok(()),
+        Owner::Same => Ok(true),
+        Owner::Unknown => Ok(false),
     }
 }
 

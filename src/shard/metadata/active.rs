@@ -273,6 +273,10 @@ async fn fence_expired(node: &MetadataNode, session: Duration) {
         .brokers
         .values()
         .filter(|b| !b.fenced)
+        // This node's own broker, still starting (opening its partitions can
+        // take longer than a session), registers anew: fencing its previous
+        // registration would only churn every leadership it holds.
+        .filter(|b| b.id != node.identity.node || node.broker_epoch.get().is_some())
         .filter(|b| {
             node.heartbeats
                 .borrow()
