@@ -52,13 +52,21 @@ async fn a_directory_from_before_the_metadata_log_keeps_its_topics_and_data() {
     broker.stop_gracefully();
 
     // Turn the directory into what an older broker left: no metadata log, no
-    // meta.properties, the topic table and producer-id reservation instead.
+    // meta.properties, no partition.metadata; the topic table and producer-id
+    // reservation instead.
     let data = broker.data_dir();
     std::fs::remove_file(data.join("meta.properties")).expect("meta.properties written");
     std::fs::remove_dir_all(data.join("__cluster_metadata-0")).expect("metadata log written");
     std::fs::create_dir_all(data.join("meta")).unwrap();
     std::fs::write(data.join("meta").join("topics.toml"), TOPIC_TABLE).unwrap();
     std::fs::write(data.join("meta").join("producer-ids"), "5000\n").unwrap();
+    for partition in 0..2 {
+        std::fs::remove_file(
+            data.join(format!("{TOPIC}-{partition}"))
+                .join("partition.metadata"),
+        )
+        .expect("partition.metadata written");
+    }
 
     broker.start_again();
     assert!(

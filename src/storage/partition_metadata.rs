@@ -1,7 +1,7 @@
 //! `partition.metadata` in a partition directory: the id of the topic the
 //! replica belongs to, as Kafka writes it. A directory left by a deleted topic
 //! (its broker was down when the deletion was applied) must not be served as
-//! the same-named topic created later: the ids differ, and it is removed.
+//! the same-named topic created later: the ids differ, and it is moved aside.
 
 use std::io::Write;
 use std::path::Path;

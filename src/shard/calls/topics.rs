@@ -251,15 +251,21 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
     }
 }
 
-/// Removes what a deleted topic of the same name left in `dir` (this broker
-/// was down when the deletion was applied): it must not be served as the new
-/// topic's data.
+/// Moves aside what a deleted topic of the same name left in `dir` (this
+/// broker was down when the deletion was applied): it must not be served as
+/// the new topic's data.
 /// Returns whether `dir` already names the topic.
 fn claim_dir(dir: &std::path::Path, topic_id: &str) -> std::io::Result<bool> {
     match partition_metadata::owner(dir, topic_id)? {
         Owner::Other(stale) => {
-            tracing::warn!(dir = %dir.display(), stale_topic_id = %stale, topic_id, "removing a deleted topic's partition directory");
-            std::fs::remove_dir_all(dir)?;
+            // Moved aside, not deleted: an operator may still want it.
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let aside = dir.with_file_name(format!(
+                "{name}.{stale}-{}-stale",
+                crate::types::TimestampMs::now().0
+            ));
+            tracing::warn!(dir = %dir.display(), aside = %aside.display(), stale_topic_id = %stale, topic_id, "a deleted topic's partition directory: moving it aside");
+            std::fs::rename(dir, &aside)?;
             Ok(false)
         }
         Owner::Same => Ok(true),
@@ -279,4 +285,33 @@ fn owned_partition<'a>(
         .partition(key.partition)
         .expect("owned partitions are in the image");
     (placement, Rc::clone(&topic.configs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_topics_directory_is_moved_aside_and_never_served() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("orders.v1-0");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!claim_dir(&dir, "new").unwrap(), "no file yet: unknown");
+        partition_metadata::write(&dir, "old").unwrap();
+        std::fs::write(dir.join("00000000000000000000.log"), b"old data").unwrap();
+        assert!(!claim_dir(&dir, "new").unwrap());
+        assert!(
+            !dir.exists(),
+            "the stale directory is not opened as the new topic"
+        );
+        let aside: Vec<_> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert!(aside[0].starts_with("orders.v1-0.old-") && aside[0].ends_with("-stale"));
+        std::fs::create_dir(&dir).unwrap();
+        partition_metadata::write(&dir, "new").unwrap();
+        assert!(claim_dir(&dir, "new").unwrap());
+    }
 }
