@@ -260,7 +260,7 @@ impl Drop for UserBroker {
 }
 
 /// Whether `addr` stops accepting connections within [`RELEASE_TIMEOUT`].
-fn released(addr: SocketAddr) -> bool {
+pub fn released(addr: SocketAddr) -> bool {
     let deadline = Instant::now() + RELEASE_TIMEOUT;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
         if Instant::now() >= deadline {
@@ -361,7 +361,7 @@ fn stderr_report(stderr_path: &Path) -> String {
 /// Whether a Kafka ApiVersions v0 request to `addr` gets a well-formed answer
 /// without error: a stronger readiness check than an accepted TCP connection,
 /// which the kernel completes before the broker calls accept.
-fn answers_api_versions(addr: SocketAddr) -> bool {
+pub fn answers_api_versions(addr: SocketAddr) -> bool {
     const CORRELATION_ID: i32 = 0x5eed;
     let client_id = b"sluice-test-harness";
     let mut request = Vec::new();
@@ -427,7 +427,7 @@ pub fn reserve_port() -> (u16, std::os::fd::OwnedFd) {
     }
 }
 
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

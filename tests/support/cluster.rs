@@ -18,8 +18,8 @@
 #![allow(dead_code)]
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -30,7 +30,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 
-use crate::broker::reserve_port;
+use crate::broker::{answers_api_versions, released, reserve_port, wait_timeout};
 use crate::command::run_bounded;
 use crate::kafka::TestContext;
 use crate::wire::Wire;
@@ -52,9 +52,6 @@ pub const NUM_PARTITIONS: i32 = 3;
 pub const QUORUM_LEADER_LINE: &str = "metadata quorum leader";
 /// How long a `sluice format` or `sluice random-cluster-id` may run.
 const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a port may go on accepting after its node exited (see
-/// `broker::RELEASE_TIMEOUT` for why this happens at all).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines of each node's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 400;
 /// Pause between two polls of a condition.
@@ -267,7 +264,8 @@ impl Cluster {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             assert!(
                 released(addr),
-                "a listener on {addr} (a previous start's) still accepts {RELEASE_TIMEOUT:?} after it exited"
+                "a listener on {addr} (a previous start's) still accepts {:?} after it exited",
+                crate::broker::RELEASE_TIMEOUT
             );
         }
         self.nodes[node].starts += 1;
@@ -579,62 +577,6 @@ fn parse_leader(line: &str) -> Option<i32> {
     line.split(|c: char| c.is_whitespace() || c == ',')
         .find_map(|field| field.strip_prefix("leader="))
         .and_then(|id| id.parse().ok())
-}
-
-/// Waits (bounded) until nothing accepts connections on `addr`; whether it got
-/// there. A node's listeners can outlive it briefly (see `broker::RELEASE_TIMEOUT`).
-fn released(addr: SocketAddr) -> bool {
-    let deadline = Instant::now() + RELEASE_TIMEOUT;
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
-}
-
-/// Whether an ApiVersions v0 request to `addr` gets a well-formed answer without
-/// error: a node is serving, not merely accepting (the kernel completes a TCP
-/// handshake before the node calls accept).
-fn answers_api_versions(addr: SocketAddr) -> bool {
-    const CORRELATION_ID: i32 = 0x5eed;
-    let client_id = b"sluice-cluster-harness";
-    let mut request = Vec::new();
-    request.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
-    request.extend_from_slice(&0i16.to_be_bytes());
-    request.extend_from_slice(&CORRELATION_ID.to_be_bytes());
-    request.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
-    request.extend_from_slice(client_id);
-    let mut frame = (request.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&request);
-    let exchange = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-        stream.write_all(&frame)?;
-        let mut header = [0u8; 10]; // size, correlation id, error code
-        stream.read_exact(&mut header)?;
-        let correlation_id = i32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
-        let error_code = i16::from_be_bytes(header[8..10].try_into().expect("2 bytes"));
-        Ok(correlation_id == CORRELATION_ID && error_code == 0)
-    };
-    exchange().unwrap_or(false)
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[cfg(test)]
