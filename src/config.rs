@@ -113,6 +113,34 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     /// `default.replication.factor`: replicas of topics created without one.
     pub default_replication_factor: i16,
+    /// `min.insync.replicas`: the ISR an `acks=all` produce needs (topic default).
+    pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`: an out-of-sync replica may lead when no
+    /// ISR member is alive (topic default; loses acknowledged records).
+    pub unclean_leader_election_enable: bool,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`: per partition, per follower fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: per follower fetch.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`: a follower's pause after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `auto.leader.rebalance.enable`: leadership moves back to preferred replicas.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `offsets.topic.replication.factor`: `__consumer_offsets` is not created
+    /// until this many brokers are alive. Unset: see
+    /// [`BrokerConfig::offsets_topic_replication_factor`].
+    pub offsets_topic_replication_factor: Option<i16>,
+    /// `transaction.state.log.replication.factor`, likewise for `__transaction_state`.
+    pub transaction_state_log_replication_factor: Option<i16>,
+    /// `transaction.state.log.min.isr`: `__transaction_state`'s `min.insync.replicas`.
+    pub transaction_state_log_min_isr: Option<i32>,
     /// `controller.quorum.election.timeout.ms`: how long a voter waits without a
     /// leader before it stands for election.
     pub controller_quorum_election_timeout_ms: u64,
@@ -229,6 +257,18 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 2_000,
             broker_rack: None,
             default_replication_factor: 1,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            replica_fetch_backoff_ms: 1_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            offsets_topic_replication_factor: None,
+            transaction_state_log_replication_factor: None,
+            transaction_state_log_min_isr: None,
             controller_quorum_election_timeout_ms: 1_000,
             controller_quorum_fetch_timeout_ms: 2_000,
             shards: 0,
@@ -594,6 +634,32 @@ impl BrokerConfig {
         self.validate_cluster_timing()
     }
 
+    /// Whether this node is part of a quorum of several voters (or follows one).
+    fn is_multi_node(&self) -> bool {
+        self.controller_quorum_voters.len() > 1
+            || !self.controller_quorum_bootstrap_servers.is_empty()
+    }
+
+    /// `offsets.topic.replication.factor`: Kafka's 3 in a cluster, 1 on a single
+    /// node (as the single-node configuration Kafka ships sets it).
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        let default = if self.is_multi_node() { 3 } else { 1 };
+        self.offsets_topic_replication_factor.unwrap_or(default)
+    }
+
+    /// `transaction.state.log.replication.factor`, defaulted as the offsets topic's.
+    pub fn transaction_state_log_replication_factor(&self) -> i16 {
+        let default = if self.is_multi_node() { 3 } else { 1 };
+        self.transaction_state_log_replication_factor
+            .unwrap_or(default)
+    }
+
+    /// `transaction.state.log.min.isr`: Kafka's 2 in a cluster, 1 on a single node.
+    pub fn transaction_state_log_min_isr(&self) -> i32 {
+        let default = if self.is_multi_node() { 2 } else { 1 };
+        self.transaction_state_log_min_isr.unwrap_or(default)
+    }
+
     /// Timeouts, intervals, replication factor and rack.
     fn validate_cluster_timing(&self) -> Result<(), String> {
         for (name, ms) in [
@@ -623,6 +689,27 @@ impl BrokerConfig {
         }
         if self.default_replication_factor < 1 {
             return Err("default.replication.factor must be at least 1".into());
+        }
+        if self.min_insync_replicas < 1 {
+            return Err("min.insync.replicas must be at least 1".into());
+        }
+        for (name, ms) in [
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms),
+            ("replica.fetch.wait.max.ms", self.replica_fetch_wait_max_ms),
+            (
+                "leader.imbalance.check.interval.seconds",
+                self.leader_imbalance_check_interval_seconds,
+            ),
+        ] {
+            if ms == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.replica_fetch_max_bytes < 1 || self.replica_fetch_response_max_bytes < 1 {
+            return Err(
+                "replica.fetch.max.bytes and replica.fetch.response.max.bytes must be at least 1"
+                    .into(),
+            );
         }
         if self
             .broker_rack

@@ -195,6 +195,30 @@ struct ClusterArgs {
     /// default.replication.factor: replicas of topics created without one.
     #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR")]
     default_replication_factor: Option<i16>,
+    /// min.insync.replicas: the ISR an acks=all produce needs (topic default).
+    #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS")]
+    min_insync_replicas: Option<i32>,
+    /// unclean.leader.election.enable (topic default).
+    #[arg(long, env = "SLUICE_UNCLEAN_LEADER_ELECTION_ENABLE")]
+    unclean_leader_election_enable: Option<bool>,
+    /// replica.lag.time.max.ms: a follower behind this long leaves the ISR.
+    #[arg(long, env = "SLUICE_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<u64>,
+    /// auto.leader.rebalance.enable: leadership moves back to preferred replicas.
+    #[arg(long, env = "SLUICE_AUTO_LEADER_REBALANCE_ENABLE")]
+    auto_leader_rebalance_enable: Option<bool>,
+    /// leader.imbalance.check.interval.seconds.
+    #[arg(long, env = "SLUICE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS")]
+    leader_imbalance_check_interval_seconds: Option<u64>,
+    /// offsets.topic.replication.factor (default 3 in a cluster, 1 alone).
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    offsets_topic_replication_factor: Option<i16>,
+    /// transaction.state.log.replication.factor (default 3 in a cluster, 1 alone).
+    #[arg(long, env = "SLUICE_TRANSACTION_STATE_LOG_REPLICATION_FACTOR")]
+    transaction_state_log_replication_factor: Option<i16>,
+    /// transaction.state.log.min.isr (default 2 in a cluster, 1 alone).
+    #[arg(long, env = "SLUICE_TRANSACTION_STATE_LOG_MIN_ISR")]
+    transaction_state_log_min_isr: Option<i32>,
     /// controller.quorum.election.timeout.ms.
     #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
     controller_quorum_election_timeout_ms: Option<u64>,
@@ -236,6 +260,40 @@ impl ClusterArgs {
         );
         if self.broker_rack.is_some() {
             config.broker_rack = self.broker_rack;
+        }
+        set(self.min_insync_replicas, &mut config.min_insync_replicas);
+        set(
+            self.unclean_leader_election_enable,
+            &mut config.unclean_leader_election_enable,
+        );
+        set(
+            self.replica_lag_time_max_ms,
+            &mut config.replica_lag_time_max_ms,
+        );
+        set(
+            self.auto_leader_rebalance_enable,
+            &mut config.auto_leader_rebalance_enable,
+        );
+        set(
+            self.leader_imbalance_check_interval_seconds,
+            &mut config.leader_imbalance_check_interval_seconds,
+        );
+        for (value, field) in [
+            (
+                self.offsets_topic_replication_factor,
+                &mut config.offsets_topic_replication_factor,
+            ),
+            (
+                self.transaction_state_log_replication_factor,
+                &mut config.transaction_state_log_replication_factor,
+            ),
+        ] {
+            if value.is_some() {
+                *field = value;
+            }
+        }
+        if self.transaction_state_log_min_isr.is_some() {
+            config.transaction_state_log_min_isr = self.transaction_state_log_min_isr;
         }
         set(
             self.default_replication_factor,

@@ -249,6 +249,10 @@ pub struct TopicConfigs {
     pub timestamp_before_max: Option<Duration>,
     /// `message.timestamp.after.max.ms`: how far ahead of the broker's clock.
     pub timestamp_after_max: Option<Duration>,
+    /// `min.insync.replicas`: the ISR an `acks=all` produce needs.
+    pub min_insync_replicas: usize,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
     /// Segment, retention and index settings of the partition logs.
     pub log: LogConfig,
 }
@@ -281,6 +285,14 @@ impl TopicConfigs {
                 TIMESTAMP_BEFORE_MAX_MS,
             ),
             timestamp_after_max: millis("message.timestamp.after.max.ms", TIMESTAMP_AFTER_MAX_MS),
+            min_insync_replicas: get("min.insync.replicas")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(usize::try_from(broker.min_insync_replicas).unwrap_or(1))
+                .max(1),
+            unclean_leader_election: get("unclean.leader.election.enable")
+                .map_or(broker.unclean_leader_election_enable, |v| {
+                    v.eq_ignore_ascii_case("true")
+                }),
             log: log_config(broker, overrides),
         }
     }
