@@ -299,6 +299,7 @@ impl Partition {
         let fetchable = match isolation {
             Isolation::ReadUncommitted => self.high_watermark(),
             Isolation::ReadCommitted => self.last_stable_offset(),
+            Isolation::LogEnd => self.log.readable_end(),
         };
         let found = match spec {
             OffsetSpec::Earliest => return Ok(Some((self.log_start_offset(), TimestampMs::NONE))),

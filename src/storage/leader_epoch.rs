@@ -25,6 +25,13 @@ impl LeaderEpochCache {
         self.entries.last().map(|&(epoch, _)| epoch)
     }
 
+    /// Where `epoch` starts, if the cache holds that very epoch.
+    pub fn start_offset(&self, epoch: LeaderEpoch) -> Option<Offset> {
+        // Strictly increasing epochs (`assign`): a binary search finds it.
+        let found = self.entries.binary_search_by_key(&epoch, |&(e, _)| e);
+        found.ok().map(|at| self.entries[at].1)
+    }
+
     /// Records that `epoch` starts at `start`; returns whether the cache changed.
     pub fn assign(&mut self, epoch: LeaderEpoch, start: Offset) -> bool {
         if epoch == LeaderEpoch::NONE {
@@ -108,6 +115,8 @@ mod tests {
             LeaderEpochCache::default().end_offset_for(LeaderEpoch(0), Offset(50)),
             None
         );
+        assert_eq!(cache.start_offset(LeaderEpoch(3)), Some(Offset(10)));
+        assert_eq!(cache.start_offset(LeaderEpoch(2)), None);
         assert!(cache.truncate_from(Offset(10)));
         assert_eq!(cache.latest(), Some(LeaderEpoch(1)));
     }

@@ -50,6 +50,6 @@ pub mod zero_fill;
 
 pub use config::{Compaction, Durability, GroupCommit, LogConfig};
 pub use error::LogError;
-pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog};
+pub use log::{AppendInfo, AppendOptions, LogOffsets, LogStats, PartitionLog, ReplicatedAppend};
 pub use read::{Isolation, ReadChunk, ReadOutcome};
 pub use recovery::{RecoveryEvent, RecoveryReport};

@@ -103,6 +103,9 @@ pub enum Isolation {
     ReadUncommitted,
     /// Up to the last stable offset.
     ReadCommitted,
+    /// Up to the log's readable end, past any high watermark bound: a
+    /// follower's replica fetch (Kafka's `FetchIsolation.LOG_END`).
+    LogEnd,
 }
 
 impl ReadOutcome {

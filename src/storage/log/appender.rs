@@ -23,7 +23,7 @@ use super::{AppendInfo, AppendOptions, FlushTimes, PartitionLog};
 
 /// What an append must do before it can copy its batch in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AppendGate {
+pub(super) enum AppendGate {
     Ready,
     Roll,
     /// The active segment is being replaced or cut.
@@ -99,7 +99,11 @@ impl PartitionLog {
         Ok(info)
     }
 
-    fn append_gate(&self, len: usize, last_offset_delta: i64) -> Result<AppendGate, LogError> {
+    pub(super) fn append_gate(
+        &self,
+        len: usize,
+        last_offset_delta: i64,
+    ) -> Result<AppendGate, LogError> {
         let state = self.state.borrow();
         state.check_usable()?;
         let pending = state
@@ -317,8 +321,8 @@ impl PartitionLog {
         }
         {
             let mut state = self.state.borrow_mut();
-            let readable = state.readable(self.durability()).offset;
-            state.producers.forget_decided(readable);
+            let high_watermark = state.high_watermark(self.durability());
+            state.producers.forget_decided(high_watermark);
         }
         if self.state.borrow().epochs_dirty {
             self.write_epochs().await?;

@@ -219,7 +219,9 @@ impl PartitionLog {
         mut producers: ProducerState,
         mut next: Offset,
     ) -> Result<ProducerState, LogError> {
-        let end = self.high_watermark();
+        // Everything acknowledged, past any high watermark bound: a follower's
+        // producer state covers all it replicated.
+        let end = self.readable_end();
         let mut after_base = None;
         for _ in 0..=self.segment_count() {
             if next >= end {

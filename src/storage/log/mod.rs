@@ -10,6 +10,7 @@
 //! - `housekeeping`: retention, DeleteRecords, checkpoints and producer-state
 //!   replay;
 //! - `truncate`: cutting the log back to an offset, for replication;
+//! - `replica`: a follower's append of the batches its leader sent;
 //! - `aborted`: the `.txnindex` files of aborted transactions;
 //! - `clean`: compaction, one cleaner pass at a time;
 //! - `state`: the state they share and the order its offsets keep.
@@ -23,6 +24,7 @@ mod appender;
 mod clean;
 mod housekeeping;
 mod reader;
+mod replica;
 mod roll;
 mod state;
 mod truncate;
@@ -48,6 +50,7 @@ use crate::storage::wake_list::{Wait, WakeList};
 use crate::types::{LeaderEpoch, Offset, TimestampMs};
 
 pub use clean::{CleanStats, PassBudget};
+pub use replica::ReplicatedAppend;
 pub use state::LogOffsets;
 use state::{LogState, Mark};
 
@@ -267,9 +270,33 @@ impl PartitionLog {
         self.state.borrow().log_end()
     }
 
-    /// The offset up to which data is acknowledged and readable.
+    /// The offset up to which consumers may read: the readable end, lowered to
+    /// the bound [`PartitionLog::set_high_watermark_bound`] set, if any.
     pub fn high_watermark(&self) -> Offset {
+        self.state.borrow().high_watermark(self.durability())
+    }
+
+    /// The end of what the durability policy acknowledged (the durable end under
+    /// fsync, the written end under interval), whatever the high watermark
+    /// bound: what a follower may replicate, and the leader's own contribution
+    /// to the high watermark.
+    pub fn readable_end(&self) -> Offset {
         self.readable().offset
+    }
+
+    /// Bounds the high watermark from now on: it becomes min(readable end,
+    /// `bound`) (kept at or above the log start); `None` lifts the bound (a
+    /// single replica, or a leader alone in its ISR). The bound may go down, as
+    /// a follower's does when it truncates. Transactions whose marker the new
+    /// high watermark passes are forgotten as decided, as a group commit does.
+    pub fn set_high_watermark_bound(&self, bound: Option<Offset>) {
+        let durability = self.durability();
+        let mut state = self.state.borrow_mut();
+        state.high_watermark_bound = bound;
+        let high_watermark = state.high_watermark(durability);
+        state.producers.forget_decided(high_watermark);
+        drop(state);
+        self.debug_check();
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -331,6 +358,16 @@ impl PartitionLog {
 
     pub fn leader_epochs(&self) -> Vec<(LeaderEpoch, Offset)> {
         self.state.borrow().epochs.entries().to_vec()
+    }
+
+    /// The newest leader epoch with data (or begun) in the log.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.state.borrow().epochs.latest()
+    }
+
+    /// The offset leader epoch `epoch` starts at, if the cache has that epoch.
+    pub fn epoch_start_offset(&self, epoch: LeaderEpoch) -> Option<Offset> {
+        self.state.borrow().epochs.start_offset(epoch)
     }
 
     /// The end offset of leader epoch `epoch` and the epoch found, from the

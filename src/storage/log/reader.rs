@@ -86,7 +86,8 @@ impl PartitionLog {
     /// Reads whole batches from `start`, up to `max_bytes` (at least one batch when
     /// `min_one_batch`, as Kafka does for the first partition of a fetch), never past
     /// the high watermark, nor, for `read_committed`, past the last stable offset
-    /// (then with the aborted transactions of the range returned).
+    /// (then with the aborted transactions of the range returned); a replica
+    /// fetch (`LogEnd`) reads up to the readable end instead.
     pub async fn read_isolated(
         &self,
         start: Offset,
@@ -99,6 +100,7 @@ impl PartitionLog {
         let visible = match isolation {
             Isolation::ReadUncommitted => high_watermark,
             Isolation::ReadCommitted => last_stable_offset,
+            Isolation::LogEnd => self.readable_end(),
         };
         let (log_start, log_end) = {
             let state = self.state.borrow();

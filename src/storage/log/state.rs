@@ -47,6 +47,10 @@ pub(super) struct LogState {
     /// Set after a failed write or sync: the log refuses all work.
     pub failed: Option<String>,
     pub closed: bool,
+    /// A bound on the high watermark from outside the log: with replication, the
+    /// ISR's replication progress (`None`: no bound, the acknowledged end is the
+    /// high watermark).
+    pub high_watermark_bound: Option<Offset>,
     pub epochs: LeaderEpochCache,
     pub epochs_dirty: bool,
     pub producers: ProducerState,
@@ -81,6 +85,7 @@ impl LogState {
             truncations: 0,
             failed: None,
             closed: false,
+            high_watermark_bound: None,
             epochs,
             epochs_dirty,
             producers: ProducerState::default(),
@@ -143,10 +148,19 @@ impl LogState {
         }
     }
 
+    /// The acknowledged end, lowered to the bound if one is set; never below the
+    /// log start (a follower restarted past its leader's high watermark keeps
+    /// the order log start <= high watermark, as Kafka's `updateHighWatermark`).
+    pub fn high_watermark(&self, durability: Durability) -> Offset {
+        let readable = self.readable(durability).offset;
+        self.high_watermark_bound
+            .map_or(readable, |bound| bound.max(self.log_start).min(readable))
+    }
+
     pub fn offsets(&self, durability: Durability) -> LogOffsets {
         LogOffsets {
             log_start: self.log_start,
-            high_watermark: self.readable(durability).offset,
+            high_watermark: self.high_watermark(durability),
             durable: self.durable.offset,
             written: self.written.offset,
             log_end: self.log_end(),

@@ -1,5 +1,7 @@
 //! Truncation: cutting the log back to an offset, as a follower does before it
-//! fetches from a new leader (Kafka's `UnifiedLog.truncateTo`, KIP-101).
+//! fetches from a new leader (Kafka's `UnifiedLog.truncateTo`, KIP-101), or
+//! emptying it to start again at an offset, as a follower does that fell behind
+//! its leader's log start (`truncateFullyAndStartAt`).
 //!
 //! Every batch holding an offset at or after the target goes, on the active and
 //! earlier segments alike: later segments are deleted, the segment holding the
@@ -41,6 +43,15 @@ enum Truncation {
     Restart { at: Offset },
 }
 
+/// What a truncation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Drop every batch holding an offset at or after the target.
+    To,
+    /// Drop every batch and start again, empty, at the target.
+    StartAt,
+}
+
 /// What truncating to `offset` does, given where it would cut (`None` when no
 /// segment starts at or below `offset`). A cut that would end the log below its
 /// start empties it instead, starting at `offset` or the log start, whichever is
@@ -62,6 +73,32 @@ impl PartitionLog {
     /// that was waiting for its acknowledgement gets it (the truncation writes
     /// and syncs every pending batch first), even if its batch is then cut away.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset, LogError> {
+        self.check_target(offset)?;
+        let (_guard, _sealed) = self.lock_all().await?;
+        self.state.borrow().check_usable()?;
+        let log_end = self.log_end_offset();
+        if offset >= log_end {
+            return Ok(log_end);
+        }
+        self.truncate_paused(offset, Target::To).await
+    }
+
+    /// Deletes every batch and starts the log again, empty, at `offset` (log
+    /// start and log end both), with no producer state and no leader epochs: a
+    /// follower whose log ends below its leader's log start (Kafka's
+    /// `truncateFullyAndStartAt`). Crash-safe as [`PartitionLog::truncate_to`]
+    /// is, and appends wait and are acknowledged across it the same way.
+    pub async fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), LogError> {
+        self.check_target(offset)?;
+        let (_guard, _sealed) = self.lock_all().await?;
+        self.state.borrow().check_usable()?;
+        let end = self.truncate_paused(offset, Target::StartAt).await?;
+        debug_assert_eq!(end, offset);
+        Ok(())
+    }
+
+    /// A negative target is out of range.
+    fn check_target(&self, offset: Offset) -> Result<(), LogError> {
         if offset.0 < 0 {
             let state = self.state.borrow();
             return Err(LogError::OffsetOutOfRange {
@@ -70,14 +107,14 @@ impl PartitionLog {
                 log_end: state.log_end(),
             });
         }
-        let (_guard, _sealed) = self.lock_all().await?;
-        self.state.borrow().check_usable()?;
-        let log_end = self.log_end_offset();
-        if offset >= log_end {
-            return Ok(log_end);
-        }
+        Ok(())
+    }
+
+    /// Truncates with appends paused; the caller holds both locks. A failure
+    /// takes the log offline.
+    async fn truncate_paused(&self, offset: Offset, target: Target) -> Result<Offset, LogError> {
         self.state.borrow_mut().paused = true;
-        let result = self.truncate_locked(offset).await;
+        let result = self.truncate_locked(offset, target).await;
         {
             let mut state = self.state.borrow_mut();
             state.paused = false;
@@ -89,9 +126,12 @@ impl PartitionLog {
         result
     }
 
-    async fn truncate_locked(&self, offset: Offset) -> Result<Offset, LogError> {
+    async fn truncate_locked(&self, offset: Offset, target: Target) -> Result<Offset, LogError> {
         self.write_and_sync(true).await?;
-        let cut = self.find_cut(offset).await?;
+        let cut = match target {
+            Target::To => self.find_cut(offset).await?,
+            Target::StartAt => None,
+        };
         // The snapshot covers offsets about to go; a later open must not load it.
         match std::fs::remove_file(self.dir.join(SNAPSHOT_FILE)) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -100,7 +140,11 @@ impl PartitionLog {
             _ => sync_dir(&self.dir).await?,
         }
         let log_start = self.log_start_offset();
-        match plan(offset, log_start, cut) {
+        let truncation = match target {
+            Target::To => plan(offset, log_start, cut),
+            Target::StartAt => Truncation::Restart { at: offset },
+        };
+        match truncation {
             Truncation::Cut(cut) => {
                 self.cut_at(cut, log_start).await?;
                 self.state.borrow_mut().aborted.truncate(cut.new_end);
