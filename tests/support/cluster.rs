@@ -20,19 +20,22 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
 
 use crate::broker::{answers_api_versions, released, reserve_port, wait_timeout};
 use crate::command::run_bounded;
-use crate::kafka::TestContext;
+use crate::kafka::{TestContext, admin_options};
 use crate::wire::Wire;
 
 /// How long a node may take to answer ApiVersions after it was spawned. A node
@@ -46,6 +49,9 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_millis(3000);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 /// `num.partitions` of every node.
 pub const NUM_PARTITIONS: i32 = 3;
+/// `replica.lag.time.max.ms` of every node: short, so that a follower that
+/// stopped fetching leaves the ISR within a test's patience.
+pub const REPLICA_LAG_TIME_MAX: Duration = Duration::from_millis(3000);
 /// What a node logs (with `leader=<id>`) when it learns who leads the metadata
 /// quorum: the only way to find the active controller, since Metadata's and
 /// DescribeCluster's `controller_id` name a random live broker, as in KRaft.
@@ -56,6 +62,10 @@ const ADMIN_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 400;
 /// Pause between two polls of a condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Bound on creating a topic and on its partitions getting leaders everywhere.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one raw Metadata call to one node (a paused node never answers).
+pub const METADATA_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Node {
     broker_port: u16,
@@ -67,6 +77,11 @@ struct Node {
     starts: u32,
     /// `process.roles=broker`: not a voter, no controller listener.
     broker_only: bool,
+    /// Sent SIGSTOP and not SIGCONT since.
+    paused: bool,
+    /// The group id the node runs with, if the cluster is isolatable: what a
+    /// [`NetworkPartition`] tells the node's sockets apart by.
+    gid: Option<u32>,
 }
 
 pub struct Cluster {
@@ -104,6 +119,8 @@ impl Cluster {
                     child: None,
                     starts: 0,
                     broker_only: false,
+                    paused: false,
+                    gid: None,
                 }
             })
             .collect();
@@ -112,6 +129,21 @@ impl Cluster {
             fs::create_dir_all(cluster.data_dir(node)).expect("create a node's data dir");
             cluster.format(node, cluster_id);
         }
+        cluster
+    }
+
+    /// As [`Cluster::start`], but each node runs with a group id of its own
+    /// (as root, its user stays root) so that [`Cluster::isolate`] can cut it off
+    /// from the others with packet filter rules. Needs root.
+    pub fn start_isolatable(nodes: usize) -> Cluster {
+        assert!(is_root(), "an isolatable cluster needs root (setgid)");
+        let cluster_id = random_cluster_id();
+        let mut cluster = Cluster::formatted(&vec![cluster_id; nodes]);
+        let base = isolation_gid_base();
+        for (index, node) in cluster.nodes.iter_mut().enumerate() {
+            node.gid = Some(base + u32::try_from(index).expect("node index fits a gid"));
+        }
+        cluster.start_all();
         cluster
     }
 
@@ -218,8 +250,49 @@ impl Cluster {
             .child
             .take()
             .unwrap_or_else(|| panic!("node {node} is not running"));
+        self.nodes[node].paused = false;
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Freezes node `node` with SIGSTOP: its sockets stay open, it answers
+    /// nothing and sends nothing, as a node in a long GC pause or a partition.
+    pub fn pause(&mut self, node: usize) {
+        assert!(!self.nodes[node].paused, "node {node} is paused already");
+        self.signal(node, libc::SIGSTOP);
+        self.nodes[node].paused = true;
+    }
+
+    /// Lets node `node` run again after [`Cluster::pause`] (SIGCONT).
+    pub fn resume(&mut self, node: usize) {
+        assert!(self.nodes[node].paused, "node {node} is not paused");
+        self.signal(node, libc::SIGCONT);
+        self.nodes[node].paused = false;
+    }
+
+    pub fn is_paused(&self, node: usize) -> bool {
+        self.nodes[node].paused
+    }
+
+    /// The process id of the running node `node`.
+    pub fn pid(&self, node: usize) -> u32 {
+        self.nodes[node]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {node} is not running"))
+            .id()
+    }
+
+    fn signal(&self, node: usize, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid(node)).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({signal}) node {node}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Sends SIGTERM to node `node` and waits (bounded) for it to exit; panics
@@ -306,12 +379,17 @@ impl Cluster {
             .arg(HEARTBEAT_INTERVAL.as_millis().to_string())
             .arg("--num-partitions")
             .arg(NUM_PARTITIONS.to_string())
+            .arg("--replica-lag-time-max-ms")
+            .arg(REPLICA_LAG_TIME_MAX.as_millis().to_string())
             .env("RUST_BACKTRACE", "1")
             // The tests read the quorum-leader line, logged at info.
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone a node's log handle"))
             .stderr(log);
+        if let Some(gid) = self.nodes[node].gid {
+            command.gid(gid);
+        }
         let child = command.spawn().expect("spawn the sluice binary");
         self.nodes[node].child = Some(child);
     }
@@ -484,6 +562,270 @@ impl Cluster {
         }
     }
 
+    /// The node index of node id `id` (they are equal in this harness).
+    pub fn node_index(&self, id: i32) -> usize {
+        let node = usize::try_from(id).unwrap_or_else(|_| panic!("no node has id {id}"));
+        assert!(node < self.nodes.len(), "no node has id {id}");
+        node
+    }
+
+    /// Nodes that are running and not paused: those that can answer.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&node| self.is_running(node) && !self.is_paused(node))
+            .collect()
+    }
+
+    /// `bootstrap.servers` listing only the [`Cluster::live_nodes`].
+    pub fn live_bootstrap(&self) -> String {
+        self.live_nodes()
+            .into_iter()
+            .map(|node| self.node_bootstrap(node))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Creates `topic` through an admin client bootstrapped from the live
+    /// nodes, with `replication_factor` replicas of each of its `partitions`
+    /// partitions and `configs` as overrides, then waits until every live node's
+    /// Metadata gives each partition a leader. Panics if the broker refuses.
+    pub fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &[(&str, &str)],
+    ) {
+        let mut new_topic = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        );
+        for (key, value) in configs {
+            new_topic = new_topic.set(key, value);
+        }
+        let admin: AdminClient<TestContext> = self
+            .client_config(self.live_nodes()[0])
+            .set("bootstrap.servers", self.live_bootstrap())
+            .create_with_context(TestContext)
+            .expect("create an admin client");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime for the admin client");
+        let created = runtime
+            .block_on(async {
+                tokio::time::timeout(
+                    ADMIN_TIMEOUT,
+                    admin.create_topics(&[new_topic], &admin_options()),
+                )
+                .await
+            })
+            .unwrap_or_else(|_| panic!("CreateTopics {topic} answered within {ADMIN_TIMEOUT:?}"))
+            .expect("CreateTopics request");
+        assert_eq!(
+            created,
+            vec![Ok(topic.to_string())],
+            "create {topic} with {partitions} partitions, replication factor \
+             {replication_factor}, configs {configs:?}"
+        );
+        for partition in 0..partitions {
+            self.wait_for_partition(
+                topic,
+                partition,
+                &format!("{topic}/{partition} has a leader on every live node"),
+                ADMIN_TIMEOUT,
+                |views| {
+                    views.len() == self.live_nodes().len()
+                        && views.iter().all(|(_, view)| view.leader >= 0)
+                },
+            );
+        }
+    }
+
+    /// What node `node`'s own Metadata says of `topic`/`partition`, or `None` if
+    /// the node does not answer within [`METADATA_CALL_TIMEOUT`] or does not
+    /// know the partition.
+    pub fn partition_seen_by(
+        &self,
+        node: usize,
+        topic: &str,
+        partition: i32,
+    ) -> Option<PartitionView> {
+        let mut wire = Wire::try_connect(&self.node_bootstrap(node), METADATA_CALL_TIMEOUT).ok()?;
+        let request = MetadataRequest::default().with_topics(None);
+        let (response, _): (MetadataResponse, _) =
+            wire.try_call(ApiKey::Metadata, 12, &request).ok()?;
+        let topic = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|name| name.as_str() == topic))?;
+        let state = topic
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == partition)?;
+        Some(PartitionView {
+            leader: state.leader_id.0,
+            leader_epoch: state.leader_epoch,
+            replicas: state.replica_nodes.iter().map(|id| id.0).collect(),
+            isr: state.isr_nodes.iter().map(|id| id.0).collect(),
+        })
+    }
+
+    /// Every live node's view of `topic`/`partition`, as (node, view), leaving
+    /// out nodes that did not answer.
+    pub fn partition_views(&self, topic: &str, partition: i32) -> Vec<(usize, PartitionView)> {
+        self.live_nodes()
+            .into_iter()
+            .filter_map(|node| {
+                self.partition_seen_by(node, topic, partition)
+                    .map(|view| (node, view))
+            })
+            .collect()
+    }
+
+    /// The newest view of `topic`/`partition` among the live nodes: the one with
+    /// the highest leader epoch (a node cut off from the quorum keeps an old one).
+    pub fn partition_state(&self, topic: &str, partition: i32) -> Option<PartitionView> {
+        self.partition_views(topic, partition)
+            .into_iter()
+            .map(|(_, view)| view)
+            .max_by_key(|view| view.leader_epoch)
+    }
+
+    /// The node id leading `topic`/`partition` in the newest view, if any
+    /// leads it.
+    pub fn partition_leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.partition_state(topic, partition)
+            .map(|view| view.leader)
+            .filter(|leader| *leader >= 0)
+    }
+
+    /// The in-sync replicas of `topic`/`partition` in the newest view.
+    pub fn partition_isr(&self, topic: &str, partition: i32) -> Vec<i32> {
+        self.partition_state(topic, partition)
+            .map(|view| view.isr)
+            .unwrap_or_default()
+    }
+
+    /// Polls every live node's view of `topic`/`partition` until `check`
+    /// accepts the views, and returns them. Panics with `what` and the last
+    /// views if `timeout` passes first.
+    pub fn wait_for_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&[(usize, PartitionView)]) -> bool,
+    ) -> Vec<(usize, PartitionView)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let views = self.partition_views(topic, partition);
+            if check(&views) {
+                return views;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within {timeout:?}: {what}\nlast views of {topic}/{partition} as (node, view): {views:?}"
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Waits until every live node says `topic`/`partition` has `expected_len`
+    /// in-sync replicas and one leader, the same on all; returns the ISR.
+    pub fn wait_for_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        expected_len: usize,
+        timeout: Duration,
+    ) -> Vec<i32> {
+        let live = self.live_nodes().len();
+        let views = self.wait_for_partition(
+            topic,
+            partition,
+            &format!("every live node lists {expected_len} in-sync replicas and one leader"),
+            timeout,
+            |views| {
+                views.len() == live
+                    && views.iter().all(|(_, view)| {
+                        view.isr.len() == expected_len
+                            && view.leader >= 0
+                            && view.leader == views[0].1.leader
+                    })
+            },
+        );
+        let mut isr = views[0].1.isr.clone();
+        isr.sort_unstable();
+        isr
+    }
+
+    /// Waits until every live node names the same leader for `topic`/`partition`
+    /// and `check` accepts it; returns that leader's node id.
+    pub fn wait_for_partition_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(i32) -> bool,
+    ) -> i32 {
+        let live = self.live_nodes().len();
+        let views = self.wait_for_partition(topic, partition, what, timeout, |views| {
+            views.len() == live
+                && views
+                    .iter()
+                    .all(|(_, view)| view.leader >= 0 && view.leader == views[0].1.leader)
+                && check(views[0].1.leader)
+        });
+        views[0].1.leader
+    }
+
+    /// Cuts node `node` off from every other node, in both directions, broker
+    /// and controller ports alike, while clients (the test process) still reach
+    /// it and the others: nftables rules drop the packets that a node's sockets
+    /// send to another node's ports, told apart by the group id each node runs
+    /// with ([`Cluster::start_isolatable`]). The returned guard heals the
+    /// partition when dropped, a panicking test included.
+    pub fn isolate(&self, node: usize) -> NetworkPartition {
+        let gid = |n: usize| {
+            self.nodes[n]
+                .gid
+                .expect("isolate needs a cluster from Cluster::start_isolatable")
+        };
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|&n| n != node).collect();
+        let ports = |nodes: &[usize]| {
+            nodes
+                .iter()
+                .flat_map(|&n| [self.broker_port(n), self.controller_port(n)])
+                .map(|port| port.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let other_gids = others
+            .iter()
+            .map(|&n| gid(n).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = format!("sluice_test_{}_{}", std::process::id(), gid(node));
+        let rules = format!(
+            "table inet {table} {{\n\
+             \tchain output {{\n\
+             \t\ttype filter hook output priority 0; policy accept;\n\
+             \t\tmeta skgid {isolated} tcp dport {{ {other_ports} }} drop\n\
+             \t\tmeta skgid {{ {other_gids} }} tcp dport {{ {isolated_ports} }} drop\n\
+             \t}}\n\
+             }}\n",
+            isolated = gid(node),
+            other_ports = ports(&others),
+            isolated_ports = ports(&[node]),
+        );
+        nft(&["-f", "-"], Some(&rules)).unwrap_or_else(|error| panic!("{error}"));
+        NetworkPartition { table }
+    }
+
     fn node_dir(&self, node: usize) -> PathBuf {
         self.dir.path().join(format!("node-{node}"))
     }
@@ -565,6 +907,83 @@ pub fn describe_metadata(metadata: &Metadata) -> String {
         brokers.join(" "),
         topics.join("; ")
     )
+}
+
+/// One node's view of a partition in its Metadata answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// nftables rules isolating one node ([`Cluster::isolate`]); removed on drop.
+pub struct NetworkPartition {
+    table: String,
+}
+
+impl NetworkPartition {
+    /// Removes the rules now.
+    pub fn heal(self) {}
+}
+
+impl Drop for NetworkPartition {
+    fn drop(&mut self) {
+        if let Err(error) = nft(&["delete", "table", "inet", &self.table], None) {
+            eprintln!("healing the network partition: {error}");
+        }
+    }
+}
+
+/// Whether [`Cluster::isolate`] can work here: root, and an `nft` that runs.
+pub fn can_isolate() -> bool {
+    is_root() && nft(&["list", "tables"], None).is_ok()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A range of group ids of its own for each isolatable cluster: tests of one
+/// binary run in parallel, and several test binaries may run at once.
+fn isolation_gid_base() -> u32 {
+    static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+    let cluster = CLUSTERS.fetch_add(1, Ordering::SeqCst) % 100;
+    200_000 + (std::process::id() % 10_000) * 1_000 + cluster * 10
+}
+
+/// Runs `nft` with `args` (and `input` on its stdin), bounded in time.
+fn nft(args: &[&str], input: Option<&str>) -> Result<(), String> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("run nft {args:?}: {error}"))?;
+    let mut stdin = child.stdin.take().expect("nft's stdin");
+    stdin
+        .write_all(input.unwrap_or_default().as_bytes())
+        .map_err(|error| format!("write nft's input: {error}"))?;
+    drop(stdin);
+    let status = wait_timeout(&mut child, ADMIN_COMMAND_TIMEOUT).ok_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        format!("nft {args:?} did not finish within {ADMIN_COMMAND_TIMEOUT:?}")
+    })?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft {args:?} exited with {status}: {stderr}\ninput: {input:?}"
+        ))
+    }
 }
 
 fn start_marker(node: usize, start: u32) -> String {
