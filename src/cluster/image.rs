@@ -38,6 +38,8 @@ pub struct PartitionImage {
     pub leader_epoch: LeaderEpoch,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
+    /// Bumped by every committed change (AlterPartition names the one it changes).
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +149,7 @@ impl MetadataImage {
                         leader_epoch: p.leader_epoch,
                         replicas: p.replicas.clone(),
                         isr: p.isr.clone(),
+                        partition_epoch: p.partition_epoch,
                     }
                 })
                 .collect();

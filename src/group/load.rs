@@ -28,11 +28,13 @@ pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partitio
     let limits = host.config().group_limits();
     let now_ms = TimestampMs::now().0;
     let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
+    // A new leader's log is the partition's from now on, committed or not
+    // yet (as Kafka's coordinators load to the log end).
+    let end = log.log_end_offset();
     let mut records = 0usize;
     while offset < end {
         let bytes = match log
-            .read(offset, READ_BYTES, Isolation::ReadUncommitted, true)
+            .read(offset, READ_BYTES, Isolation::LogEnd, true)
             .await
         {
             Ok(outcome) if outcome.bytes > 0 => {

@@ -23,7 +23,7 @@ use crate::protocol::spliced::placeholder;
 use crate::shard::Shard;
 use crate::shard::calls::fetch::{Fetch, FetchItem, FetchOffsets, FetchResult};
 use crate::storage::txn_index::AbortedTxn;
-use crate::types::{LeaderEpoch, Offset, ShardId};
+use crate::types::{LeaderEpoch, NodeId, Offset, ShardId};
 
 /// Reads every partition on its owner without waiting.
 async fn read_now(
@@ -41,6 +41,7 @@ async fn read_now(
                 min_bytes: 0,
                 max_bytes: limits.max_bytes,
                 isolation: limits.isolation,
+                replica: limits.replica,
             },
             &mut results,
         )
@@ -71,6 +72,7 @@ async fn wait_for_data(
                 min_bytes: 1,
                 max_bytes: limits.max_bytes,
                 isolation: limits.isolation,
+                replica: limits.replica,
             };
             shard.call(owner, call).await;
             let _ = sender.try_send(());
@@ -89,6 +91,8 @@ async fn wait_for_data(
 struct Limits {
     max_bytes: usize,
     isolation: Isolation,
+    /// A follower's fetch: its broker id.
+    replica: Option<NodeId>,
 }
 
 /// Keeps the whole response within `max_bytes`, as Kafka does: each shard read
@@ -126,6 +130,17 @@ fn aborted_transactions(aborted: &[AbortedTxn]) -> Vec<AbortedTransaction> {
                 .with_first_offset(txn.first_offset.0)
         })
         .collect()
+}
+
+/// The follower broker a replica fetch comes from: the replica id field up to
+/// v14, the replica state from v15 (KIP-903); consumers send -1.
+fn replica_of(request: &FetchRequest, version: i16) -> Option<NodeId> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(NodeId(id))
 }
 
 /// Resolves a fetch topic to its name (by id from v13).
@@ -193,13 +208,15 @@ pub async fn handle(
     let max_wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     // max_bytes came with v3; earlier fetches are bounded per partition only.
+    let replica = replica_of(&request, version);
     let limits = Limits {
         max_bytes: usize::try_from(request.max_bytes).unwrap_or(usize::MAX),
-        isolation: if request.isolation_level == 1 {
-            Isolation::ReadCommitted
-        } else {
-            Isolation::ReadUncommitted
+        isolation: match (replica, request.isolation_level) {
+            (Some(_), _) => Isolation::LogEnd,
+            (None, 1) => Isolation::ReadCommitted,
+            (None, _) => Isolation::ReadUncommitted,
         },
+        replica,
     };
     let wait = Duration::from_millis(max_wait_ms);
     let started = Instant::now();

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::image::{MetadataImage, PartitionKey};
 use crate::group::coordinator_key::OFFSETS_TOPIC;
 use crate::kafka::{Slot, Split, auto_create, routing};
-use crate::partition::AppendTiming;
+use crate::partition::{Acks, AppendTiming};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::calls::produce::{Produce, ProduceItem, ProduceResult};
@@ -90,6 +90,7 @@ pub async fn handle(
                 zstd_allowed: version >= 7,
                 transactional_id: transactional_id.clone(),
                 adds_partitions: version >= FIRST_IMPLICIT_ADD_VERSION,
+                acks: acks_of(request.acks, request.timeout_ms),
                 items,
             },
             &mut results,
@@ -180,6 +181,17 @@ impl Leaders {
 
 /// One partition's answer; a refusal names the record to blame and why
 /// (KIP-467: Produce v8+ carries them, older versions ignore the fields).
+/// The request's `acks` (-1, 0 or 1, checked before) and `timeout_ms`: how long
+/// an `acks=all` batch may wait for the ISR.
+fn acks_of(acks: i16, timeout_ms: i32) -> Acks {
+    match acks {
+        -1 => Acks::All {
+            timeout: std::time::Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)),
+        },
+        _ => Acks::Leader,
+    }
+}
+
 fn partition_response(index: i32, result: ProduceResult) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default().with_index(index);
     match result {

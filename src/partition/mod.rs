@@ -3,6 +3,10 @@
 //! coordinators reach the log only through it; its methods name what Kafka does.
 
 pub mod append_rules;
+pub mod fetcher;
+mod following;
+mod leading;
+pub mod replica;
 pub mod set;
 pub mod waiters;
 
@@ -10,6 +14,8 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
+
+use glommio::sync::{Permit, Semaphore};
 
 use crate::cluster::image::{PartitionImage, PartitionKey};
 use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
@@ -20,7 +26,11 @@ use crate::storage::log::FlushTimes;
 use crate::storage::read::ReadOutcome;
 use crate::storage::recovery::RecoveryReport;
 use crate::storage::{AppendOptions, LogError, PartitionLog};
-use crate::types::{LeaderEpoch, Offset, TimestampMs};
+use crate::types::{LeaderEpoch, NodeId, Offset, TimestampMs};
+
+pub use following::Following;
+pub use leading::Acks;
+use replica::{LeaderState, Members};
 
 pub use crate::storage::producer_state::{ProducerInfo, TxnMarker};
 pub use crate::storage::read::Isolation;
@@ -71,33 +81,74 @@ impl OffsetSpec {
     }
 }
 
+/// How long the broker's own appends (coordinator records, transaction
+/// markers) wait for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const INTERNAL_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What this replica is in the current leader epoch.
+enum Role {
+    Leader(LeaderState),
+    Follower(Following),
+    /// No live replica leads it: nobody is served until one does.
+    Leaderless,
+}
+
+/// How a new image changed this replica's leadership, for the coordinators
+/// whose state lives in the partition (they load on leading, stop on losing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Unchanged,
+    BecameLeader,
+    StoppedLeading,
+}
+
 pub struct Partition {
     key: PartitionKey,
+    /// This broker.
+    node: NodeId,
     log: Rc<PartitionLog>,
     leader_epoch: Cell<LeaderEpoch>,
     configs: RefCell<Rc<TopicConfigs>>,
+    role: RefCell<Role>,
+    /// Fetches waiting for data (woken by appends and high watermark moves).
     waiters: Waiters,
+    /// `acks=all` produces waiting for the high watermark (woken when it moves
+    /// or the leadership changes).
+    replication_waiters: Waiters,
+    /// Held by leadership changes and by a follower's truncations and appends,
+    /// one at a time.
+    transition_lock: Semaphore,
 }
 
 impl Partition {
-    /// Opens (recovering) the replica's log in `dir` and starts its background work.
+    /// Opens (recovering) broker `node`'s replica's log in `dir` and starts its
+    /// background work; it leads or follows as `image` says.
     pub async fn open(
         dir: &Path,
         key: PartitionKey,
+        node: NodeId,
         image: &PartitionImage,
         configs: Rc<TopicConfigs>,
     ) -> Result<(Partition, RecoveryReport), LogError> {
         let (log, report) = PartitionLog::open(dir, configs.log.clone()).await?;
-        log.begin_epoch(image.leader_epoch).await?;
         let log = Rc::new(log);
         crate::storage::background::spawn(&log, None);
+        // A replica does not know on its own how much of its log is committed:
+        // the high watermark starts at the log start, and moves when this
+        // replica leads alone or its leader's (or followers') fetches say.
+        log.set_high_watermark_bound(Some(log.log_start_offset()));
         let partition = Partition {
             key,
+            node,
             log,
-            leader_epoch: Cell::new(image.leader_epoch),
-            configs: RefCell::new(configs),
+            leader_epoch: Cell::new(LeaderEpoch::NONE),
+            configs: RefCell::new(Rc::clone(&configs)),
+            role: RefCell::new(Role::Leaderless),
             waiters: Waiters::default(),
+            replication_waiters: Waiters::default(),
+            transition_lock: Semaphore::new(1),
         };
+        partition.update(image, configs).await?;
         Ok((partition, report))
     }
 
@@ -162,37 +213,103 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// Takes a new metadata image's view of this partition; when this replica
-    /// leads a new epoch, the epoch starts at the log end (the leader-epoch cache
-    /// OffsetForLeaderEpoch answers from).
+    /// Takes a new metadata image's view of this partition. Leading a new
+    /// epoch, the epoch starts at the log end (the leader-epoch cache
+    /// OffsetForLeaderEpoch answers from) and the followers' progress starts
+    /// unknown; following a new leader or epoch, the log first truncates to
+    /// what the leader has (see [`Partition::following`]). Waiting `acks=all`
+    /// produces learn of a lost leadership at once.
     pub async fn update(
         &self,
         image: &PartitionImage,
         configs: Rc<TopicConfigs>,
-        leads: bool,
-    ) -> Result<(), LogError> {
+    ) -> Result<Transition, LogError> {
         debug_assert!(image.leader_epoch >= self.leader_epoch.get());
-        if leads && image.leader_epoch > self.leader_epoch.get() {
+        let _transition = self.transition().await?;
+        let leads = image.leader == self.node;
+        let new_epoch = image.leader_epoch != self.leader_epoch.get();
+        let was_leader = matches!(*self.role.borrow(), Role::Leader(_));
+        if leads && new_epoch {
             self.log.begin_epoch(image.leader_epoch).await?;
         }
         self.leader_epoch.set(image.leader_epoch);
         self.log.update_config(configs.log.clone())?;
         *self.configs.borrow_mut() = configs;
-        Ok(())
+        let members = Members {
+            epoch: image.leader_epoch,
+            replicas: &image.replicas,
+            isr: &image.isr,
+            partition_epoch: image.partition_epoch,
+        };
+        let mut role = self.role.borrow_mut();
+        match &mut *role {
+            Role::Leader(state) if leads && !new_epoch => state.update(members),
+            _ if leads => {
+                *role = Role::Leader(LeaderState::new(
+                    self.node,
+                    members,
+                    self.log.log_end_offset(),
+                    self.log.high_watermark(),
+                    Instant::now(),
+                ));
+            }
+            Role::Follower(following)
+                if following.leader == image.leader && !new_epoch => {}
+            _ if image.leader == NodeId::NONE => *role = Role::Leaderless,
+            _ => *role = Role::Follower(Following::new(image.leader, image.leader_epoch)),
+        }
+        let bound = match &mut *role {
+            Role::Leader(state) => state.high_watermark_bound(),
+            // A replica that does not lead keeps its high watermark until the
+            // leader's fetch answers move it.
+            Role::Follower(_) | Role::Leaderless => Some(self.log.high_watermark()),
+        };
+        drop(role);
+        self.log.set_high_watermark_bound(bound);
+        self.wake_all();
+        Ok(match (was_leader, leads) {
+            (false, true) => Transition::BecameLeader,
+            (true, false) => Transition::StoppedLeading,
+            _ => Transition::Unchanged,
+        })
+    }
+
+    /// Waits for the partition's leadership changes and follower work in progress.
+    async fn transition(&self) -> Result<Permit<'_>, LogError> {
+        self.transition_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| LogError::Offline(format!("transition lock closed: {e}")))
+    }
+
+    /// Wakes fetches and `acks=all` produces to look again.
+    fn wake_all(&self) {
+        self.waiters.wake_all();
+        self.replication_waiters.wake_all();
+    }
+
+    /// Whether this replica leads its partition now.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.borrow(), Role::Leader(_))
     }
 
     /// Validates a producer's batch as Kafka's LogValidator does, appends it (one
     /// copy, from the request into the write buffer, where its offsets, epoch and
     /// LogAppendTime timestamps are assigned), and returns once the durability
-    /// policy acknowledges it.
+    /// policy acknowledges it here and, for `acks=all`, once every in-sync
+    /// replica has it (see [`Partition::wait_replicated`]).
     pub async fn append_from_producer(
         &self,
         records: &[u8],
         zstd_allowed: bool,
         inflate_limit: usize,
+        acks: Acks,
     ) -> Result<Appended, Refusal> {
         let started = Instant::now();
         let configs = Rc::clone(&self.configs.borrow());
+        if let Acks::All { .. } = acks {
+            self.check_enough_replicas(configs.min_insync_replicas)?;
+        }
         let now = TimestampMs::now();
         append_rules::check(records, &configs, zstd_allowed, inflate_limit, now).inspect_err(
             |refusal| tracing::debug!(partition = %self.key, ?refusal, "refused batch"),
@@ -200,6 +317,7 @@ impl Partition {
         let log_append_time =
             (configs.timestamp_type == MessageTimestampType::LogAppendTime).then_some(now);
         let validated = Instant::now();
+        let epoch = self.leader_epoch.get();
         let info = self
             .append(records, log_append_time)
             .await
@@ -207,6 +325,11 @@ impl Partition {
                 tracing::warn!(partition = %self.key, %error, "append failed");
                 Refusal::from(error.error_code())
             })?;
+        let flushed = self.log.last_flush();
+        if let Acks::All { timeout } = acks {
+            self.wait_replicated(info.last_offset.plus(1), epoch, started + timeout)
+                .await?;
+        }
         Ok(Appended {
             base_offset: info.base_offset,
             log_append_time,
@@ -214,15 +337,27 @@ impl Partition {
             timing: AppendTiming {
                 started,
                 validated,
-                flushed: self.log.last_flush(),
+                flushed,
                 acknowledged: Instant::now(),
             },
         })
     }
 
-    /// Appends a batch the broker built itself (coordinator records).
+    /// Appends a batch the broker built itself (coordinator records); returns
+    /// once every in-sync replica has it, as Kafka's coordinators append with
+    /// `acks=all`.
     pub async fn append_internal(&self, batch: &[u8]) -> Result<Offset, LogError> {
-        self.append(batch, None).await.map(|info| info.base_offset)
+        let started = Instant::now();
+        let epoch = self.leader_epoch.get();
+        let info = self.append(batch, None).await?;
+        self.wait_replicated(
+            info.last_offset.plus(1),
+            epoch,
+            started + INTERNAL_REPLICATION_TIMEOUT,
+        )
+        .await
+        .map_err(LogError::NotReplicated)?;
+        Ok(info.base_offset)
     }
 
     /// WriteTxnMarkers on this partition: appends the commit or abort marker
@@ -233,6 +368,11 @@ impl Partition {
     /// producer's (INVALID_PRODUCER_EPOCH), a coordinator epoch older than the
     /// last marker's (TRANSACTION_COORDINATOR_FENCED).
     pub async fn write_txn_marker(&self, marker: TxnMarker) -> Result<Offset, ErrorCode> {
+        if !self.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        let started = Instant::now();
+        let epoch = self.leader_epoch.get();
         let options = AppendOptions {
             leader_epoch: self.leader_epoch.get(),
             log_append_time: None,
@@ -247,6 +387,12 @@ impl Partition {
             })?;
         debug_assert!(self.last_stable_offset() <= self.high_watermark());
         self.waiters.wake_all();
+        self.wait_replicated(
+            offset.plus(1),
+            epoch,
+            started + INTERNAL_REPLICATION_TIMEOUT,
+        )
+        .await?;
         Ok(offset)
     }
 
@@ -255,6 +401,9 @@ impl Partition {
         batch: &[u8],
         log_append_time: Option<TimestampMs>,
     ) -> Result<crate::storage::log::AppendInfo, LogError> {
+        if !self.is_leader() {
+            return Err(LogError::NotLeader);
+        }
         let options = AppendOptions {
             leader_epoch: self.leader_epoch.get(),
             log_append_time,
@@ -295,7 +444,8 @@ impl Partition {
         &self,
         spec: OffsetSpec,
         isolation: Isolation,
-    ) -> Result<Option<(Offset, TimestampMs)>, LogError> {
+    ) -> Result<Option<(Offset, TimestampMs)>, ErrorCode> {
+        self.check_offsets_available()?;
         let fetchable = match isolation {
             Isolation::ReadUncommitted => self.high_watermark(),
             Isolation::ReadCommitted => self.last_stable_offset(),
@@ -305,7 +455,11 @@ impl Partition {
             OffsetSpec::Earliest => return Ok(Some((self.log_start_offset(), TimestampMs::NONE))),
             OffsetSpec::Latest => return Ok(Some((fetchable, TimestampMs::NONE))),
             OffsetSpec::MaxTimestamp => self.log.max_timestamp().map(|(ts, offset)| (offset, ts)),
-            OffsetSpec::Timestamp(ts) => self.log.offset_for_timestamp(ts).await?,
+            OffsetSpec::Timestamp(ts) => self
+                .log
+                .offset_for_timestamp(ts)
+                .await
+                .map_err(|e| e.error_code())?,
         };
         Ok(found.filter(|&(offset, _)| offset < fetchable))
     }
@@ -384,12 +538,14 @@ mod tests {
                 leader_epoch: LeaderEpoch(0),
                 replicas: vec![crate::types::NodeId(0)],
                 isr: vec![crate::types::NodeId(0)],
+                partition_epoch: 0,
             };
             let key = PartitionKey {
                 topic: "t".into(),
                 partition: 0,
             };
-            let (partition, _) = Partition::open(dir.path(), key, &image, Rc::new(configs))
+            let (partition, _) =
+                Partition::open(dir.path(), key, NodeId(0), &image, Rc::new(configs))
                 .await
                 .unwrap();
             partition

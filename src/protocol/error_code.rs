@@ -28,6 +28,8 @@ pub enum ErrorCode {
     InvalidTopicException = 17,
     RecordListTooLarge = 18,
     NotEnoughReplicas = 19,
+    NotEnoughReplicasAfterAppend = 20,
+    OffsetNotAvailable = 78,
     InvalidRequiredAcks = 21,
     RequestTimedOut = 7,
     UnknownTopicId = 100,
@@ -69,7 +71,99 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code this broker knows, for reading other brokers' answers.
+    const KNOWN: &'static [ErrorCode] = &[
+        ErrorCode::UnknownServerError,
+        ErrorCode::None,
+        ErrorCode::NotController,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::CorruptMessage,
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::KafkaStorageError,
+        ErrorCode::UnsupportedForMessageFormat,
+        ErrorCode::UnsupportedCompressionType,
+        ErrorCode::InvalidRecord,
+        ErrorCode::InvalidTimestamp,
+        ErrorCode::InvalidConfig,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidTopicException,
+        ErrorCode::RecordListTooLarge,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend,
+        ErrorCode::OffsetNotAvailable,
+        ErrorCode::InvalidRequiredAcks,
+        ErrorCode::RequestTimedOut,
+        ErrorCode::UnknownTopicId,
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::InvalidTxnState,
+        ErrorCode::InvalidProducerIdMapping,
+        ErrorCode::InvalidTransactionTimeout,
+        ErrorCode::ConcurrentTransactions,
+        ErrorCode::TransactionCoordinatorFenced,
+        ErrorCode::ProducerFenced,
+        ErrorCode::TransactionalIdNotFound,
+        ErrorCode::TransactionAbortable,
+        ErrorCode::UnknownProducerId,
+        ErrorCode::FetchSessionIdNotFound,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::InvalidFetchSessionEpoch,
+        ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::InvalidSessionTimeout,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::InvalidCommitOffsetSize,
+        ErrorCode::UnstableOffsetCommit,
+        ErrorCode::NotCoordinator,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::MemberIdRequired,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::FencedInstanceId,
+        ErrorCode::GroupSubscribedToTopic,
+        ErrorCode::OperationNotAttempted,
+        ErrorCode::NoReassignmentInProgress,
+    ];
+
     pub fn code(self) -> i16 {
         self as i16
+    }
+
+    /// The code a response carries; one this broker does not know reads as
+    /// UNKNOWN_SERVER_ERROR.
+    pub fn from_code(code: i16) -> ErrorCode {
+        ErrorCode::KNOWN
+            .iter()
+            .copied()
+            .find(|known| known.code() == code)
+            .unwrap_or(ErrorCode::UnknownServerError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_read_back_as_themselves_and_unknown_ones_as_unknown_server_error() {
+        for &known in ErrorCode::KNOWN {
+            assert_eq!(ErrorCode::from_code(known.code()), known);
+        }
+        assert_eq!(ErrorCode::from_code(6), ErrorCode::NotLeaderOrFollower);
+        assert_eq!(ErrorCode::from_code(999), ErrorCode::UnknownServerError);
     }
 }

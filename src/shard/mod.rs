@@ -4,8 +4,10 @@
 pub mod bounded;
 pub mod call;
 pub mod calls;
+pub mod followers;
 pub mod group_host;
 pub mod image_updates;
+pub mod isr;
 pub mod mesh;
 pub mod metadata;
 pub mod runtime;
@@ -51,10 +53,15 @@ pub struct Shard {
     metadata: std::cell::OnceCell<Rc<crate::shard::metadata::MetadataNode>>,
     /// Controller shard only: the block producer ids are handed out of.
     producer_ids: RefCell<crate::txn::producer_ids::ProducerIds>,
+    /// Fetching the replicas this shard follows from their leaders.
+    fetchers: crate::partition::fetcher::ReplicaFetchers,
 }
 
 impl Shard {
     pub fn new(senders: Senders<Envelope>, config: BrokerConfig) -> Shard {
+        let fetchers = crate::partition::fetcher::ReplicaFetchers::new(
+            crate::partition::fetcher::FetcherSettings::of(&config),
+        );
         Shard {
             id: ShardId(senders.peer_id()),
             count: senders.nr_consumers(),
@@ -69,6 +76,7 @@ impl Shard {
             image_updates: ImageUpdates::default(),
             metadata: std::cell::OnceCell::new(),
             producer_ids: RefCell::default(),
+            fetchers,
         }
     }
 
@@ -130,8 +138,10 @@ impl Shard {
         self.partitions.offline()
     }
 
-    /// Flushes and closes every partition (clean shutdown).
+    /// Flushes and closes every partition (clean shutdown), after stopping
+    /// the replica fetchers.
     pub async fn close_partitions(&self) {
+        self.fetchers.stop_all();
         let partitions = self.partitions.drain();
         bounded::for_each(partitions, bounded::PARTITION_JOBS, |partition| async move {
             if let Err(error) = partition.close().await {

@@ -171,6 +171,14 @@ async fn shard_main(
     if let Some(cleaner) = cleaner_config(shard.config(), shards) {
         crate::storage::cleaner::start(cleaner);
     }
+    if !shard.config().is_single_node() {
+        let stopping = Arc::clone(&startup);
+        glommio::spawn_local(crate::shard::isr::check_periodically(
+            Rc::clone(&shard),
+            move || stopping.shutdown.load(Ordering::Relaxed),
+        ))
+        .detach();
+    }
     let acceptor = if shard.config().is_broker() && !startup.shutdown.load(Ordering::Relaxed) {
         let listener = TcpListener::bind(listen).map_err(|e| format!("binding {listen}: {e}"))?;
         if shard.id() == CONTROLLER_SHARD {

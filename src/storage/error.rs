@@ -26,6 +26,12 @@ pub enum LogError {
     Corrupt(String),
     #[error("invalid log config: {0}")]
     Config(String),
+    /// Only a partition's leader appends what producers and coordinators write.
+    #[error("this replica does not lead the partition")]
+    NotLeader,
+    /// Appended here, but the in-sync replicas did not all get it in time.
+    #[error("not replicated to the in-sync replicas: {0:?}")]
+    NotReplicated(ErrorCode),
 }
 
 impl LogError {
@@ -39,6 +45,8 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             LogError::Config(_) => ErrorCode::InvalidConfig,
+            LogError::NotLeader => ErrorCode::NotLeaderOrFollower,
+            LogError::NotReplicated(code) => *code,
         }
     }
 }

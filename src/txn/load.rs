@@ -22,12 +22,14 @@ const READ_BYTES: u64 = 1 << 20;
 /// every decided transaction.
 pub async fn load_partition(host: &Rc<dyn TxnHost>, partition: i32, log: &Partition) {
     let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
+    // A new leader's log is the partition's from now on, committed or not
+    // yet (as Kafka's coordinators load to the log end).
+    let end = log.log_end_offset();
     let mut records = 0usize;
     let mut loaded: Vec<String> = Vec::new();
     while offset < end {
         let bytes = match log
-            .read(offset, READ_BYTES, Isolation::ReadUncommitted, true)
+            .read(offset, READ_BYTES, Isolation::LogEnd, true)
             .await
         {
             Ok(outcome) if outcome.bytes > 0 => {

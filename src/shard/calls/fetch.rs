@@ -18,7 +18,7 @@ use crate::shard::call::ShardCall;
 use crate::storage::LogError;
 use crate::storage::read::{ReadChunk, ReadOutcome};
 use crate::storage::txn_index::AbortedTxn;
-use crate::types::{LeaderEpoch, Offset};
+use crate::types::{LeaderEpoch, NodeId, Offset};
 
 #[derive(Debug, Clone)]
 pub struct FetchItem {
@@ -95,6 +95,9 @@ pub struct Fetch {
     pub min_bytes: usize,
     pub max_bytes: usize,
     pub isolation: Isolation,
+    /// A follower's replica fetch: its broker id (its fetch offsets tell the
+    /// leader how far its log reaches; it reads to the log end).
+    pub replica: Option<NodeId>,
 }
 
 /// Bound on read rounds of one long poll: each round follows an append.
@@ -130,7 +133,11 @@ impl ShardCall for Fetch {
 }
 
 impl Fetch {
-    async fn read_once(&self, shard: &Shard, waiter: Option<&Rc<DataWaiter>>) -> Vec<FetchResult> {
+    async fn read_once(
+        &self,
+        shard: &Rc<Shard>,
+        waiter: Option<&Rc<DataWaiter>>,
+    ) -> Vec<FetchResult> {
         let mut results = Vec::with_capacity(self.items.len());
         let mut budget = self.max_bytes;
         for item in &self.items {
@@ -141,7 +148,17 @@ impl Fetch {
                     continue;
                 }
             };
-            if let Err(error) = partition.check_leader_epoch(item.current_leader_epoch) {
+            let checked = partition
+                .check_leader_epoch(item.current_leader_epoch)
+                .and_then(|()| match self.replica {
+                    Some(replica) => {
+                        partition.follower_fetched(replica, item.offset, Instant::now())?;
+                        crate::shard::isr::propose_due(shard, &partition);
+                        Ok(())
+                    }
+                    None => Ok(()),
+                });
+            if let Err(error) = checked {
                 results.push(FetchResult {
                     error,
                     offsets: Some(FetchOffsets::of(&partition)),

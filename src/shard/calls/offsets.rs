@@ -29,10 +29,7 @@ impl ShardCall for ListOffsets {
         for (key, (spec, epoch)) in self.items {
             let result = match shard.partition(&key) {
                 Ok(partition) => match partition.check_leader_epoch(epoch) {
-                    Ok(()) => partition
-                        .offset_for(spec, self.isolation)
-                        .await
-                        .map_err(|e| e.error_code()),
+                    Ok(()) => partition.offset_for(spec, self.isolation).await,
                     Err(error) => Err(error),
                 },
                 Err(error) => Err(error),

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::cluster::image::PartitionKey;
-use crate::partition::Appended;
+use crate::partition::{Acks, Appended};
 use crate::partition::append_rules::Refusal;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
@@ -31,6 +31,8 @@ pub struct Produce {
     /// Produce v12 (`transaction.version` 2): that first batch adds its
     /// partition to the transaction instead (KIP-890 part 2).
     pub adds_partitions: bool,
+    /// When each batch is acknowledged.
+    pub acks: Acks,
     pub items: Vec<ProduceItem>,
 }
 
@@ -39,6 +41,7 @@ impl ShardCall for Produce {
 
     async fn run(self, shard: Rc<Shard>) -> Vec<ProduceResult> {
         let zstd_allowed = self.zstd_allowed;
+        let acks = self.acks;
         let refusals = match &self.transactional_id {
             Some(id) => txn_verify::refusals(&shard, id, &self.items, self.adds_partitions).await,
             None => self.items.iter().map(|_| None).collect(),
@@ -52,7 +55,7 @@ impl ShardCall for Produce {
                 glommio::spawn_local(async move {
                     match refusal {
                         Some(refusal) => Err(refusal),
-                        None => produce_one(&shard, item, zstd_allowed).await,
+                        None => produce_one(&shard, item, zstd_allowed, acks).await,
                     }
                 })
             })
@@ -65,11 +68,16 @@ impl ShardCall for Produce {
     }
 }
 
-async fn produce_one(shard: &Shard, item: ProduceItem, zstd_allowed: bool) -> ProduceResult {
+async fn produce_one(
+    shard: &Shard,
+    item: ProduceItem,
+    zstd_allowed: bool,
+    acks: Acks,
+) -> ProduceResult {
     let partition = shard.partition(&item.key)?;
     let records = item.records.ok_or(ErrorCode::InvalidRecord)?;
     let inflate_limit = shard.config().socket_request_max_bytes;
     partition
-        .append_from_producer(&records, zstd_allowed, inflate_limit)
+        .append_from_producer(&records, zstd_allowed, inflate_limit, acks)
         .await
 }

@@ -14,7 +14,7 @@ use crate::cluster::image::{
 };
 use crate::cluster::state::ClusterState;
 use crate::cluster::topic_config::TopicConfigs;
-use crate::partition::Partition;
+use crate::partition::{Partition, Transition};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ShardCall;
 use crate::shard::image_updates::Turn;
@@ -183,23 +183,39 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
     for key in owned {
         let (placement, configs) = owned_partition(&image, &key);
         match shard.partitions.get_or_error(&key) {
-            Ok(partition) => {
-                let leads = placement.leader == image.node();
-                if let Err(error) = partition.update(placement, configs, leads).await {
+            Ok(partition) => match partition.update(placement, configs).await {
+                Ok(Transition::BecameLeader) => load_coordinator(shard, &partition).await,
+                Ok(Transition::Unchanged | Transition::StoppedLeading) => {}
+                Err(error) => {
                     tracing::warn!(partition = %key, %error, "partition metadata not applied");
                 }
-            }
+            },
             Err(_) => to_open.push(key),
         }
     }
     to_open.sort();
     let opener = Rc::clone(shard);
+    let opening = Rc::clone(&image);
     bounded::for_each(to_open, bounded::PARTITION_JOBS, move |key| {
         let shard = Rc::clone(&opener);
-        let image = Rc::clone(&image);
+        let image = Rc::clone(&opening);
         async move { open_partition(&shard, &image, key).await }
     })
     .await;
+    crate::shard::followers::follow(shard, &image);
+}
+
+/// Loads the group or transaction coordinator state a partition of an
+/// internal topic holds, now that this replica leads it.
+async fn load_coordinator(shard: &Rc<Shard>, partition: &Rc<Partition>) {
+    let key = partition.key();
+    if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
+        crate::group::load::load_partition(shard.as_ref(), key.partition, partition).await;
+    }
+    if key.topic == crate::txn::TRANSACTION_STATE_TOPIC {
+        let host: Rc<dyn crate::txn::host::TxnHost> = Rc::clone(shard) as _;
+        crate::txn::load::load_partition(&host, key.partition, partition).await;
+    }
 }
 
 /// Opens (recovering) a partition this shard now owns; one that cannot be opened
@@ -214,7 +230,7 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
         .simple()
         .to_string();
     let opened = match claim_dir(&dir, &topic_id) {
-        Ok(known) => Partition::open(&dir, key.clone(), placement, configs)
+        Ok(known) => Partition::open(&dir, key.clone(), image.node(), placement, configs)
             .await
             .and_then(|opened| {
                 if !known {
@@ -231,12 +247,8 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
             }
             let partition = Rc::new(partition);
             shard.partitions.insert(Rc::clone(&partition));
-            if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
-                crate::group::load::load_partition(shard.as_ref(), key.partition, &partition).await;
-            }
-            if key.topic == crate::txn::TRANSACTION_STATE_TOPIC {
-                let host: Rc<dyn crate::txn::host::TxnHost> = Rc::clone(shard) as _;
-                crate::txn::load::load_partition(&host, key.partition, &partition).await;
+            if partition.is_leader() {
+                load_coordinator(shard, &partition).await;
             }
         }
         Err(error) => {

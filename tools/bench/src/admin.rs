@@ -47,19 +47,25 @@ impl Admin {
             .operation_timeout(Some(self.timeout))
     }
 
-    /// Creates `names` with `partitions` partitions each (replication factor 1)
-    /// and `configs`, and waits until the metadata lists all their partitions.
+    /// Creates `names` with `partitions` partitions of `replication_factor`
+    /// replicas each and `configs`, and waits until the metadata lists all
+    /// their partitions.
     pub fn create_topics(
         &self,
         names: &[String],
         partitions: u32,
+        replication_factor: u16,
         configs: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), BenchError> {
         let topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| {
                 configs.iter().fold(
-                    NewTopic::new(name, partitions as i32, TopicReplication::Fixed(1)),
+                    NewTopic::new(
+                        name,
+                        partitions as i32,
+                        TopicReplication::Fixed(i32::from(replication_factor)),
+                    ),
                     |topic, (key, value)| topic.set(key, value),
                 )
             })

@@ -57,6 +57,9 @@ pub struct Cli {
     /// With --keys random: distinct keys, 0 for any 8-byte key [default: 0].
     #[arg(long, value_name = "N")]
     pub key_space: Option<u64>,
+    /// Replicas of each partition of the run's topics [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub replication_factor: Option<u16>,
     /// A topic config the run's topics are created with (repeatable), e.g.
     /// --topic-config cleanup.policy=compact.
     #[arg(long, value_name = "KEY=VALUE", value_parser = property)]
@@ -117,6 +120,7 @@ impl Cli {
         Overrides {
             topics: self.topics,
             partitions_per_topic: self.partitions,
+            replication_factor: self.replication_factor,
             producers_per_topic: self.producers,
             consumers_per_topic: self.consumers,
             consumer_mode: self.consumer_mode,

@@ -212,11 +212,12 @@ pub fn describe(w: &Workload) -> String {
         rate => format!("{rate} msg/s"),
     };
     format!(
-        "{} topic(s) x {} partitions, {} producer(s) and {} consumer(s) ({mode}) per topic, \
+        "{} topic(s) x {} partitions x {} replica(s), {} producer(s) and {} consumer(s) ({mode}) per topic, \
          {} B records, {keys}, {rate}, acks={}, compression {}, linger.ms {}, batch.size {}, \
          warm-up {} s, measured {} s",
         w.topics,
         w.partitions_per_topic,
+        w.replication_factor,
         w.producers_per_topic,
         w.consumers_per_topic,
         w.message_size,
@@ -466,7 +467,7 @@ mod tests {
             text.contains("verification: passed (1001 acknowledged"),
             "{text}"
         );
-        assert!(text.contains("1 topic(s) x 8 partitions"), "{text}");
+        assert!(text.contains("1 topic(s) x 8 partitions x 1 replica(s)"), "{text}");
         assert!(text.contains("no keys, max rate, acks=all"), "{text}");
 
         let mut failed = result();

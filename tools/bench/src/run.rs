@@ -60,6 +60,7 @@ pub fn run(workload: &Workload, options: &RunOptions) -> Result<RunResult, Bench
     admin.create_topics(
         &topics,
         workload.partitions_per_topic,
+        workload.replication_factor,
         &workload.topic_configs,
     )?;
     let result = run_on(workload, options, &topics, run_id);

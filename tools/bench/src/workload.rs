@@ -102,6 +102,8 @@ impl Compression {
 pub struct Workload {
     pub topics: u32,
     pub partitions_per_topic: u32,
+    /// Replicas of each partition of the run's topics.
+    pub replication_factor: u16,
     pub producers_per_topic: u32,
     pub consumers_per_topic: u32,
     pub consumer_mode: ConsumerMode,
@@ -139,6 +141,7 @@ impl Default for Workload {
         Workload {
             topics: 1,
             partitions_per_topic: 8,
+            replication_factor: 1,
             producers_per_topic: 1,
             consumers_per_topic: 1,
             consumer_mode: ConsumerMode::Group,
@@ -163,6 +166,7 @@ impl Default for Workload {
 pub struct Overrides {
     pub topics: Option<u32>,
     pub partitions_per_topic: Option<u32>,
+    pub replication_factor: Option<u16>,
     pub producers_per_topic: Option<u32>,
     pub consumers_per_topic: Option<u32>,
     pub consumer_mode: Option<ConsumerMode>,
@@ -231,6 +235,7 @@ impl Workload {
         }
         set(&mut self.topics, o.topics);
         set(&mut self.partitions_per_topic, o.partitions_per_topic);
+        set(&mut self.replication_factor, o.replication_factor);
         set(&mut self.producers_per_topic, o.producers_per_topic);
         set(&mut self.consumers_per_topic, o.consumers_per_topic);
         set(&mut self.consumer_mode, o.consumer_mode);
