@@ -383,6 +383,7 @@ mod tests {
                 leader_epoch: LeaderEpoch(0),
                 replicas: vec![crate::types::NodeId(0)],
                 isr: vec![crate::types::NodeId(0)],
+                partition_epoch: 0,
             };
             let key = PartitionKey {
                 topic: "t".into(),

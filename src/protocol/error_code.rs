@@ -66,6 +66,9 @@ pub enum ErrorCode {
     GroupSubscribedToTopic = 86,
     OperationNotAttempted = 55,
     NoReassignmentInProgress = 85,
+    StaleBrokerEpoch = 77,
+    InvalidUpdateVersion = 95,
+    IneligibleReplica = 107,
 }
 
 impl ErrorCode {
