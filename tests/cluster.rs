@@ -152,13 +152,14 @@ async fn three_nodes_form_a_cluster() {
     let consumed = consume(&consumer, produced.len());
     assert_eq!(consumed, produced, "the group reads back what was produced");
 
-    let refused = create_topic(&cluster, 0, "three-copies", 3, 3)
+    // Kafka's only limit on the replication factor: the live brokers.
+    let refused = create_topic(&cluster, 0, "four-copies", 3, 4)
         .await
         .expect("CreateTopics request");
     assert_eq!(
         refused,
         vec![Err((
-            "three-copies".to_string(),
+            "four-copies".to_string(),
             RDKafkaErrorCode::InvalidReplicationFactor
         ))]
     );

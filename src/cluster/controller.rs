@@ -76,9 +76,6 @@ impl TopicChangeResult {
 pub struct Limits {
     pub default_partitions: i32,
     pub default_replication_factor: i16,
-    /// 1 until partitions replicate: a leader moved to a broker without the
-    /// data would silently lose it.
-    pub max_replication_factor: i16,
 }
 
 /// The records to append (empty: nothing to commit) and each topic's answer,
@@ -151,11 +148,11 @@ fn check_new_topic(
             -1 => limits.default_replication_factor,
             n => n,
         };
-        let replication_factor = check_replication_factor(state, replication_factor, limits)?;
+        let replication_factor = check_replication_factor(state, replication_factor)?;
         placement::place(state, partitions as usize, 0, replication_factor)
             .map_err(|m| (ErrorCode::InvalidReplicationFactor, m))?
     } else {
-        check_assignments(state, topic, limits)?
+        check_assignments(state, topic)?
     };
     let configs = check_new_configs(&topic.configs)?;
     let mut records = vec![MetadataRecord::Topic {
@@ -183,23 +180,16 @@ fn check_partition_count(partitions: i32) -> Result<(), Refusal> {
     }
 }
 
-/// A replication factor the cluster can hold now: positive, within
-/// `max_replication_factor`, and no more than the live brokers.
+/// A replication factor the cluster can hold now: positive and no more than
+/// the live brokers (Kafka's only limit).
 fn check_replication_factor(
     state: &ClusterState,
     replication_factor: i16,
-    limits: Limits,
 ) -> Result<usize, Refusal> {
     let refuse = |message: String| Err((ErrorCode::InvalidReplicationFactor, message));
     if replication_factor < 1 {
         return refuse(format!(
             "replication factor {replication_factor}: must be at least 1"
-        ));
-    }
-    if replication_factor > limits.max_replication_factor {
-        return refuse(format!(
-            "replication factor {replication_factor} needs replication (not yet supported); at most {}",
-            limits.max_replication_factor
         ));
     }
     let live = state.live_brokers().count();
@@ -219,11 +209,7 @@ fn check_replication_factor(
 /// A manual assignment as Kafka checks it: partitions 0..n each exactly once,
 /// every replica list non-empty, without repeats, of one length, on registered
 /// brokers (fenced ones too, as Kafka allows); returns the lists by partition.
-fn check_assignments(
-    state: &ClusterState,
-    topic: &NewTopic,
-    limits: Limits,
-) -> Result<Vec<Vec<NodeId>>, Refusal> {
+fn check_assignments(state: &ClusterState, topic: &NewTopic) -> Result<Vec<Vec<NodeId>>, Refusal> {
     let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
     if topic.partitions != -1 || topic.replication_factor != -1 {
         return Err((
@@ -272,15 +258,6 @@ fn check_assignments(
                 "partition {partition} is assigned to broker {unknown}, which is not registered"
             ));
         }
-    }
-    if length > usize::try_from(limits.max_replication_factor).unwrap_or(0) {
-        return Err((
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "replication factor {length} needs replication (not yet supported); at most {}",
-                limits.max_replication_factor
-            ),
-        ));
     }
     Ok(lists)
 }
@@ -397,7 +374,7 @@ fn grow(
         .map_or(limits.default_replication_factor, |p| {
             i16::try_from(p.replicas.len()).unwrap_or(i16::MAX)
         });
-    let replication_factor = check_replication_factor(state, replication_factor, limits)?;
+    let replication_factor = check_replication_factor(state, replication_factor)?;
     let assignment = placement::place(
         state,
         (count - current) as usize,
@@ -596,6 +573,75 @@ fn changes(
     records
 }
 
+/// A partition leader asking to change the partition's ISR (Kafka's
+/// AlterPartition, KIP-497): the ISR it wants, decided against the leader and
+/// partition epochs it last saw.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlterPartitionRequest {
+    pub broker: NodeId,
+    /// The requesting broker's epoch: a request from an earlier registration
+    /// (a restarted broker's old process) changes nothing.
+    pub broker_epoch: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    pub isr: Vec<NodeId>,
+}
+
+/// Checks an ISR change as KRaft's controller does and returns the record that
+/// makes it (none when the ISR already is the one asked for), or the Kafka
+/// error the leader gets: STALE_BROKER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION,
+/// NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION (the
+/// partition changed since the leader saw it), INVALID_REQUEST (an ISR that is
+/// empty, repeats a broker, leaves out the leader or names a non-replica) or
+/// INELIGIBLE_REPLICA (a new member that is fenced or not registered).
+pub fn alter_partition(
+    state: &ClusterState,
+    request: &AlterPartitionRequest,
+) -> Result<Vec<MetadataRecord>, ErrorCode> {
+    if current_registration(state, request.broker, request.broker_epoch).is_none() {
+        return Err(ErrorCode::StaleBrokerEpoch);
+    }
+    let partition = state
+        .partition(&request.topic, request.partition)
+        .ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    if partition.leader != request.broker {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    if partition.leader_epoch != request.leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if partition.partition_epoch != request.partition_epoch {
+        return Err(ErrorCode::InvalidUpdateVersion);
+    }
+    let isr = &request.isr;
+    let repeats = isr.iter().enumerate().any(|(i, id)| isr[..i].contains(id));
+    if isr.is_empty()
+        || repeats
+        || !isr.contains(&request.broker)
+        || isr.iter().any(|id| !partition.replicas.contains(id))
+    {
+        return Err(ErrorCode::InvalidRequest);
+    }
+    if isr
+        .iter()
+        .any(|&id| !partition.isr.contains(&id) && !state.is_live(id))
+    {
+        return Err(ErrorCode::IneligibleReplica);
+    }
+    if *isr == partition.isr {
+        return Ok(Vec::new());
+    }
+    Ok(vec![MetadataRecord::PartitionChange {
+        topic: request.topic.clone(),
+        partition: request.partition,
+        leader: None,
+        isr: Some(isr.clone()),
+        replicas: None,
+    }])
+}
+
 /// Hands `broker` the next block of `block_size` producer ids; returns the
 /// first id of the block. Blocks never overlap once the record is applied.
 pub fn allocate_producer_ids(
@@ -618,14 +664,12 @@ mod tests {
     const LIMITS: Limits = Limits {
         default_partitions: 3,
         default_replication_factor: 1,
-        max_replication_factor: 1,
     };
 
-    /// Room for replicated topics, to check placement beyond today's limit.
+    /// Replicated by default.
     const REPLICATED: Limits = Limits {
         default_partitions: 6,
         default_replication_factor: 3,
-        max_replication_factor: 3,
     };
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
@@ -753,19 +797,8 @@ mod tests {
     }
 
     #[test]
-    fn a_replication_factor_beyond_the_limit_or_the_live_brokers_is_refused() {
+    fn a_replication_factor_beyond_the_live_brokers_is_refused() {
         let mut state = cluster(2);
-        let refused = create_topics(
-            &state,
-            vec![NewTopic {
-                replication_factor: 3,
-                ..new_topic("r", 1)
-            }],
-            LIMITS,
-        );
-        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
-        let message = refused.results[0].message.clone().unwrap();
-        assert!(message.contains("needs replication (not yet supported); at most 1"));
         let refused = create_topics(
             &state,
             vec![NewTopic {
@@ -861,8 +894,6 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let refused = create_topics(&state, vec![assigned(vec![(0, vec![1, 2])])], LIMITS);
-        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
         let replicated = create_topics(&state, vec![assigned(vec![(0, vec![2, 1])])], REPLICATED);
         assert_eq!(errors(&replicated), vec![ErrorCode::None]);
         let both = NewTopic {
@@ -921,8 +952,14 @@ mod tests {
         let mut led: Vec<i32> = led.into_values().collect();
         led.sort();
         assert_eq!(led, vec![2, 2, 3]);
+        let records = fence_broker(&state, NodeId(3), epoch(&state, 3));
+        commit(&mut state, &records);
         let refused = create_partitions(&state, vec![("a".into(), 2)], false, LIMITS);
-        assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
+        assert_eq!(
+            errors(&refused),
+            vec![ErrorCode::InvalidReplicationFactor],
+            "topic a has 3 replicas, only 2 brokers are live"
+        );
     }
 
     #[test]
@@ -1080,6 +1117,190 @@ mod tests {
             assert_eq!(partition.isr, vec![NodeId(1)]);
         }
         assert!(controlled_shutdown(&state, NodeId(2), epoch(&state, 2)).is_empty());
+    }
+
+    /// Three brokers and one partition on all three, led by its first replica.
+    fn replicated_partition() -> ClusterState {
+        let mut state = cluster(3);
+        let created = create_topics(&state, vec![new_topic("r", 1)], REPLICATED);
+        commit(&mut state, &created.records);
+        state
+    }
+
+    /// What the partition's leader would send to make the ISR `isr`.
+    fn isr_request(state: &ClusterState, isr: Vec<NodeId>) -> AlterPartitionRequest {
+        let partition = state.partition("r", 0).unwrap();
+        AlterPartitionRequest {
+            broker: partition.leader,
+            broker_epoch: state.brokers.get(&partition.leader).map_or(-1, |b| b.epoch),
+            topic: "r".into(),
+            partition: 0,
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            isr,
+        }
+    }
+
+    #[test]
+    fn the_leader_shrinks_and_expands_the_isr() {
+        let mut state = replicated_partition();
+        let before = state.partition("r", 0).unwrap().clone();
+        let (leader, others) = (before.replicas[0], &before.replicas[1..]);
+        let records = alter_partition(&state, &isr_request(&state, vec![leader])).unwrap();
+        commit(&mut state, &records);
+        let shrunk = state.partition("r", 0).unwrap().clone();
+        assert_eq!(shrunk.isr, vec![leader]);
+        assert_eq!(shrunk.leader, leader);
+        assert_eq!(shrunk.leader_epoch, before.leader_epoch, "same leader");
+        assert_eq!(shrunk.partition_epoch, before.partition_epoch + 1);
+        let expanded = vec![leader, others[1], others[0]];
+        let records = alter_partition(&state, &isr_request(&state, expanded.clone())).unwrap();
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap();
+        assert_eq!(partition.isr, expanded, "in the order the leader gave");
+        assert_eq!(partition.partition_epoch, before.partition_epoch + 2);
+        assert_eq!(
+            alter_partition(&state, &isr_request(&state, expanded)),
+            Ok(Vec::new()),
+            "the ISR it already has: nothing to commit"
+        );
+    }
+
+    #[test]
+    fn an_isr_change_from_anyone_but_the_current_leader_is_refused() {
+        let mut state = replicated_partition();
+        let asked = isr_request(&state, vec![NodeId(1), NodeId(2)]);
+        let leader = asked.broker;
+        let follower = state.partition("r", 0).unwrap().replicas[1];
+        let refused = |request: AlterPartitionRequest| alter_partition(&state, &request);
+        assert_eq!(
+            refused(AlterPartitionRequest {
+                broker_epoch: asked.broker_epoch - 1,
+                ..asked.clone()
+            }),
+            Err(ErrorCode::StaleBrokerEpoch)
+        );
+        assert_eq!(
+            refused(AlterPartitionRequest {
+                broker: NodeId(9),
+                ..asked.clone()
+            }),
+            Err(ErrorCode::StaleBrokerEpoch),
+            "not registered"
+        );
+        for (topic, partition) in [("zz", 0), ("r", 1), ("r", -1)] {
+            assert_eq!(
+                refused(AlterPartitionRequest {
+                    topic: topic.into(),
+                    partition,
+                    ..asked.clone()
+                }),
+                Err(ErrorCode::UnknownTopicOrPartition)
+            );
+        }
+        assert_eq!(
+            refused(AlterPartitionRequest {
+                broker: follower,
+                broker_epoch: epoch(&state, follower.0),
+                ..asked.clone()
+            }),
+            Err(ErrorCode::NotLeaderOrFollower)
+        );
+        assert_eq!(
+            refused(AlterPartitionRequest {
+                leader_epoch: LeaderEpoch(asked.leader_epoch.0 + 1),
+                ..asked.clone()
+            }),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            refused(AlterPartitionRequest {
+                partition_epoch: asked.partition_epoch + 1,
+                ..asked.clone()
+            }),
+            Err(ErrorCode::InvalidUpdateVersion)
+        );
+        let shrink = isr_request(&state, vec![leader]);
+        let records = alter_partition(&state, &shrink).unwrap();
+        commit(&mut state, &records);
+        assert_eq!(
+            alter_partition(&state, &shrink),
+            Err(ErrorCode::InvalidUpdateVersion),
+            "decided against a partition epoch that has changed since"
+        );
+        let records = fence_broker(&state, leader, epoch(&state, leader.0));
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap();
+        assert_eq!(
+            partition.leader,
+            NodeId::NONE,
+            "its only ISR member is gone"
+        );
+        assert_eq!(
+            alter_partition(
+                &state,
+                &AlterPartitionRequest {
+                    broker: leader,
+                    broker_epoch: epoch(&state, leader.0),
+                    ..isr_request(&state, vec![leader])
+                }
+            ),
+            Err(ErrorCode::NotLeaderOrFollower),
+            "a fenced broker leads nothing"
+        );
+    }
+
+    #[test]
+    fn an_isr_must_hold_the_leader_and_only_eligible_replicas() {
+        let mut state = replicated_partition();
+        let partition = state.partition("r", 0).unwrap().clone();
+        let (leader, a, b) = (
+            partition.replicas[0],
+            partition.replicas[1],
+            partition.replicas[2],
+        );
+        for isr in [
+            vec![],
+            vec![a, b],
+            vec![leader, NodeId(9)],
+            vec![leader, a, a],
+        ] {
+            assert_eq!(
+                alter_partition(&state, &isr_request(&state, isr.clone())),
+                Err(ErrorCode::InvalidRequest),
+                "{isr:?}"
+            );
+        }
+        let records = alter_partition(&state, &isr_request(&state, vec![leader, a])).unwrap();
+        commit(&mut state, &records);
+        let records = fence_broker(&state, b, epoch(&state, b.0));
+        commit(&mut state, &records);
+        assert_eq!(
+            alter_partition(&state, &isr_request(&state, vec![leader, a, b])),
+            Err(ErrorCode::IneligibleReplica),
+            "a fenced broker does not join the ISR"
+        );
+        let mut fenced_member = state.clone();
+        fenced_member.brokers.get_mut(&a).unwrap().fenced = true;
+        assert_eq!(
+            alter_partition(
+                &fenced_member,
+                &isr_request(&fenced_member, vec![a, leader])
+            ),
+            Ok(vec![MetadataRecord::PartitionChange {
+                topic: "r".into(),
+                partition: 0,
+                leader: None,
+                isr: Some(vec![a, leader]),
+                replicas: None,
+            }]),
+            "only members joining the ISR must be live"
+        );
+        let records = unfence_broker(&state, b, epoch(&state, b.0));
+        commit(&mut state, &records);
+        let records = alter_partition(&state, &isr_request(&state, vec![leader, a, b])).unwrap();
+        commit(&mut state, &records);
+        assert_eq!(state.partition("r", 0).unwrap().isr, vec![leader, a, b]);
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct PartitionImage {
     pub leader_epoch: LeaderEpoch,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
-    /// Bumped by every committed change (AlterPartition names the one it changes).
+    /// Grows with every change of leader, ISR or replicas: an AlterPartition
+    /// names the one it was decided against (Kafka's partition epoch).
     pub partition_epoch: i32,
 }
 
@@ -316,7 +317,10 @@ mod tests {
                 id: id.clone(),
                 partitions: vec![
                     partition(0, 0),
-                    partition(1, 3),
+                    PartitionState {
+                        partition_epoch: 4,
+                        ..partition(1, 3)
+                    },
                     partition(2, 1),
                     partition(0, 2),
                 ],
@@ -339,6 +343,7 @@ mod tests {
             Some("t")
         );
         assert_eq!(image.route(&key(0)), Route::Local(ShardId(1)));
+        assert_eq!(image.partition(&key(1)).unwrap().partition_epoch, 4);
         assert_eq!(
             image.route(&key(1)),
             Route::Remote {

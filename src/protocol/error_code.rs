@@ -68,6 +68,9 @@ pub enum ErrorCode {
     GroupSubscribedToTopic = 86,
     OperationNotAttempted = 55,
     NoReassignmentInProgress = 85,
+    StaleBrokerEpoch = 77,
+    InvalidUpdateVersion = 95,
+    IneligibleReplica = 107,
 }
 
 impl ErrorCode {
@@ -137,6 +140,9 @@ impl ErrorCode {
         ErrorCode::GroupSubscribedToTopic,
         ErrorCode::OperationNotAttempted,
         ErrorCode::NoReassignmentInProgress,
+        ErrorCode::StaleBrokerEpoch,
+        ErrorCode::InvalidUpdateVersion,
+        ErrorCode::IneligibleReplica,
     ];
 
     pub fn code(self) -> i16 {

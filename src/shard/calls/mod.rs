@@ -2,6 +2,7 @@
 //! operations: each request type carries all of one API request's work for the
 //! receiving shard and names its own reply type.
 
+pub mod alter_partition;
 pub mod describe_producers;
 pub mod fetch;
 pub mod group;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::controller::{self, Limits};
 use crate::cluster::quorum::{ProposeError, RequestHandler};
 use crate::cluster::records::{self, MetadataRecord};
+use crate::protocol::error_code::ErrorCode;
 use crate::shard::metadata::MetadataNode;
 use crate::shard::metadata::rpc::{self, ControllerRequest, ControllerResponse};
 use crate::types::NodeId;
@@ -127,6 +128,22 @@ pub(super) async fn serve(node: &MetadataNode, request: ControllerRequest) -> Co
                 Err(answer) => answer,
             }
         }
+        ControllerRequest::AlterPartition(request) => {
+            let decision = controller::alter_partition(&node.state.borrow(), &request);
+            match decision {
+                Ok(batch) => match commit(node, batch, false).await {
+                    Ok(offset) => ControllerResponse::AlterPartition {
+                        error: ErrorCode::None,
+                        offset,
+                    },
+                    Err(answer) => answer,
+                },
+                Err(error) => ControllerResponse::AlterPartition {
+                    error,
+                    offset: node.state.borrow().offset,
+                },
+            }
+        }
         ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
     }
 }
@@ -223,7 +240,6 @@ fn limits(node: &MetadataNode) -> Limits {
     Limits {
         default_partitions: config.num_partitions,
         default_replication_factor: config.default_replication_factor,
-        max_replication_factor: 1,
     }
 }
 

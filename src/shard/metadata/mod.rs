@@ -185,6 +185,12 @@ impl MetadataNode {
         &self.identity
     }
 
+    /// This broker's epoch (the offset of its current registration), once
+    /// registered.
+    pub fn broker_epoch(&self) -> Option<i64> {
+        self.broker_epoch.get()
+    }
+
     pub fn quorum(&self) -> Option<&Rc<Quorum>> {
         self.quorum.get()
     }

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::controller::{BrokerRegistration, NewTopic, TopicChangeResult};
+use crate::cluster::controller::{
+    AlterPartitionRequest, BrokerRegistration, NewTopic, TopicChangeResult,
+};
 use crate::cluster::state::ClusterState;
+use crate::protocol::error_code::ErrorCode;
 use crate::types::NodeId;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +38,8 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker: NodeId,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition).
+    AlterPartition(AlterPartitionRequest),
     /// A broker-only node following the metadata: answered when the state is
     /// newer than `after` (or empty after a while).
     FetchMetadata {
@@ -64,6 +69,12 @@ pub enum ControllerResponse {
     ProducerIds {
         first: i64,
         count: i64,
+        offset: u64,
+    },
+    /// An AlterPartition's outcome; on success the change (if any) is
+    /// committed at or before `offset`.
+    AlterPartition {
+        error: ErrorCode,
         offset: u64,
     },
     Metadata {
