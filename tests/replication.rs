@@ -21,6 +21,7 @@ mod kafka;
 #[path = "support/wire.rs"]
 mod wire;
 
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,16 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use sluice::record::builder::{NewRecord, build_batch};
 use wire::Wire;
+
+/// One cluster at a time: this machine's two cores do not keep the session
+/// timeouts of two clusters of three to five brokers under fault.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn one_cluster() -> MutexGuard<'static, ()> {
+    ONE_CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Seconds of faults per test unless `SLUICE_FAULT_SECONDS` says otherwise.
 const DEFAULT_FAULT_SECONDS: u64 = 6;
@@ -164,6 +175,7 @@ fn wait_for_new_leader(cluster: &Cluster, topic: &str, partition: i32, old: usiz
 
 #[test]
 fn the_checker_passes_on_an_unreplicated_topic_without_faults() {
+    let _one = one_cluster();
     let cluster = Cluster::start(3);
     let topic = "checker-rf1";
     cluster.create_topic(topic, PARTITIONS, 1, &[]);
@@ -185,6 +197,7 @@ fn the_checker_passes_on_an_unreplicated_topic_without_faults() {
 
 #[test]
 fn acks_all_survives_leader_kills() {
+    let _one = one_cluster();
     let mut cluster = Cluster::start(3);
     let topic = "leader-kills";
     survive(&mut cluster, topic, |cluster, running, round| {
@@ -201,6 +214,7 @@ fn acks_all_survives_leader_kills() {
 
 #[test]
 fn acks_all_survives_follower_kills_and_pauses() {
+    let _one = one_cluster();
     let mut cluster = Cluster::start(3);
     let topic = "follower-faults";
     // A pause beyond the session timeout fences the broker (its leaderships
@@ -246,6 +260,7 @@ fn acks_all_survives_follower_kills_and_pauses() {
 
 #[test]
 fn acks_all_survives_the_active_controller_dying() {
+    let _one = one_cluster();
     let mut cluster = Cluster::start(3);
     let topic = "controller-kills";
     survive(&mut cluster, topic, |cluster, running, _| {
@@ -268,6 +283,7 @@ fn acks_all_survives_the_active_controller_dying() {
 /// the partition to the last in-sync replica.
 #[test]
 fn a_broker_that_was_behind_truncates_catches_up_and_rejoins_the_isr() {
+    let _one = one_cluster();
     let mut cluster = Cluster::start(5);
     let topic = "truncation";
     let partitions = 1;
@@ -355,6 +371,7 @@ fn a_broker_that_was_behind_truncates_catches_up_and_rejoins_the_isr() {
 /// the ISR can shrink to the leader alone.
 #[test]
 fn acks_all_needs_min_insync_replicas() {
+    let _one = one_cluster();
     let mut cluster = Cluster::start(5);
     let topic = "min-isr";
     replicated_topic(&cluster, topic, 1);
@@ -404,6 +421,7 @@ fn acks_all_needs_min_insync_replicas() {
 /// leader cannot be seen refusing acknowledgements as a partitioned one does.
 #[test]
 fn a_partitioned_leader_stops_acknowledging_and_rejoins() {
+    let _one = one_cluster();
     let isolatable = can_isolate();
     if !isolatable {
         eprintln!("no packet filter here (root and nft needed): freezing the leader instead");

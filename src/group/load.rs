@@ -33,10 +33,7 @@ pub async fn load_partition(host: &dyn GroupHost, partition: i32, log: &Partitio
     let end = log.log_end_offset();
     let mut records = 0usize;
     while offset < end {
-        let bytes = match log
-            .read(offset, READ_BYTES, Isolation::LogEnd, true)
-            .await
-        {
+        let bytes = match log.read(offset, READ_BYTES, Isolation::LogEnd, true).await {
             Ok(outcome) if outcome.bytes > 0 => {
                 offset = outcome.next_offset;
                 outcome.to_vec().await

@@ -161,9 +161,8 @@ mod tests {
             2 => Some(Offset(80)),
             _ => None,
         };
-        let truncate = |asked, answer| {
-            truncation_point(Offset(100), Offset(40), asked, answer, own)
-        };
+        let truncate =
+            |asked, answer| truncation_point(Offset(100), Offset(40), asked, answer, own);
         assert_eq!(truncate(None, None), Offset(100), "an empty log");
         assert_eq!(
             truncate(Some(LeaderEpoch(3)), Some((LeaderEpoch(3), Offset(120)))),

@@ -253,8 +253,7 @@ impl Partition {
                     Instant::now(),
                 ));
             }
-            Role::Follower(following)
-                if following.leader == image.leader && !new_epoch => {}
+            Role::Follower(following) if following.leader == image.leader && !new_epoch => {}
             _ if image.leader == NodeId::NONE => *role = Role::Leaderless,
             _ => *role = Role::Follower(Following::new(image.leader, image.leader_epoch)),
         }
@@ -546,8 +545,8 @@ mod tests {
             };
             let (partition, _) =
                 Partition::open(dir.path(), key, NodeId(0), &image, Rc::new(configs))
-                .await
-                .unwrap();
+                    .await
+                    .unwrap();
             partition
                 .append_internal(&txn_batch(7, 0, 2))
                 .await

@@ -72,7 +72,10 @@ impl LeaderState {
         high_watermark: Offset,
         now: Instant,
     ) -> LeaderState {
-        assert!(high_watermark <= log_end, "{high_watermark:?} > {log_end:?}");
+        assert!(
+            high_watermark <= log_end,
+            "{high_watermark:?} > {log_end:?}"
+        );
         let Members {
             epoch,
             replicas,
@@ -298,9 +301,16 @@ mod tests {
         state.on_fetch(NodeId(2), Offset(120), Offset(120), later);
         let shrink = state.change_due(Offset(100), later, LAG).unwrap();
         assert_eq!(shrink.isr, nodes(&[1, 2]));
-        assert_eq!((shrink.leader_epoch, shrink.partition_epoch), (LeaderEpoch(4), 7));
+        assert_eq!(
+            (shrink.leader_epoch, shrink.partition_epoch),
+            (LeaderEpoch(4), 7)
+        );
         state.proposed(&shrink);
-        assert_eq!(state.change_due(Offset(100), later, LAG), None, "one at a time");
+        assert_eq!(
+            state.change_due(Offset(100), later, LAG),
+            None,
+            "one at a time"
+        );
         state.update(Members {
             epoch: LeaderEpoch(4),
             replicas: &nodes(&[1, 2, 3]),
@@ -309,7 +319,11 @@ mod tests {
         });
         assert_eq!(state.high_watermark_bound(), Some(Offset(120)));
         state.on_fetch(NodeId(3), Offset(110), Offset(120), later);
-        assert_eq!(state.change_due(Offset(120), later, LAG), None, "below the HW");
+        assert_eq!(
+            state.change_due(Offset(120), later, LAG),
+            None,
+            "below the HW"
+        );
         state.on_fetch(NodeId(3), Offset(120), Offset(120), later);
         let expand = state.change_due(Offset(120), later, LAG).unwrap();
         assert_eq!(expand.isr, nodes(&[1, 2, 3]));

@@ -37,7 +37,9 @@ pub fn follow(shard: &Rc<Shard>, image: &MetadataImage) {
                     },
                 );
             }
-            None => tracing::warn!(leader = leader.0, partition = %key, "the leader's address is unknown; not fetching"),
+            None => {
+                tracing::warn!(leader = leader.0, partition = %key, "the leader's address is unknown; not fetching")
+            }
         }
     }
     shard.fetchers.update(followed);

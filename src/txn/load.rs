@@ -28,10 +28,7 @@ pub async fn load_partition(host: &Rc<dyn TxnHost>, partition: i32, log: &Partit
     let mut records = 0usize;
     let mut loaded: Vec<String> = Vec::new();
     while offset < end {
-        let bytes = match log
-            .read(offset, READ_BYTES, Isolation::LogEnd, true)
-            .await
-        {
+        let bytes = match log.read(offset, READ_BYTES, Isolation::LogEnd, true).await {
             Ok(outcome) if outcome.bytes > 0 => {
                 offset = outcome.next_offset;
                 outcome.to_vec().await

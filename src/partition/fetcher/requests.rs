@@ -147,7 +147,9 @@ pub fn epoch_request(node: NodeId, asks: &[EpochAsk]) -> OffsetForLeaderEpochReq
 /// where that epoch ends (`None`: it knows none), or an error.
 pub type EpochAnswer = Result<Option<(LeaderEpoch, Offset)>, ErrorCode>;
 
-pub fn epoch_answers(response: OffsetForLeaderEpochResponse) -> BTreeMap<PartitionKey, EpochAnswer> {
+pub fn epoch_answers(
+    response: OffsetForLeaderEpochResponse,
+) -> BTreeMap<PartitionKey, EpochAnswer> {
     let mut answers = BTreeMap::new();
     for topic in response.topics {
         let name = topic.topic.0.to_string();
@@ -262,7 +264,10 @@ mod tests {
                 ]),
         ]);
         let answers = epoch_answers(epochs);
-        assert_eq!(answers[&key("t", 0)], Ok(Some((LeaderEpoch(2), Offset(40)))));
+        assert_eq!(
+            answers[&key("t", 0)],
+            Ok(Some((LeaderEpoch(2), Offset(40))))
+        );
         assert_eq!(answers[&key("t", 1)], Ok(None));
     }
 }

@@ -103,7 +103,14 @@ impl Session {
             let address = self.address.get();
             if client.as_ref().is_none_or(|(at, _)| *at != address) {
                 client = None;
-                match KafkaClient::connect(address, "sluice-replica-fetcher", self.max_response(), REQUEST_TIMEOUT).await {
+                match KafkaClient::connect(
+                    address,
+                    "sluice-replica-fetcher",
+                    self.max_response(),
+                    REQUEST_TIMEOUT,
+                )
+                .await
+                {
                     Ok(connected) => client = Some((address, connected)),
                     Err(error) => {
                         tracing::warn!(leader = self.leader.0, %address, %error, "cannot reach the leader");
@@ -132,11 +139,15 @@ impl Session {
     }
 
     fn max_response(&self) -> usize {
-        usize::try_from(self.settings.response_max_bytes).unwrap_or(usize::MAX)
-            + RESPONSE_OVERHEAD
+        usize::try_from(self.settings.response_max_bytes).unwrap_or(usize::MAX) + RESPONSE_OVERHEAD
     }
 
-    fn rest(&self, resting: &mut HashMap<PartitionKey, Instant>, key: &PartitionKey, why: ErrorCode) {
+    fn rest(
+        &self,
+        resting: &mut HashMap<PartitionKey, Instant>,
+        key: &PartitionKey,
+        why: ErrorCode,
+    ) {
         tracing::debug!(leader = self.leader.0, partition = %key, ?why, "the leader refused; waiting");
         resting.insert(key.clone(), Instant::now() + self.settings.backoff);
     }
@@ -192,7 +203,10 @@ impl Session {
         asked: Option<crate::types::LeaderEpoch>,
         answer: Option<(crate::types::LeaderEpoch, crate::types::Offset)>,
     ) {
-        if let Err(error) = partition.truncate_for_leader(following, asked, answer).await {
+        if let Err(error) = partition
+            .truncate_for_leader(following, asked, answer)
+            .await
+        {
             tracing::error!(partition = %partition.key(), %error, "truncating to the leader's log failed");
         }
     }
@@ -215,12 +229,20 @@ impl Session {
             .collect();
         let request = requests::fetch_request(&self.settings, &at);
         let response = connection
-            .send(&request, FETCH_VERSION, self.settings.max_wait + REQUEST_TIMEOUT)
+            .send(
+                &request,
+                FETCH_VERSION,
+                self.settings.max_wait + REQUEST_TIMEOUT,
+            )
             .await?;
         let mut answers = match requests::fetched(response) {
             Ok(answers) => answers,
             Err(error) => {
-                tracing::warn!(leader = self.leader.0, ?error, "the leader refused the fetch");
+                tracing::warn!(
+                    leader = self.leader.0,
+                    ?error,
+                    "the leader refused the fetch"
+                );
                 self.pause(self.settings.backoff).await;
                 return Ok(());
             }
@@ -259,7 +281,12 @@ async fn append(partition: Rc<Partition>, following: Following, answer: Fetched)
 /// The leader does not have the fetch offset: behind its log start, this
 /// replica starts over there; past its end, it cuts back to its high
 /// watermark (what it knows the leader has) and fetches again.
-async fn out_of_range(partition: &Partition, following: Following, asked: FetchAt, answer: &Fetched) {
+async fn out_of_range(
+    partition: &Partition,
+    following: Following,
+    asked: FetchAt,
+    answer: &Fetched,
+) {
     let result = if asked.offset < answer.log_start {
         partition.restart_at(following, answer.log_start).await
     } else {

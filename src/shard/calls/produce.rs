@@ -6,8 +6,8 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::cluster::image::PartitionKey;
-use crate::partition::{Acks, Appended};
 use crate::partition::append_rules::Refusal;
+use crate::partition::{Acks, Appended};
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::Shard;
 use crate::shard::call::ShardCall;

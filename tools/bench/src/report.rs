@@ -467,7 +467,10 @@ mod tests {
             text.contains("verification: passed (1001 acknowledged"),
             "{text}"
         );
-        assert!(text.contains("1 topic(s) x 8 partitions x 1 replica(s)"), "{text}");
+        assert!(
+            text.contains("1 topic(s) x 8 partitions x 1 replica(s)"),
+            "{text}"
+        );
         assert!(text.contains("no keys, max rate, acks=all"), "{text}");
 
         let mut failed = result();
