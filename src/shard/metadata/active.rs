@@ -161,10 +161,10 @@ async fn heartbeat(
     };
     node.heartbeats.borrow_mut().insert(id, Instant::now());
     let batch = if shutting_down && !broker.fenced {
-        controller::controlled_shutdown(&node.state.borrow(), id, epoch)
+        controller::controlled_shutdown(&node.state.borrow(), id, epoch, unclean_default(node))
     } else if !shutting_down && broker.fenced && applied >= epoch_offset(epoch) {
         // Caught up with the log up to its own registration: it can serve.
-        controller::unfence_broker(&node.state.borrow(), id, epoch)
+        controller::unfence_broker(&node.state.borrow(), id, epoch, unclean_default(node))
     } else {
         Vec::new()
     };
@@ -243,6 +243,11 @@ fn limits(node: &MetadataNode) -> Limits {
     }
 }
 
+/// The broker's `unclean.leader.election.enable`, for topics without an override.
+fn unclean_default(node: &MetadataNode) -> bool {
+    node.shard().config().unclean_leader_election_enable
+}
+
 /// Starts the controller's periodic work on this shard: noticing leadership
 /// changes (logged on every node) and fencing brokers whose session expired.
 pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
@@ -308,7 +313,8 @@ async fn fence_expired(node: &MetadataNode, session: Duration) {
             .await
             .expect("the controller's semaphore is never closed");
         tracing::warn!(broker = id.0, "broker session expired: fencing it");
-        let batch = controller::fence_broker(&node.state.borrow(), id, epoch);
+        let batch =
+            controller::fence_broker(&node.state.borrow(), id, epoch, unclean_default(node));
         if let Err(answer) = commit(node, batch, false).await {
             tracing::warn!(broker = id.0, ?answer, "fencing failed");
         }
