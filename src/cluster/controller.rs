@@ -692,6 +692,40 @@ pub fn alter_partition(
     }])
 }
 
+/// Kafka's `leader.imbalance.per.broker.percentage` default: the share of a
+/// broker's preferred partitions it may not lead before a rebalance.
+pub const LEADER_IMBALANCE_PERCENTAGE: usize = 10;
+
+/// The automatic leader rebalance (Kafka's `auto.leader.rebalance.enable`):
+/// for each broker that does not lead more than
+/// [`LEADER_IMBALANCE_PERCENTAGE`] of the partitions it is the preferred
+/// replica (the first) of, every such partition where it is live and in the
+/// ISR gets it back as leader.
+pub fn rebalance_leaders(state: &ClusterState) -> Vec<MetadataRecord> {
+    // Per preferred replica: its partitions, and those it does not lead.
+    let mut preferred: BTreeMap<NodeId, (usize, usize)> = BTreeMap::new();
+    for partition in state.topics.values().flat_map(|t| &t.partitions) {
+        if let Some(&first) = partition.replicas.first() {
+            let counts = preferred.entry(first).or_default();
+            counts.0 += 1;
+            counts.1 += usize::from(partition.leader != first);
+        }
+    }
+    let imbalanced = |id: NodeId| {
+        preferred.get(&id).is_some_and(|&(total, elsewhere)| {
+            elsewhere * 100 > total * LEADER_IMBALANCE_PERCENTAGE
+        })
+    };
+    changes(state, |_, partition| {
+        let first = *partition.replicas.first()?;
+        (partition.leader != first
+            && partition.isr.contains(&first)
+            && state.is_live(first)
+            && imbalanced(first))
+        .then_some((Some(first), None))
+    })
+}
+
 /// Hands `broker` the next block of `block_size` producer ids; returns the
 /// first id of the block. Blocks never overlap once the record is applied.
 pub fn allocate_producer_ids(
@@ -1453,6 +1487,45 @@ mod tests {
             (replicas[2], vec![replicas[2]]),
             "an unfenced replica leads a leaderless partition it is out of sync for"
         );
+    }
+
+    #[test]
+    fn the_rebalance_gives_leadership_back_to_preferred_replicas_in_the_isr() {
+        let mut state = cluster(3);
+        let created = create_topics(&state, vec![new_topic("b", 6)], REPLICATED);
+        commit(&mut state, &created.records);
+        assert!(rebalance_leaders(&state).is_empty(), "balanced at creation");
+        let moved: Vec<MetadataRecord> = (0..)
+            .zip(&state.topics["b"].partitions)
+            .filter(|(_, p)| p.leader == NodeId(1))
+            .map(|(partition, p)| MetadataRecord::PartitionChange {
+                topic: "b".into(),
+                partition,
+                leader: Some(p.replicas[1]),
+                isr: None,
+                replicas: None,
+            })
+            .collect();
+        assert_eq!(moved.len(), 2);
+        commit(&mut state, &moved);
+        let mut fenced = state.clone();
+        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1), false);
+        commit(&mut fenced, &records);
+        assert!(
+            rebalance_leaders(&fenced).is_empty(),
+            "a fenced preferred replica is not elected"
+        );
+        let back = rebalance_leaders(&state);
+        assert_eq!(
+            back.len(),
+            2,
+            "broker 1 leads none of its 2 partitions: {back:?}"
+        );
+        commit(&mut state, &back);
+        for partition in &state.topics["b"].partitions {
+            assert_eq!(partition.leader, partition.replicas[0]);
+        }
+        assert!(rebalance_leaders(&state).is_empty());
     }
 
     #[test]

@@ -249,8 +249,13 @@ fn unclean_default(node: &MetadataNode) -> bool {
 }
 
 /// Starts the controller's periodic work on this shard: noticing leadership
-/// changes (logged on every node) and fencing brokers whose session expired.
+/// changes (logged on every node), fencing brokers whose session expired and,
+/// with `auto.leader.rebalance.enable`, moving leadership back to preferred
+/// replicas every `leader.imbalance.check.interval.seconds`.
 pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
+    if node.shard().config().auto_leader_rebalance_enable {
+        spawn_rebalance(node);
+    }
     let node = Rc::clone(node);
     glommio::spawn_local(async move {
         let session = Duration::from_millis(node.shard().config().broker_session_timeout_ms);
@@ -280,6 +285,43 @@ pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
             }
             if quorum.is_leader() {
                 fence_expired(&node, session).await;
+            }
+        }
+    })
+    .detach();
+}
+
+fn spawn_rebalance(node: &Rc<MetadataNode>) {
+    let node = Rc::clone(node);
+    glommio::spawn_local(async move {
+        let period = Duration::from_secs(
+            node.shard()
+                .config()
+                .leader_imbalance_check_interval_seconds
+                .max(1),
+        );
+        // Runs for the life of the process, one check per period.
+        loop {
+            glommio::timer::sleep(period).await;
+            let Some(quorum) = node.quorum.get() else {
+                return;
+            };
+            let _turn = node
+                .turn
+                .acquire_permit(1)
+                .await
+                .expect("the controller's semaphore is never closed");
+            // A leader not yet ready may not see every committed change; the
+            // next check will.
+            if !quorum.is_leader() || !node.leader_ready.get() {
+                continue;
+            }
+            let batch = controller::rebalance_leaders(&node.state.borrow());
+            if !batch.is_empty() {
+                tracing::info!(partitions = batch.len(), "preferred leader elections");
+            }
+            if let Err(answer) = commit(&node, batch, false).await {
+                tracing::warn!(?answer, "preferred leader elections failed");
             }
         }
     })
