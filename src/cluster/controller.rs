@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::cluster::placement;
 use crate::cluster::records::MetadataRecord;
-use crate::cluster::state::{ClusterState, PartitionState};
+use crate::cluster::state::{ClusterState, PartitionState, TopicState};
 use crate::cluster::topic_table::{new_topic_id, validate_topic_name};
 use crate::protocol::error_code::ErrorCode;
 use crate::types::{LeaderEpoch, NodeId};
@@ -463,7 +463,7 @@ pub fn register_broker(state: &ClusterState, r: BrokerRegistration) -> Vec<Metad
     // leader and back would only bump every such partition's epoch twice, and
     // cost a restart with thousands of single-replica partitions seconds.
     let mut records = if current.is_some_and(|current| !current.fenced) {
-        move_away(state, r.id, KeepSole::Yes)
+        move_away(state, r.id, KeepSole::Yes, false)
     } else {
         Vec::new()
     };
@@ -487,45 +487,75 @@ fn current_registration(state: &ClusterState, id: NodeId, epoch: i64) -> Option<
         .map(|broker| broker.fenced)
 }
 
-/// Unfences a caught-up broker and gives it back the leadership of every
-/// partition left without a leader whose ISR still holds it.
-pub fn unfence_broker(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+/// Whether an out-of-sync replica may lead `topic` when no ISR member can:
+/// its `unclean.leader.election.enable` override, else the broker's
+/// (`unclean_default`).
+fn unclean_allowed(topic: &TopicState, unclean_default: bool) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .map_or(unclean_default, |value| value.eq_ignore_ascii_case("true"))
+}
+
+/// Unfences a caught-up broker and gives it the leadership of every partition
+/// left without a leader whose ISR still holds it, and, where unclean election
+/// is allowed (`unclean_default`: the broker's
+/// `unclean.leader.election.enable`, for topics without an override), of every
+/// leaderless partition it is a replica of, with an ISR of itself alone.
+pub fn unfence_broker(
+    state: &ClusterState,
+    id: NodeId,
+    epoch: i64,
+    unclean_default: bool,
+) -> Vec<MetadataRecord> {
     if current_registration(state, id, epoch) != Some(true) {
         return Vec::new();
     }
     let mut records = vec![MetadataRecord::UnfenceBroker { id, epoch }];
-    records.extend(changes(state, |partition| {
-        (partition.leader == NodeId::NONE && partition.isr.contains(&id))
-            .then_some((Some(id), None))
+    records.extend(changes(state, |topic, partition| {
+        if partition.leader != NodeId::NONE || !partition.replicas.contains(&id) {
+            None
+        } else if partition.isr.contains(&id) {
+            Some((Some(id), None))
+        } else {
+            unclean_allowed(topic, unclean_default).then(|| (Some(id), Some(vec![id])))
+        }
     }));
     records
 }
 
-/// Fences a broker (its session expired) and moves its leaderships away.
-pub fn fence_broker(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+/// Fences a broker (its session expired) and moves its leaderships away
+/// (`unclean_default` as for [`unfence_broker`]).
+pub fn fence_broker(
+    state: &ClusterState,
+    id: NodeId,
+    epoch: i64,
+    unclean_default: bool,
+) -> Vec<MetadataRecord> {
     if current_registration(state, id, epoch) != Some(false) {
         return Vec::new();
     }
     let mut records = vec![MetadataRecord::FenceBroker { id, epoch }];
-    records.extend(move_away(state, id, KeepSole::No));
+    records.extend(move_away(state, id, KeepSole::No, unclean_default));
     records
 }
 
 /// A clean shutdown: leaderships are handed over first, then the broker is
-/// fenced, all in one batch.
-pub fn controlled_shutdown(state: &ClusterState, id: NodeId, epoch: i64) -> Vec<MetadataRecord> {
+/// fenced, all in one batch (`unclean_default` as for [`unfence_broker`]).
+pub fn controlled_shutdown(
+    state: &ClusterState,
+    id: NodeId,
+    epoch: i64,
+    unclean_default: bool,
+) -> Vec<MetadataRecord> {
     if current_registration(state, id, epoch) != Some(false) {
         return Vec::new();
     }
-    let mut records = move_away(state, id, KeepSole::No);
+    let mut records = move_away(state, id, KeepSole::No, unclean_default);
     records.push(MetadataRecord::FenceBroker { id, epoch });
     records
 }
 
-/// Takes `id` out of every partition: a partition it leads goes to the first
-/// other unfenced ISR member in replica order, or to no leader; `id` leaves
-/// the ISR unless it is the last member (KRaft keeps the last one, so the
-/// partition knows which replica has every acknowledged record).
 /// Whether a broker leaving keeps the partitions no other live ISR member can lead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeepSole {
@@ -533,13 +563,33 @@ enum KeepSole {
     No,
 }
 
-fn move_away(state: &ClusterState, id: NodeId, keep_sole: KeepSole) -> Vec<MetadataRecord> {
-    changes(state, |partition| {
+/// Takes `id` out of every partition: a partition it leads goes to the first
+/// other unfenced ISR member in replica order; failing that, where unclean
+/// election is allowed (and the leadership is not kept), to the first other
+/// unfenced replica with an ISR of itself alone; else to no leader. `id`
+/// leaves the ISR unless it is the last member (KRaft keeps the last one, so
+/// the partition knows which replica has every acknowledged record).
+fn move_away(
+    state: &ClusterState,
+    id: NodeId,
+    keep_sole: KeepSole,
+    unclean_default: bool,
+) -> Vec<MetadataRecord> {
+    changes(state, |topic, partition| {
+        let other_live = |r: &NodeId| *r != id && state.is_live(*r);
         let successor = partition
             .replicas
             .iter()
             .copied()
-            .find(|&r| r != id && partition.isr.contains(&r) && state.is_live(r));
+            .find(|r| other_live(r) && partition.isr.contains(r));
+        if partition.leader == id
+            && successor.is_none()
+            && keep_sole == KeepSole::No
+            && unclean_allowed(topic, unclean_default)
+            && let Some(unclean) = partition.replicas.iter().copied().find(other_live)
+        {
+            return Some((Some(unclean), Some(vec![unclean])));
+        }
         let leader = match (partition.leader == id, successor, keep_sole) {
             (false, _, _) | (true, None, KeepSole::Yes) => None,
             (true, successor, _) => Some(successor.unwrap_or(NodeId::NONE)),
@@ -554,12 +604,12 @@ fn move_away(state: &ClusterState, id: NodeId, keep_sole: KeepSole) -> Vec<Metad
 /// ISR for, in topic and partition order.
 fn changes(
     state: &ClusterState,
-    change: impl Fn(&PartitionState) -> Option<(Option<NodeId>, Option<Vec<NodeId>>)>,
+    change: impl Fn(&TopicState, &PartitionState) -> Option<(Option<NodeId>, Option<Vec<NodeId>>)>,
 ) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for (topic, topic_state) in &state.topics {
         for (partition, current) in (0..).zip(&topic_state.partitions) {
-            if let Some((leader, isr)) = change(current) {
+            if let Some((leader, isr)) = change(topic_state, current) {
                 records.push(MetadataRecord::PartitionChange {
                     topic: topic.clone(),
                     partition,
@@ -642,6 +692,40 @@ pub fn alter_partition(
     }])
 }
 
+/// Kafka's `leader.imbalance.per.broker.percentage` default: the share of a
+/// broker's preferred partitions it may not lead before a rebalance.
+pub const LEADER_IMBALANCE_PERCENTAGE: usize = 10;
+
+/// The automatic leader rebalance (Kafka's `auto.leader.rebalance.enable`):
+/// for each broker that does not lead more than
+/// [`LEADER_IMBALANCE_PERCENTAGE`] of the partitions it is the preferred
+/// replica (the first) of, every such partition where it is live and in the
+/// ISR gets it back as leader.
+pub fn rebalance_leaders(state: &ClusterState) -> Vec<MetadataRecord> {
+    // Per preferred replica: its partitions, and those it does not lead.
+    let mut preferred: BTreeMap<NodeId, (usize, usize)> = BTreeMap::new();
+    for partition in state.topics.values().flat_map(|t| &t.partitions) {
+        if let Some(&first) = partition.replicas.first() {
+            let counts = preferred.entry(first).or_default();
+            counts.0 += 1;
+            counts.1 += usize::from(partition.leader != first);
+        }
+    }
+    let imbalanced = |id: NodeId| {
+        preferred.get(&id).is_some_and(|&(total, elsewhere)| {
+            elsewhere * 100 > total * LEADER_IMBALANCE_PERCENTAGE
+        })
+    };
+    changes(state, |_, partition| {
+        let first = *partition.replicas.first()?;
+        (partition.leader != first
+            && partition.isr.contains(&first)
+            && state.is_live(first)
+            && imbalanced(first))
+        .then_some((Some(first), None))
+    })
+}
+
 /// Hands `broker` the next block of `block_size` producer ids; returns the
 /// first id of the block. Blocks never overlap once the record is applied.
 pub fn allocate_producer_ids(
@@ -706,7 +790,7 @@ mod tests {
             let records = register_broker(&state, registration(id, "first"));
             commit(&mut state, &records);
             let epoch = state.brokers[&NodeId(id)].epoch;
-            let records = unfence_broker(&state, NodeId(id), epoch);
+            let records = unfence_broker(&state, NodeId(id), epoch, false);
             commit(&mut state, &records);
         }
         state
@@ -819,9 +903,9 @@ mod tests {
             LIMITS,
         );
         assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
-        let records = fence_broker(&state, NodeId(1), epoch(&state, 1));
+        let records = fence_broker(&state, NodeId(1), epoch(&state, 1), false);
         commit(&mut state, &records);
-        let records = fence_broker(&state, NodeId(2), epoch(&state, 2));
+        let records = fence_broker(&state, NodeId(2), epoch(&state, 2), false);
         commit(&mut state, &records);
         let refused = create_topics(&state, vec![new_topic("r", 1)], LIMITS);
         assert_eq!(errors(&refused), vec![ErrorCode::InvalidReplicationFactor]);
@@ -952,7 +1036,7 @@ mod tests {
         let mut led: Vec<i32> = led.into_values().collect();
         led.sort();
         assert_eq!(led, vec![2, 2, 3]);
-        let records = fence_broker(&state, NodeId(3), epoch(&state, 3));
+        let records = fence_broker(&state, NodeId(3), epoch(&state, 3), false);
         commit(&mut state, &records);
         let refused = create_partitions(&state, vec![("a".into(), 2)], false, LIMITS);
         assert_eq!(
@@ -1023,9 +1107,9 @@ mod tests {
         assert!(broker.fenced, "fenced until caught up");
         assert!(!state.is_live(NodeId(1)), "so it serves nothing meanwhile");
         assert_eq!(broker.incarnation, "second");
-        assert!(unfence_broker(&state, NodeId(1), first).is_empty());
-        assert!(fence_broker(&state, NodeId(1), first).is_empty());
-        let records = unfence_broker(&state, NodeId(1), broker.epoch);
+        assert!(unfence_broker(&state, NodeId(1), first, false).is_empty());
+        assert!(fence_broker(&state, NodeId(1), first, false).is_empty());
+        let records = unfence_broker(&state, NodeId(1), broker.epoch, false);
         commit(&mut state, &records);
         assert!(state.is_live(NodeId(1)));
         let partition = state.partition("sole", 0).unwrap();
@@ -1034,7 +1118,7 @@ mod tests {
             (NodeId(1), LeaderEpoch(0))
         );
         let mut fenced = state.clone();
-        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1));
+        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1), false);
         commit(&mut fenced, &records);
         assert_eq!(fenced.partition("sole", 0).unwrap().leader, NodeId::NONE);
         let reregistered = register_broker(&fenced, registration(1, "third"));
@@ -1068,7 +1152,7 @@ mod tests {
         let triple = state.topics["triple"].partitions.clone();
         let moved = triple.iter().position(|p| p.leader == NodeId(1)).unwrap();
 
-        let records = fence_broker(&state, NodeId(1), epoch(&state, 1));
+        let records = fence_broker(&state, NodeId(1), epoch(&state, 1), false);
         commit(&mut state, &records);
         assert!(!state.is_live(NodeId(1)));
         let offline = &state.topics["single"].partitions[lost];
@@ -1080,9 +1164,9 @@ mod tests {
         assert_eq!(failed_over.leader_epoch, LeaderEpoch(1));
         assert!(!failed_over.isr.contains(&NodeId(1)));
         assert_eq!(failed_over.isr.len(), 2);
-        assert!(fence_broker(&state, NodeId(1), epoch(&state, 1)).is_empty());
+        assert!(fence_broker(&state, NodeId(1), epoch(&state, 1), false).is_empty());
 
-        let records = unfence_broker(&state, NodeId(1), epoch(&state, 1));
+        let records = unfence_broker(&state, NodeId(1), epoch(&state, 1), false);
         commit(&mut state, &records);
         let back = &state.topics["single"].partitions[lost];
         assert_eq!(back.leader, NodeId(1));
@@ -1105,7 +1189,7 @@ mod tests {
             REPLICATED,
         );
         commit(&mut state, &created.records);
-        let records = controlled_shutdown(&state, NodeId(2), epoch(&state, 2));
+        let records = controlled_shutdown(&state, NodeId(2), epoch(&state, 2), false);
         assert!(matches!(
             records.last(),
             Some(MetadataRecord::FenceBroker { id: NodeId(2), .. })
@@ -1116,7 +1200,7 @@ mod tests {
             assert_eq!(partition.leader, NodeId(1));
             assert_eq!(partition.isr, vec![NodeId(1)]);
         }
-        assert!(controlled_shutdown(&state, NodeId(2), epoch(&state, 2)).is_empty());
+        assert!(controlled_shutdown(&state, NodeId(2), epoch(&state, 2), false).is_empty());
     }
 
     /// Three brokers and one partition on all three, led by its first replica.
@@ -1228,7 +1312,7 @@ mod tests {
             Err(ErrorCode::InvalidUpdateVersion),
             "decided against a partition epoch that has changed since"
         );
-        let records = fence_broker(&state, leader, epoch(&state, leader.0));
+        let records = fence_broker(&state, leader, epoch(&state, leader.0), false);
         commit(&mut state, &records);
         let partition = state.partition("r", 0).unwrap();
         assert_eq!(
@@ -1273,7 +1357,7 @@ mod tests {
         }
         let records = alter_partition(&state, &isr_request(&state, vec![leader, a])).unwrap();
         commit(&mut state, &records);
-        let records = fence_broker(&state, b, epoch(&state, b.0));
+        let records = fence_broker(&state, b, epoch(&state, b.0), false);
         commit(&mut state, &records);
         assert_eq!(
             alter_partition(&state, &isr_request(&state, vec![leader, a, b])),
@@ -1296,11 +1380,152 @@ mod tests {
             }]),
             "only members joining the ISR must be live"
         );
-        let records = unfence_broker(&state, b, epoch(&state, b.0));
+        let records = unfence_broker(&state, b, epoch(&state, b.0), false);
         commit(&mut state, &records);
         let records = alter_partition(&state, &isr_request(&state, vec![leader, a, b])).unwrap();
         commit(&mut state, &records);
         assert_eq!(state.partition("r", 0).unwrap().isr, vec![leader, a, b]);
+    }
+
+    /// Three brokers, one partition on all three whose ISR the leader shrank
+    /// to itself; returns the state and the replicas in order.
+    fn leader_alone_in_the_isr() -> (ClusterState, Vec<NodeId>) {
+        let mut state = replicated_partition();
+        let replicas = state.partition("r", 0).unwrap().replicas.clone();
+        let records = alter_partition(&state, &isr_request(&state, vec![replicas[0]])).unwrap();
+        commit(&mut state, &records);
+        (state, replicas)
+    }
+
+    #[test]
+    fn leadership_goes_to_the_first_live_isr_member_in_replica_order() {
+        let mut state = replicated_partition();
+        let replicas = state.partition("r", 0).unwrap().replicas.clone();
+        let records = fence_broker(&state, replicas[0], epoch(&state, replicas[0].0), false);
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap().clone();
+        assert_eq!(partition.leader, replicas[1]);
+        assert_eq!(partition.isr, replicas[1..].to_vec());
+        assert_eq!(partition.leader_epoch, LeaderEpoch(1));
+        let records = unfence_broker(&state, replicas[0], epoch(&state, replicas[0].0), false);
+        commit(&mut state, &records);
+        assert_eq!(
+            state.partition("r", 0).unwrap().leader,
+            replicas[1],
+            "a led partition keeps its leader"
+        );
+    }
+
+    #[test]
+    fn without_unclean_election_a_partition_waits_for_its_last_isr_member() {
+        let (mut state, replicas) = leader_alone_in_the_isr();
+        let leader = replicas[0];
+        let records = fence_broker(&state, leader, epoch(&state, leader.0), false);
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap().clone();
+        assert_eq!(partition.leader, NodeId::NONE);
+        assert_eq!(partition.isr, vec![leader], "the last ISR member stays");
+        let follower = replicas[1];
+        let records = fence_broker(&state, follower, epoch(&state, follower.0), false);
+        commit(&mut state, &records);
+        let records = unfence_broker(&state, follower, epoch(&state, follower.0), false);
+        commit(&mut state, &records);
+        assert_eq!(
+            state.partition("r", 0).unwrap().leader,
+            NodeId::NONE,
+            "an out-of-sync replica does not lead"
+        );
+        let records = unfence_broker(&state, leader, epoch(&state, leader.0), false);
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (leader, vec![leader])
+        );
+        assert_eq!(partition.leader_epoch, LeaderEpoch(2));
+    }
+
+    #[test]
+    fn unclean_election_hands_a_leaderless_partition_to_a_live_replica() {
+        let (state, replicas) = leader_alone_in_the_isr();
+        let leader = replicas[0];
+        let mut unclean = state.clone();
+        let records = fence_broker(&unclean, leader, epoch(&unclean, leader.0), true);
+        commit(&mut unclean, &records);
+        let partition = unclean.partition("r", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (replicas[1], vec![replicas[1]])
+        );
+
+        let mut overridden = state.clone();
+        let configs = [(
+            "unclean.leader.election.enable".to_string(),
+            "true".to_string(),
+        )];
+        let set = set_topic_configs(&overridden, "r".into(), configs.into(), false);
+        commit(&mut overridden, &set.records);
+        let records = fence_broker(&overridden, leader, epoch(&overridden, leader.0), false);
+        commit(&mut overridden, &records);
+        assert_eq!(
+            overridden.partition("r", 0).unwrap().leader,
+            replicas[1],
+            "the topic's override wins over the broker default"
+        );
+
+        let mut offline = state.clone();
+        for id in [replicas[1], replicas[2], leader] {
+            let records = fence_broker(&offline, id, epoch(&offline, id.0), false);
+            commit(&mut offline, &records);
+        }
+        assert_eq!(offline.partition("r", 0).unwrap().leader, NodeId::NONE);
+        let records = unfence_broker(&offline, replicas[2], epoch(&offline, replicas[2].0), true);
+        commit(&mut offline, &records);
+        let partition = offline.partition("r", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (replicas[2], vec![replicas[2]]),
+            "an unfenced replica leads a leaderless partition it is out of sync for"
+        );
+    }
+
+    #[test]
+    fn the_rebalance_gives_leadership_back_to_preferred_replicas_in_the_isr() {
+        let mut state = cluster(3);
+        let created = create_topics(&state, vec![new_topic("b", 6)], REPLICATED);
+        commit(&mut state, &created.records);
+        assert!(rebalance_leaders(&state).is_empty(), "balanced at creation");
+        let moved: Vec<MetadataRecord> = (0..)
+            .zip(&state.topics["b"].partitions)
+            .filter(|(_, p)| p.leader == NodeId(1))
+            .map(|(partition, p)| MetadataRecord::PartitionChange {
+                topic: "b".into(),
+                partition,
+                leader: Some(p.replicas[1]),
+                isr: None,
+                replicas: None,
+            })
+            .collect();
+        assert_eq!(moved.len(), 2);
+        commit(&mut state, &moved);
+        let mut fenced = state.clone();
+        let records = fence_broker(&fenced, NodeId(1), epoch(&fenced, 1), false);
+        commit(&mut fenced, &records);
+        assert!(
+            rebalance_leaders(&fenced).is_empty(),
+            "a fenced preferred replica is not elected"
+        );
+        let back = rebalance_leaders(&state);
+        assert_eq!(
+            back.len(),
+            2,
+            "broker 1 leads none of its 2 partitions: {back:?}"
+        );
+        commit(&mut state, &back);
+        for partition in &state.topics["b"].partitions {
+            assert_eq!(partition.leader, partition.replicas[0]);
+        }
+        assert!(rebalance_leaders(&state).is_empty());
     }
 
     #[test]

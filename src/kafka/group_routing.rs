@@ -15,8 +15,9 @@ use crate::shard::calls::topics::CreateTopics;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::types::ShardId;
 
-/// Partitions of `__consumer_offsets`, creating it (compacted, internal) through
-/// the controller if it does not exist yet.
+/// Partitions of `__consumer_offsets`, creating it (compacted, internal, with
+/// `offsets.topic.replication.factor` replicas) through the controller if it
+/// does not exist yet.
 pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode> {
     let existing = |shard: &Shard| {
         shard
@@ -30,7 +31,9 @@ pub async fn offsets_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCod
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: shard.config().offsets_topic_num_partitions,
-        replication_factor: -1,
+        // Never created with fewer replicas: until this many brokers are
+        // live the controller refuses it and groups get COORDINATOR_NOT_AVAILABLE.
+        replication_factor: shard.config().offsets_topic_replication_factor(),
         assignments: Vec::new(),
         configs: vec![
             ("cleanup.policy".to_string(), Some("compact".to_string())),

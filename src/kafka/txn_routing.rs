@@ -13,8 +13,10 @@ use crate::shard::calls::topics::CreateTopics;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::txn::{TRANSACTION_STATE_TOPIC, partition_for};
 
-/// Partitions of `__transaction_state`, creating it (compacted, internal)
-/// through the controller if it does not exist yet.
+/// Partitions of `__transaction_state`, creating it (compacted, internal, with
+/// `transaction.state.log.replication.factor` replicas and
+/// `min.insync.replicas` = `transaction.state.log.min.isr`) through the
+/// controller if it does not exist yet.
 pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode> {
     let existing = |shard: &Shard| {
         shard
@@ -28,7 +30,8 @@ pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode>
     let topic = NewTopic {
         name: TRANSACTION_STATE_TOPIC.to_string(),
         partitions: shard.config().transaction_state_log_num_partitions,
-        replication_factor: -1,
+        // As for `__consumer_offsets`: never created with fewer replicas.
+        replication_factor: shard.config().transaction_state_log_replication_factor(),
         assignments: Vec::new(),
         configs: vec![
             ("cleanup.policy".to_string(), Some("compact".to_string())),
@@ -40,6 +43,10 @@ pub async fn state_topic_partitions(shard: &Rc<Shard>) -> Result<i32, ErrorCode>
                         .transaction_state_log_segment_bytes
                         .to_string(),
                 ),
+            ),
+            (
+                "min.insync.replicas".to_string(),
+                Some(shard.config().transaction_state_log_min_isr().to_string()),
             ),
         ],
         validate_only: false,

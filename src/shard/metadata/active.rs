@@ -161,10 +161,10 @@ async fn heartbeat(
     };
     node.heartbeats.borrow_mut().insert(id, Instant::now());
     let batch = if shutting_down && !broker.fenced {
-        controller::controlled_shutdown(&node.state.borrow(), id, epoch)
+        controller::controlled_shutdown(&node.state.borrow(), id, epoch, unclean_default(node))
     } else if !shutting_down && broker.fenced && applied >= epoch_offset(epoch) {
         // Caught up with the log up to its own registration: it can serve.
-        controller::unfence_broker(&node.state.borrow(), id, epoch)
+        controller::unfence_broker(&node.state.borrow(), id, epoch, unclean_default(node))
     } else {
         Vec::new()
     };
@@ -243,9 +243,19 @@ fn limits(node: &MetadataNode) -> Limits {
     }
 }
 
+/// The broker's `unclean.leader.election.enable`, for topics without an override.
+fn unclean_default(node: &MetadataNode) -> bool {
+    node.shard().config().unclean_leader_election_enable
+}
+
 /// Starts the controller's periodic work on this shard: noticing leadership
-/// changes (logged on every node) and fencing brokers whose session expired.
+/// changes (logged on every node), fencing brokers whose session expired and,
+/// with `auto.leader.rebalance.enable`, moving leadership back to preferred
+/// replicas every `leader.imbalance.check.interval.seconds`.
 pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
+    if node.shard().config().auto_leader_rebalance_enable {
+        spawn_rebalance(node);
+    }
     let node = Rc::clone(node);
     glommio::spawn_local(async move {
         let session = Duration::from_millis(node.shard().config().broker_session_timeout_ms);
@@ -281,6 +291,43 @@ pub(super) fn spawn_duties(node: &Rc<MetadataNode>) {
     .detach();
 }
 
+fn spawn_rebalance(node: &Rc<MetadataNode>) {
+    let node = Rc::clone(node);
+    glommio::spawn_local(async move {
+        let period = Duration::from_secs(
+            node.shard()
+                .config()
+                .leader_imbalance_check_interval_seconds
+                .max(1),
+        );
+        // Runs for the life of the process, one check per period.
+        loop {
+            glommio::timer::sleep(period).await;
+            let Some(quorum) = node.quorum.get() else {
+                return;
+            };
+            let _turn = node
+                .turn
+                .acquire_permit(1)
+                .await
+                .expect("the controller's semaphore is never closed");
+            // A leader not yet ready may not see every committed change; the
+            // next check will.
+            if !quorum.is_leader() || !node.leader_ready.get() {
+                continue;
+            }
+            let batch = controller::rebalance_leaders(&node.state.borrow());
+            if !batch.is_empty() {
+                tracing::info!(partitions = batch.len(), "preferred leader elections");
+            }
+            if let Err(answer) = commit(&node, batch, false).await {
+                tracing::warn!(?answer, "preferred leader elections failed");
+            }
+        }
+    })
+    .detach();
+}
+
 async fn fence_expired(node: &MetadataNode, session: Duration) {
     let now = Instant::now();
     let expired: Vec<(NodeId, i64)> = node
@@ -308,7 +355,8 @@ async fn fence_expired(node: &MetadataNode, session: Duration) {
             .await
             .expect("the controller's semaphore is never closed");
         tracing::warn!(broker = id.0, "broker session expired: fencing it");
-        let batch = controller::fence_broker(&node.state.borrow(), id, epoch);
+        let batch =
+            controller::fence_broker(&node.state.borrow(), id, epoch, unclean_default(node));
         if let Err(answer) = commit(node, batch, false).await {
             tracing::warn!(broker = id.0, ?answer, "fencing failed");
         }
