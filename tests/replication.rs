@@ -6,7 +6,7 @@
 //!
 //! Each test injects faults for `SLUICE_FAULT_SECONDS` seconds (default
 //! [`DEFAULT_FAULT_SECONDS`]); set it higher to run them longer by hand.
-//! tests/REPLICATION_TESTS.md describes each test.
+//! docs/replication.md describes each test.
 
 #[path = "support/broker.rs"]
 mod broker;
