@@ -650,3 +650,122 @@ fn now_ms() -> i64 {
         .expect("the clock is after 1970");
     i64::try_from(since_epoch.as_millis()).expect("milliseconds fit i64")
 }
+
+/// The broker coordinating `group` (FindCoordinator), asked through a live node.
+fn group_coordinator(cluster: &Cluster, group: &str) -> usize {
+    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
+        let mut wire = Wire::connect(&cluster.node_bootstrap(cluster.live_nodes()[0]));
+        let (response, _): (FindCoordinatorResponse, _) =
+            wire.call(ApiKey::FindCoordinator, 4, &request);
+        let found = &response.coordinators[0];
+        if found.error_code == 0 {
+            return cluster.node_index(found.node_id.0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no coordinator for {group}: error {}",
+            found.error_code
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Consumes from `consumer` until `count` records came, within [`CLUSTER_TIMEOUT`].
+fn consume(consumer: &rdkafka::consumer::BaseConsumer<TestContext>, count: usize, when: &str) {
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    let mut seen = 0;
+    while seen < count {
+        assert!(Instant::now() < deadline, "{when}: {seen} of {count} records");
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+            seen += 1;
+        }
+    }
+}
+
+/// Commits `offset` for partition 0 of `topic` in the consumer's group,
+/// polling (which drives a rejoin after the coordinator moved) and retrying
+/// until it is accepted.
+fn commit(
+    consumer: &rdkafka::consumer::BaseConsumer<TestContext>,
+    topic: &str,
+    offset: i64,
+    when: &str,
+) {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    use rdkafka::topic_partition_list::TopicPartitionList;
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .expect("a valid offset");
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => return,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "{when}: commit failed: {error}");
+                let _ = consumer.poll(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_consumer_group_survives_its_coordinator_dying() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let _one = one_cluster();
+    let mut cluster = Cluster::start(3);
+    let topic = "coordinator-failover";
+    let group = "coordinator-failover-group";
+    cluster.create_topic(topic, 1, 3, &MIN_INSYNC_2);
+    let group_consumer = |cluster: &Cluster| -> BaseConsumer<TestContext> {
+        let consumer: BaseConsumer<TestContext> = cluster
+            .client_config(cluster.live_nodes()[0])
+            .set("bootstrap.servers", cluster.live_bootstrap())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(TestContext)
+            .expect("create a consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    };
+    for _ in 0..10 {
+        produce_until_acked(&cluster, topic, "all", "before the failover");
+    }
+    let consumer = group_consumer(&cluster);
+    consume(&consumer, 10, "before the failover");
+    commit(&consumer, topic, 10, "before the failover");
+    let coordinator = group_coordinator(&cluster, group);
+    cluster.kill(coordinator);
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    while group_coordinator(&cluster, group) == coordinator {
+        assert!(Instant::now() < deadline, "the coordination stays on the dead node {coordinator}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..5 {
+        produce_until_acked(&cluster, topic, "all", "after the failover");
+    }
+    consume(&consumer, 5, "after the coordinator died");
+    commit(&consumer, topic, 15, "after the coordinator died");
+    drop(consumer);
+    cluster.restart(coordinator);
+    let fresh = group_consumer(&cluster);
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    let position = loop {
+        let committed = fresh
+            .committed(Duration::from_secs(5))
+            .ok()
+            .and_then(|list| list.find_partition(topic, 0).map(|p| p.offset()));
+        if let Some(rdkafka::Offset::Offset(offset)) = committed {
+            break offset;
+        }
+        assert!(Instant::now() < deadline, "no committed offset: {committed:?}");
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(position, 15, "both commits survived the coordinator's death");
+}

@@ -52,6 +52,19 @@ impl Coordinator {
         self.loaded.borrow_mut().insert(partition);
     }
 
+    /// Forgets the groups of `partition` (one of `partitions`) when this
+    /// shard's replica stops leading it: another broker coordinates them now,
+    /// and leading again reloads them from the log. Waiting joins and syncs of
+    /// those groups are dropped (their clients hear REBALANCE_IN_PROGRESS and
+    /// look the coordinator up again).
+    pub fn unload(&self, partition: i32, partitions: i32) {
+        self.loaded.borrow_mut().remove(&partition);
+        let of_partition = |group: &GroupId| partition_for(&group.0, partitions) == partition;
+        self.groups.borrow_mut().retain(|group, _| !of_partition(group));
+        self.joins.borrow_mut().retain(|(group, _), _| !of_partition(group));
+        self.syncs.borrow_mut().retain(|(group, _), _| !of_partition(group));
+    }
+
     /// Registers a JoinGroup waiting under `member`; an earlier request of the
     /// same member (a client retry) is answered REBALANCE_IN_PROGRESS by the
     /// dropped channel.

@@ -36,6 +36,16 @@ impl TxnCoordinator {
         self.loaded.borrow_mut().insert(partition);
     }
 
+    /// Forgets the transactional ids of `partition` (one of `partitions`) when
+    /// this shard's replica stops leading it; leading again reloads them.
+    pub fn unload(&self, partition: i32, partitions: i32) {
+        self.loaded.borrow_mut().remove(&partition);
+        self.ids
+            .borrow_mut()
+            .retain(|id, _| partition_for(id, partitions) != partition);
+        self.transitions.wake_all();
+    }
+
     /// Resolves after the next transition of any id on this shard ends.
     pub fn next_transition(&self) -> Wait<'_> {
         self.transitions.wait()

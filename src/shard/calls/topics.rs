@@ -185,7 +185,8 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
         match shard.partitions.get_or_error(&key) {
             Ok(partition) => match partition.update(placement, configs).await {
                 Ok(Transition::BecameLeader) => load_coordinator(shard, &partition).await,
-                Ok(Transition::Unchanged | Transition::StoppedLeading) => {}
+                Ok(Transition::StoppedLeading) => unload_coordinator(shard, &image, &key),
+                Ok(Transition::Unchanged) => {}
                 Err(error) => {
                     tracing::warn!(partition = %key, %error, "partition metadata not applied");
                 }
@@ -203,6 +204,20 @@ async fn apply_one(shard: &Rc<Shard>, image: Rc<MetadataImage>) {
     })
     .await;
     crate::shard::followers::follow(shard, &image);
+}
+
+/// Forgets the coordinator state of an internal topic's partition this
+/// replica no longer leads.
+fn unload_coordinator(shard: &Shard, image: &MetadataImage, key: &PartitionKey) {
+    let Some(partitions) = image.topic(&key.topic).map(|t| t.partition_count()) else {
+        return;
+    };
+    if key.topic == crate::group::coordinator_key::OFFSETS_TOPIC {
+        shard.groups().unload(key.partition, partitions);
+    }
+    if key.topic == crate::txn::TRANSACTION_STATE_TOPIC {
+        shard.transactions().unload(key.partition, partitions);
+    }
 }
 
 /// Loads the group or transaction coordinator state a partition of an
