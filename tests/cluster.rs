@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cluster::{Cluster, NODE_START_TIMEOUT, SESSION_TIMEOUT, random_cluster_id};
 use kafka::{OP_TIMEOUT, TestContext, admin_options};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ApiKey, ElectLeadersRequest, ElectLeadersResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, NewTopic, TopicReplication, TopicResult};
@@ -53,6 +54,12 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Kafka's NOT_LEADER_OR_FOLLOWER error code.
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// Kafka's INVALID_REQUEST error code.
+const INVALID_REQUEST: i16 = 42;
+/// Kafka's ELECTION_NOT_NEEDED error code.
+const ELECTION_NOT_NEEDED: i16 = 84;
 /// Consumer errors kept for a failure message (librdkafka repeats them).
 const MAX_ERRORS_KEPT: usize = 20;
 
@@ -405,6 +412,106 @@ async fn a_broker_that_does_not_lead_names_the_leader() {
             response.node_endpoints
         );
     }
+}
+
+/// ElectLeaders (KIP-183, KIP-460): with the automatic rebalance off, a
+/// preferred replica that died and came back in sync leads again only once an
+/// administrator asks for a preferred election.
+#[test]
+fn elect_leaders_gives_leadership_back_to_the_preferred_replica() {
+    let mut cluster = Cluster::formatted(&vec![random_cluster_id(); NODES])
+        .with_env("SLUICE_AUTO_LEADER_REBALANCE_ENABLE", "false");
+    cluster.start_all();
+    let topic = "elect";
+    cluster.create_topic(topic, NODES as i32, 3, &[]);
+    let view = cluster.partition_state(topic, 0).expect("elect/0 is known");
+    let preferred = view.replicas[0];
+    assert_eq!(
+        view.leader, preferred,
+        "the first replica leads at creation"
+    );
+    let victim = cluster.node_index(preferred);
+
+    cluster.kill(victim);
+    cluster.wait_for_partition_leader(
+        topic,
+        0,
+        &format!("leadership of elect/0 moved away from node {victim}"),
+        SESSION_TIMEOUT + FENCING_SLACK,
+        |leader| leader != preferred,
+    );
+    cluster.restart(victim);
+    cluster.wait_for_isr(topic, 0, NODES, CLUSTER_TIMEOUT);
+    assert_ne!(
+        cluster.partition_leader(topic, 0),
+        Some(preferred),
+        "nothing but ElectLeaders gives the leadership back"
+    );
+
+    let asked = |partitions: Vec<i32>| {
+        Some(vec![
+            TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str(topic)))
+                .with_partitions(partitions),
+        ])
+    };
+    let elsewhere = (victim + 1) % NODES;
+    let mut wire = Wire::connect(&cluster.node_bootstrap(elsewhere));
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(asked(vec![0, 1, 2, 7]))
+        .with_timeout_ms(30_000);
+    let (response, _): (ElectLeadersResponse, _) = wire.call(ApiKey::ElectLeaders, 2, &request);
+    assert_eq!(response.error_code, 0, "{response:?}");
+    let errors: Vec<(i32, i16)> = response
+        .replica_election_results
+        .iter()
+        .flat_map(|t| &t.partition_result)
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (0, 0),
+            (1, ELECTION_NOT_NEEDED),
+            (2, ELECTION_NOT_NEEDED),
+            (7, UNKNOWN_TOPIC_OR_PARTITION)
+        ],
+        "{response:?}"
+    );
+    assert_eq!(
+        cluster
+            .partition_seen_by(elsewhere, topic, 0)
+            .map(|view| view.leader),
+        Some(preferred),
+        "the answering node applied the election before it answered"
+    );
+    cluster.wait_for_partition_leader(
+        topic,
+        0,
+        &format!("node {victim} leads elect/0 again, on every node"),
+        CLUSTER_TIMEOUT,
+        |leader| leader == preferred,
+    );
+
+    // v0 (no election type): every partition, only those elected reported.
+    let all = ElectLeadersRequest::default().with_topic_partitions(None);
+    let (response, _): (ElectLeadersResponse, _) = wire.call(ApiKey::ElectLeaders, 0, &all);
+    assert!(
+        response.replica_election_results.is_empty(),
+        "every partition is led by its preferred replica: {response:?}"
+    );
+    let unclean = ElectLeadersRequest::default()
+        .with_election_type(1)
+        .with_topic_partitions(asked(vec![0]));
+    let (response, _): (ElectLeadersResponse, _) = wire.call(ApiKey::ElectLeaders, 1, &unclean);
+    assert_eq!(
+        response.replica_election_results[0].partition_result[0].error_code, ELECTION_NOT_NEEDED,
+        "an unclean election leaves a led partition alone: {response:?}"
+    );
+    let unknown = unclean.with_election_type(7);
+    let (response, _): (ElectLeadersResponse, _) = wire.call(ApiKey::ElectLeaders, 2, &unknown);
+    assert_eq!(response.error_code, INVALID_REQUEST, "{response:?}");
 }
 
 #[test]

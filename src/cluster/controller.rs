@@ -726,6 +726,125 @@ pub fn rebalance_leaders(state: &ClusterState) -> Vec<MetadataRecord> {
     })
 }
 
+/// Which leader an ElectLeaders request asks for (Kafka's `ElectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Election {
+    /// The preferred replica (the first) leads again, if it is live and in sync.
+    Preferred,
+    /// A partition without a leader gets one, out of sync if need be (KIP-460).
+    Unclean,
+}
+
+/// The outcome of an election for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error: ErrorCode,
+}
+
+/// Kafka's ElectLeaders (KIP-183, KIP-460) as KRaft's controller decides it,
+/// for `partitions` (each once, in request order), or for every partition when
+/// `None`, reporting then only the partitions that needed an election.
+/// A preferred election makes the first replica leader when it is live and in
+/// the ISR (PREFERRED_LEADER_NOT_AVAILABLE otherwise; ELECTION_NOT_NEEDED when
+/// it already leads). An unclean election gives a partition without a leader
+/// its first live ISR member in replica order, else its first live replica with
+/// an ISR of itself alone, whatever `unclean.leader.election.enable` says: the
+/// operator asked for it (ELECTION_NOT_NEEDED when it has a leader,
+/// ELIGIBLE_LEADERS_NOT_AVAILABLE when no replica is live).
+pub fn elect_leaders(
+    state: &ClusterState,
+    election: Election,
+    partitions: Option<Vec<(String, i32)>>,
+) -> (Vec<ElectionResult>, Vec<MetadataRecord>) {
+    let all = partitions.is_none();
+    let partitions = partitions.unwrap_or_else(|| {
+        state
+            .topics
+            .iter()
+            .flat_map(|(name, topic)| (0..).zip(&topic.partitions).map(|(p, _)| (name.clone(), p)))
+            .collect()
+    });
+    let mut results = Vec::new();
+    let mut records = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (topic, partition) in partitions {
+        if !seen.insert((topic.clone(), partition)) {
+            continue;
+        }
+        let outcome = state
+            .partition(&topic, partition)
+            .ok_or(ErrorCode::UnknownTopicOrPartition)
+            .and_then(|current| elect(state, election, current));
+        let error = match outcome {
+            Ok((leader, isr)) => {
+                records.push(MetadataRecord::PartitionChange {
+                    topic: topic.clone(),
+                    partition,
+                    leader: Some(leader),
+                    isr,
+                    replicas: None,
+                });
+                ErrorCode::None
+            }
+            Err(error) => error,
+        };
+        if !(all && error == ErrorCode::ElectionNotNeeded) {
+            results.push(ElectionResult {
+                topic,
+                partition,
+                error,
+            });
+        }
+    }
+    (results, records)
+}
+
+/// The new leader of `partition` (and its new ISR, if it changes) for one
+/// [`elect_leaders`] election, or why there is none.
+fn elect(
+    state: &ClusterState,
+    election: Election,
+    partition: &PartitionState,
+) -> Result<(NodeId, Option<Vec<NodeId>>), ErrorCode> {
+    match election {
+        Election::Preferred => {
+            let &first = partition
+                .replicas
+                .first()
+                .ok_or(ErrorCode::PreferredLeaderNotAvailable)?;
+            if partition.leader == first {
+                Err(ErrorCode::ElectionNotNeeded)
+            } else if partition.isr.contains(&first) && state.is_live(first) {
+                Ok((first, None))
+            } else {
+                Err(ErrorCode::PreferredLeaderNotAvailable)
+            }
+        }
+        Election::Unclean => {
+            if partition.leader != NodeId::NONE {
+                return Err(ErrorCode::ElectionNotNeeded);
+            }
+            let live = |r: &&NodeId| state.is_live(**r);
+            if let Some(&clean) = partition
+                .replicas
+                .iter()
+                .filter(live)
+                .find(|r| partition.isr.contains(r))
+            {
+                return Ok((clean, None));
+            }
+            partition
+                .replicas
+                .iter()
+                .find(live)
+                .map(|&unclean| (unclean, Some(vec![unclean])))
+                .ok_or(ErrorCode::EligibleLeadersNotAvailable)
+        }
+    }
+}
+
 /// Hands `broker` the next block of `block_size` producer ids; returns the
 /// first id of the block. Blocks never overlap once the record is applied.
 pub fn allocate_producer_ids(
@@ -1526,6 +1645,133 @@ mod tests {
             assert_eq!(partition.leader, partition.replicas[0]);
         }
         assert!(rebalance_leaders(&state).is_empty());
+    }
+
+    fn results(results: &[ElectionResult]) -> Vec<(&str, i32, ErrorCode)> {
+        results
+            .iter()
+            .map(|r| (r.topic.as_str(), r.partition, r.error))
+            .collect()
+    }
+
+    #[test]
+    fn a_preferred_election_gives_leadership_back_to_the_first_replica() {
+        let mut state = cluster(3);
+        let created = create_topics(&state, vec![new_topic("b", 3)], REPLICATED);
+        commit(&mut state, &created.records);
+        let replicas = state.partition("b", 0).unwrap().replicas.clone();
+        let preferred = replicas[0];
+        let records = fence_broker(&state, preferred, epoch(&state, preferred.0), false);
+        commit(&mut state, &records);
+        let asked = vec![
+            ("b".to_string(), 0),
+            ("b".to_string(), 1),
+            ("b".to_string(), 0),
+            ("x".to_string(), 0),
+            ("b".to_string(), 9),
+        ];
+        let (fenced, records) = elect_leaders(&state, Election::Preferred, Some(asked.clone()));
+        assert_eq!(
+            results(&fenced),
+            vec![
+                ("b", 0, ErrorCode::PreferredLeaderNotAvailable),
+                ("b", 1, ErrorCode::ElectionNotNeeded),
+                ("x", 0, ErrorCode::UnknownTopicOrPartition),
+                ("b", 9, ErrorCode::UnknownTopicOrPartition),
+            ],
+            "each partition answered once"
+        );
+        assert!(records.is_empty());
+
+        let records = unfence_broker(&state, preferred, epoch(&state, preferred.0), false);
+        commit(&mut state, &records);
+        let (out_of_sync, _) = elect_leaders(&state, Election::Preferred, Some(asked));
+        assert_eq!(
+            out_of_sync[0].error,
+            ErrorCode::PreferredLeaderNotAvailable,
+            "live but not in the ISR"
+        );
+
+        let caught_up = MetadataRecord::PartitionChange {
+            topic: "b".into(),
+            partition: 0,
+            leader: None,
+            isr: Some(replicas.clone()),
+            replicas: None,
+        };
+        commit(&mut state, &[caught_up]);
+        let before = state.partition("b", 0).unwrap().leader_epoch;
+        let (all, records) = elect_leaders(&state, Election::Preferred, None);
+        assert_eq!(
+            results(&all),
+            vec![("b", 0, ErrorCode::None)],
+            "partitions led by their preferred replica are left out"
+        );
+        commit(&mut state, &records);
+        let partition = state.partition("b", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (preferred, replicas)
+        );
+        assert!(partition.leader_epoch > before);
+        assert_eq!(
+            elect_leaders(&state, Election::Preferred, None),
+            (Vec::new(), Vec::new())
+        );
+    }
+
+    #[test]
+    fn an_unclean_election_gives_a_leaderless_partition_a_live_replica() {
+        let (mut state, replicas) = leader_alone_in_the_isr();
+        let asked = || Some(vec![("r".to_string(), 0)]);
+        let (led, records) = elect_leaders(&state, Election::Unclean, asked());
+        assert_eq!(results(&led), vec![("r", 0, ErrorCode::ElectionNotNeeded)]);
+        assert!(records.is_empty());
+
+        let mut offline = state.clone();
+        let records = fence_broker(&state, replicas[0], epoch(&state, replicas[0].0), false);
+        commit(&mut state, &records);
+        assert_eq!(state.partition("r", 0).unwrap().leader, NodeId::NONE);
+        let (preferred, _) = elect_leaders(&state, Election::Preferred, asked());
+        assert_eq!(preferred[0].error, ErrorCode::PreferredLeaderNotAvailable);
+        let (elected, records) = elect_leaders(&state, Election::Unclean, asked());
+        assert_eq!(results(&elected), vec![("r", 0, ErrorCode::None)]);
+        commit(&mut state, &records);
+        let partition = state.partition("r", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (replicas[1], vec![replicas[1]]),
+            "the first live replica, alone in the ISR"
+        );
+
+        for id in [replicas[1], replicas[2], replicas[0]] {
+            let records = fence_broker(&offline, id, epoch(&offline, id.0), false);
+            commit(&mut offline, &records);
+        }
+        let (none, records) = elect_leaders(&offline, Election::Unclean, asked());
+        assert_eq!(
+            results(&none),
+            vec![("r", 0, ErrorCode::EligibleLeadersNotAvailable)]
+        );
+        assert!(records.is_empty());
+        // Unfenced without the election unfencing makes: the last ISR member
+        // is live again, and an unclean election still prefers it.
+        let last = replicas[0];
+        for id in [last, replicas[2]] {
+            let unfence = MetadataRecord::UnfenceBroker {
+                id,
+                epoch: epoch(&offline, id.0),
+            };
+            commit(&mut offline, &[unfence]);
+        }
+        let (clean, records) = elect_leaders(&offline, Election::Unclean, None);
+        assert_eq!(results(&clean), vec![("r", 0, ErrorCode::None)]);
+        commit(&mut offline, &records);
+        let partition = offline.partition("r", 0).unwrap();
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (last, vec![last])
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod delete_records;
 pub mod describe;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -251,6 +252,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &group_admin::delete_offsets(shard, body).await,
+        ),
+        RequestKind::ElectLeaders(body) => respond(
+            correlation_id,
+            version,
+            &elect_leaders::handle(shard, body, version).await,
         ),
         RequestKind::AlterPartitionReassignments(body) => respond(
             correlation_id,

@@ -71,6 +71,9 @@ pub enum ErrorCode {
     StaleBrokerEpoch = 77,
     InvalidUpdateVersion = 95,
     IneligibleReplica = 107,
+    PreferredLeaderNotAvailable = 80,
+    EligibleLeadersNotAvailable = 83,
+    ElectionNotNeeded = 84,
 }
 
 impl ErrorCode {
@@ -143,6 +146,9 @@ impl ErrorCode {
         ErrorCode::StaleBrokerEpoch,
         ErrorCode::InvalidUpdateVersion,
         ErrorCode::IneligibleReplica,
+        ErrorCode::PreferredLeaderNotAvailable,
+        ErrorCode::EligibleLeadersNotAvailable,
+        ErrorCode::ElectionNotNeeded,
     ];
 
     pub fn code(self) -> i16 {

@@ -87,6 +87,8 @@ struct Node {
 pub struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
+    /// Extra `SLUICE_*` settings every node runs with.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -124,7 +126,11 @@ impl Cluster {
                 }
             })
             .collect();
-        let cluster = Cluster { dir, nodes };
+        let cluster = Cluster {
+            dir,
+            nodes,
+            env: Vec::new(),
+        };
         for (node, cluster_id) in cluster_ids.iter().enumerate() {
             fs::create_dir_all(cluster.data_dir(node)).expect("create a node's data dir");
             cluster.format(node, cluster_id);
@@ -156,6 +162,14 @@ impl Cluster {
         for node in &mut self.nodes[first..] {
             node.broker_only = true;
         }
+        self
+    }
+
+    /// Runs every node with the environment variable `key` set to `value`
+    /// (a `SLUICE_*` setting). Before any node starts.
+    pub fn with_env(mut self, key: &str, value: &str) -> Cluster {
+        assert!(self.nodes.iter().all(|n| n.starts == 0), "before any start");
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -384,6 +398,7 @@ impl Cluster {
             .env("RUST_BACKTRACE", "1")
             // The tests read the quorum-leader line, logged at info.
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone a node's log handle"))
             .stderr(log);

@@ -4,6 +4,7 @@
 
 pub mod alter_partition;
 pub mod describe_producers;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod group;
 pub mod leader_epoch;

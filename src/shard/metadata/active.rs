@@ -144,6 +144,17 @@ pub(super) async fn serve(node: &MetadataNode, request: ControllerRequest) -> Co
                 },
             }
         }
+        ControllerRequest::ElectLeaders {
+            election,
+            partitions,
+        } => {
+            let (results, batch) =
+                controller::elect_leaders(&node.state.borrow(), election, partitions);
+            match commit(node, batch, false).await {
+                Ok(offset) => ControllerResponse::ElectLeaders { results, offset },
+                Err(answer) => answer,
+            }
+        }
         ControllerRequest::FetchMetadata { .. } => unreachable!("answered above"),
     }
 }

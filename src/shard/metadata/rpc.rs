@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::controller::{
-    AlterPartitionRequest, BrokerRegistration, NewTopic, TopicChangeResult,
+    AlterPartitionRequest, BrokerRegistration, Election, ElectionResult, NewTopic,
+    TopicChangeResult,
 };
 use crate::cluster::state::ClusterState;
 use crate::protocol::error_code::ErrorCode;
@@ -40,6 +41,12 @@ pub enum ControllerRequest {
     },
     /// A partition leader changes its ISR (Kafka's AlterPartition).
     AlterPartition(AlterPartitionRequest),
+    /// An administrator moves leaderships (Kafka's ElectLeaders): of
+    /// `partitions`, or of every partition when `None`.
+    ElectLeaders {
+        election: Election,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// A broker-only node following the metadata: answered when the state is
     /// newer than `after` (or empty after a while).
     FetchMetadata {
@@ -75,6 +82,11 @@ pub enum ControllerResponse {
     /// committed at or before `offset`.
     AlterPartition {
         error: ErrorCode,
+        offset: u64,
+    },
+    /// An ElectLeaders' results per partition, committed at `offset`.
+    ElectLeaders {
+        results: Vec<ElectionResult>,
         offset: u64,
     },
     Metadata {
