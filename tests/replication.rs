@@ -680,7 +680,10 @@ fn consume(consumer: &rdkafka::consumer::BaseConsumer<TestContext>, count: usize
     let deadline = Instant::now() + CLUSTER_TIMEOUT;
     let mut seen = 0;
     while seen < count {
-        assert!(Instant::now() < deadline, "{when}: {seen} of {count} records");
+        assert!(
+            Instant::now() < deadline,
+            "{when}: {seen} of {count} records"
+        );
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
             seen += 1;
         }
@@ -744,7 +747,10 @@ fn a_consumer_group_survives_its_coordinator_dying() {
     cluster.kill(coordinator);
     let deadline = Instant::now() + CLUSTER_TIMEOUT;
     while group_coordinator(&cluster, group) == coordinator {
-        assert!(Instant::now() < deadline, "the coordination stays on the dead node {coordinator}");
+        assert!(
+            Instant::now() < deadline,
+            "the coordination stays on the dead node {coordinator}"
+        );
         thread::sleep(Duration::from_millis(200));
     }
     for _ in 0..5 {
@@ -757,15 +763,22 @@ fn a_consumer_group_survives_its_coordinator_dying() {
     let fresh = group_consumer(&cluster);
     let deadline = Instant::now() + CLUSTER_TIMEOUT;
     let position = loop {
+        let mut asked = rdkafka::topic_partition_list::TopicPartitionList::new();
+        asked.add_partition(topic, 0);
         let committed = fresh
-            .committed(Duration::from_secs(5))
-            .ok()
-            .and_then(|list| list.find_partition(topic, 0).map(|p| p.offset()));
-        if let Some(rdkafka::Offset::Offset(offset)) = committed {
+            .committed_offsets(asked, Duration::from_secs(5))
+            .map(|list| list.find_partition(topic, 0).map(|p| p.offset()));
+        if let Ok(Some(rdkafka::Offset::Offset(offset))) = committed {
             break offset;
         }
-        assert!(Instant::now() < deadline, "no committed offset: {committed:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no committed offset: {committed:?}"
+        );
         thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(position, 15, "both commits survived the coordinator's death");
+    assert_eq!(
+        position, 15,
+        "both commits survived the coordinator's death"
+    );
 }

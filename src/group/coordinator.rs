@@ -60,9 +60,15 @@ impl Coordinator {
     pub fn unload(&self, partition: i32, partitions: i32) {
         self.loaded.borrow_mut().remove(&partition);
         let of_partition = |group: &GroupId| partition_for(&group.0, partitions) == partition;
-        self.groups.borrow_mut().retain(|group, _| !of_partition(group));
-        self.joins.borrow_mut().retain(|(group, _), _| !of_partition(group));
-        self.syncs.borrow_mut().retain(|(group, _), _| !of_partition(group));
+        self.groups
+            .borrow_mut()
+            .retain(|group, _| !of_partition(group));
+        self.joins
+            .borrow_mut()
+            .retain(|(group, _), _| !of_partition(group));
+        self.syncs
+            .borrow_mut()
+            .retain(|(group, _), _| !of_partition(group));
     }
 
     /// Registers a JoinGroup waiting under `member`; an earlier request of the
