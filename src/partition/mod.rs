@@ -178,8 +178,9 @@ impl Partition {
         self.log.end_offset_for_epoch(epoch)
     }
 
-    /// The offset below which records are committed: today the log's durable end
-    /// (a single replica); replication will advance it by the followers.
+    /// The offset below which records are committed: on a leader the lowest log
+    /// end in its ISR (its own acknowledged end when it is alone), on a
+    /// follower its leader's, capped by its own log end.
     pub fn high_watermark(&self) -> Offset {
         self.log.high_watermark()
     }
