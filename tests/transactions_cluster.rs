@@ -8,7 +8,8 @@
 //! over all three brokers and whichever broker coordinates a transaction, four
 //! of its six partitions are led elsewhere. `__transaction_state` and
 //! `__consumer_offsets` get the cluster defaults (replication factor 3,
-//! `min.insync.replicas` 2).
+//! `min.insync.replicas` 2). A raw WriteTxnMarkers checks the leader's side
+//! of the markers alone.
 //!
 //! It is a separate test binary, so cargo runs it after the others; within it,
 //! the tests take [`one_cluster`] so only one cluster runs at a time.
@@ -32,6 +33,13 @@ use std::time::{Duration, Instant};
 use cluster::Cluster;
 use futures_lite::future::block_on;
 use kafka::{OP_TIMEOUT, TestContext};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -54,6 +62,8 @@ const MIN_INSYNC_2: [(&str, &str); 1] = [("min.insync.replicas", "2")];
 /// reading a topic back.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// A three-broker cluster and `topics`, each with [`PARTITIONS`] partitions whose
 /// leaders are on every broker.
@@ -342,4 +352,77 @@ fn offsets_sent_to_a_transaction_commit_and_abort_with_it_across_brokers() {
         outputs,
         "every input once in the committed output"
     );
+}
+
+/// WriteTxnMarkers as a coordinator on another broker sends it: the broker
+/// writes the markers on the partitions it leads (a marker for a producer with
+/// nothing open is still written) and refuses the others with Kafka's codes.
+#[test]
+fn write_txn_markers_writes_only_where_the_broker_leads() {
+    let _one = one_cluster();
+    let topic = "markers-raw";
+    let cluster = cluster_with(&[topic]);
+    let node = 1;
+    let id = cluster.node_id(node);
+    let topics = [
+        (topic, (0..PARTITIONS).collect()),
+        ("no-such-topic", vec![0]),
+    ]
+    .into_iter()
+    .map(|(name, partitions): (&str, Vec<i32>)| {
+        WritableTxnMarkerTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_partition_indexes(partitions)
+    })
+    .collect();
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![
+        WritableTxnMarker::default()
+            .with_producer_id(4242.into())
+            .with_producer_epoch(0)
+            .with_transaction_result(true)
+            .with_coordinator_epoch(0)
+            .with_topics(topics),
+    ]);
+    let mut wire = wire::Wire::connect(&cluster.node_bootstrap(node));
+    let (response, _): (WriteTxnMarkersResponse, _) =
+        wire.call(ApiKey::WriteTxnMarkers, 1, &request);
+    let [marker] = response.markers.as_slice() else {
+        panic!("one marker's answer: {response:?}");
+    };
+    assert_eq!(marker.producer_id.0, 4242);
+    let answers: Vec<(String, i32, i16)> = marker
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+        })
+        .collect();
+    let led_here: Vec<i32> = (0..PARTITIONS)
+        .filter(|&partition| cluster.partition_leader(topic, partition) == Some(id))
+        .collect();
+    assert_eq!(led_here.len(), 2, "node {node} leads two partitions");
+    let mut expected: Vec<(String, i32, i16)> = (0..PARTITIONS)
+        .map(|partition| {
+            let error = if led_here.contains(&partition) {
+                0
+            } else {
+                NOT_LEADER_OR_FOLLOWER
+            };
+            (topic.to_string(), partition, error)
+        })
+        .collect();
+    expected.push(("no-such-topic".to_string(), 0, UNKNOWN_TOPIC_OR_PARTITION));
+    assert_eq!(answers, expected);
+
+    // The markers are in the logs of the partitions led there, and only there.
+    let uncommitted = consumer(&cluster, "sluice-test-offsets", "read_uncommitted");
+    for partition in 0..PARTITIONS {
+        let (_, high) = uncommitted
+            .fetch_watermarks(topic, partition, OP_TIMEOUT)
+            .expect("ListOffsets");
+        let markers = i64::from(led_here.contains(&partition));
+        assert_eq!(high, markers, "{topic}/{partition}'s high watermark");
+    }
 }
