@@ -8,8 +8,9 @@
 //! over all three brokers and whichever broker coordinates a transaction, four
 //! of its six partitions are led elsewhere. `__transaction_state` and
 //! `__consumer_offsets` get the cluster defaults (replication factor 3,
-//! `min.insync.replicas` 2). A raw WriteTxnMarkers checks the leader's side
-//! of the markers alone.
+//! `min.insync.replicas` 2). A transaction also commits everywhere when a
+//! broker stops while it is open; a raw WriteTxnMarkers checks the leader's
+//! side of the markers alone.
 //!
 //! It is a separate test binary, so cargo runs it after the others; within it,
 //! the tests take [`one_cluster`] so only one cluster runs at a time.
@@ -116,10 +117,12 @@ fn send_to_every_partition(producer: &FutureProducer<TestContext>, topic: &str, 
     }
 }
 
+/// A consumer bootstrapped from the running brokers only: one bootstrapped
+/// from a stopped broker reports the failed connection as a consume error.
 fn consumer(cluster: &Cluster, group: &str, isolation: &str) -> BaseConsumer<TestContext> {
     cluster
-        .client_config(0)
-        .set("bootstrap.servers", cluster.bootstrap())
+        .client_config(cluster.live_nodes()[0])
+        .set("bootstrap.servers", cluster.live_bootstrap())
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
@@ -425,4 +428,44 @@ fn write_txn_markers_writes_only_where_the_broker_leads() {
         let markers = i64::from(led_here.contains(&partition));
         assert_eq!(high, markers, "{topic}/{partition}'s high watermark");
     }
+}
+
+/// A broker stops (controlled shutdown: its leaderships move) while a
+/// transaction over every partition is open; the commit still ends it on every
+/// partition, the markers going to the new leaders (and, if the stopped broker
+/// coordinated the transaction, from the new coordinator, which completes the
+/// decided transaction when it loads the id's partition).
+#[test]
+fn a_transaction_commits_everywhere_after_a_broker_stops() {
+    let _one = one_cluster();
+    let topic = "txn-stop";
+    let mut cluster = cluster_with(&[topic]);
+    let producer = transactional_producer(&cluster, "txn-stop-producer");
+    producer.init_transactions(OP_TIMEOUT).expect("init");
+    producer.begin_transaction().expect("begin");
+    send_to_every_partition(&producer, topic, "committed");
+    cluster.stop(2);
+    for partition in 0..PARTITIONS {
+        cluster.wait_for_partition(
+            topic,
+            partition,
+            &format!("{topic}/{partition} led by a running broker"),
+            SETTLE_TIMEOUT,
+            |views| {
+                views
+                    .iter()
+                    .all(|(_, view)| view.leader >= 0 && view.leader != 2)
+            },
+        );
+    }
+    producer.commit_transaction(OP_TIMEOUT).expect("commit");
+    wait_for_offsets(&cluster, topic, (2, 2));
+    let total = usize::try_from(PARTITIONS).expect("a small count");
+    let committed: BTreeMap<i32, Vec<String>> = (0..PARTITIONS)
+        .map(|partition| (partition, vec![format!("committed-{partition}")]))
+        .collect();
+    assert_eq!(
+        read_topic(&cluster, topic, "read_committed", total),
+        committed
+    );
 }
