@@ -158,6 +158,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_coordinators_answers_become_refusals_per_partition() {
+        let p = |index| ("t".to_string(), index);
+        let answers = Ok(BTreeMap::from([
+            (p(0), ErrorCode::None),
+            (p(1), ErrorCode::InvalidTxnState),
+            (p(2), ErrorCode::ProducerFenced),
+            (p(3), ErrorCode::OperationNotAttempted),
+        ]));
+        let refused = |partition| refusal(&answers, &p(partition));
+        assert!(refused(0).is_none());
+        assert!(refused(9).is_none(), "a partition not named is fine");
+        let not_added = refused(1).expect("refused");
+        assert_eq!(not_added.error, ErrorCode::InvalidTxnState);
+        assert!(not_added.message.is_some());
+        assert_eq!(
+            refused(2).map(|r| r.error),
+            Some(ErrorCode::InvalidProducerEpoch)
+        );
+        assert_eq!(
+            refused(3).map(|r| r.error),
+            Some(ErrorCode::NotEnoughReplicas)
+        );
+        let unreachable =
+            refusal(&Err(ErrorCode::CoordinatorNotAvailable), &p(0)).expect("refused");
+        assert_eq!(unreachable.error, ErrorCode::NotEnoughReplicas);
+        assert!(unreachable.message.is_none());
+    }
+
+    #[test]
     fn retriable_coordinator_errors_are_retried_by_every_client() {
         assert_eq!(
             produce_error(ErrorCode::ConcurrentTransactions),
