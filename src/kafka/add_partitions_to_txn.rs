@@ -3,8 +3,10 @@
 //! (KIP-890): a batch of transactions, each either added the same way or, with
 //! `verify_only`, only checked — which partitions are already in the ongoing
 //! transaction — as a partition leader does before a transaction's first batch.
-//! On one node that check is the `VerifyTxn` shard call the produce path makes;
-//! this form answers through the same coordinator code for brokers and tools.
+//! A partition leader on another broker sends it (`shard/remote_txn.rs`) before
+//! a transactional batch; on one node that check is the `VerifyTxn` shard call
+//! the produce path makes, and this form answers through the same coordinator
+//! code.
 //! Partitions the broker does not have are refused and, as in Kafka, the rest
 //! of their transaction is then not attempted.
 

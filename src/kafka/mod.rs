@@ -30,6 +30,7 @@ pub mod routing;
 pub mod slow_requests;
 pub mod txn_offset_commit;
 pub mod txn_routing;
+pub mod write_txn_markers;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -168,6 +169,11 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
             correlation_id,
             version,
             &add_offsets_to_txn::handle(shard, body, version).await,
+        ),
+        RequestKind::WriteTxnMarkers(body) => respond(
+            correlation_id,
+            version,
+            &write_txn_markers::handle(shard, body).await,
         ),
         RequestKind::DescribeTransactions(body) => respond(
             correlation_id,

@@ -6,4 +6,5 @@ pub mod context;
 pub mod kafka_client;
 pub mod listen_check;
 pub mod outgoing;
+pub mod peers;
 pub mod sendfile;

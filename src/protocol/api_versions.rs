@@ -47,6 +47,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 4),
     // v5 is transaction.version 2: an epoch bump on every commit and abort.
     (ApiKey::EndTxn, 0, 5),
+    // Inter-broker: coordinators on other brokers send their markers. Kafka 3.9
+    // has v0-1; the codec decodes v1 only (Kafka 4.0's range, KIP-896), the
+    // version every Kafka broker sends.
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
@@ -90,6 +94,7 @@ mod tests {
         assert_eq!(range(ApiKey::Produce), Some((0, 12)));
         assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)));
         assert_eq!(range(ApiKey::DescribeProducers), Some((0, 0)));
+        assert_eq!(range(ApiKey::WriteTxnMarkers), Some((1, 1)));
         let (min, _) = range(ApiKey::OffsetForLeaderEpoch).unwrap();
         assert!(min >= ApiKey::OffsetForLeaderEpoch.valid_versions().min);
         assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);

@@ -46,7 +46,7 @@ pub fn follow(shard: &Rc<Shard>, image: &MetadataImage) {
 }
 
 /// A live broker's advertised address.
-fn address_of(image: &MetadataImage, broker: NodeId) -> Option<SocketAddr> {
+pub fn address_of(image: &MetadataImage, broker: NodeId) -> Option<SocketAddr> {
     let broker = image.broker(broker).filter(|b| !b.fenced)?;
     (broker.host.as_str(), broker.port)
         .to_socket_addrs()

@@ -10,6 +10,7 @@ pub mod image_updates;
 pub mod isr;
 pub mod mesh;
 pub mod metadata;
+pub mod remote_txn;
 pub mod runtime;
 pub mod txn_host;
 
@@ -22,13 +23,14 @@ use glommio::channels::local_channel::LocalSender;
 
 use crate::cluster::image::{MetadataImage, PartitionKey};
 use crate::config::BrokerConfig;
+use crate::net::kafka_client::ClientError;
 use crate::partition::Partition;
 use crate::partition::set::PartitionSet;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::call::ErasedReply;
 use crate::shard::image_updates::ImageUpdates;
 use crate::shard::mesh::Envelope;
-use crate::types::ShardId;
+use crate::types::{NodeId, ShardId};
 
 /// The shard that runs the controller: topic changes and producer ids.
 pub const CONTROLLER_SHARD: ShardId = ShardId(0);
@@ -55,6 +57,8 @@ pub struct Shard {
     producer_ids: RefCell<crate::txn::producer_ids::ProducerIds>,
     /// Fetching the replicas this shard follows from their leaders.
     fetchers: crate::partition::fetcher::ReplicaFetchers,
+    /// Connections to other brokers for transaction markers and verification.
+    peers: crate::net::peers::PeerClients,
 }
 
 impl Shard {
@@ -77,6 +81,7 @@ impl Shard {
             metadata: std::cell::OnceCell::new(),
             producer_ids: RefCell::default(),
             fetchers,
+            peers: crate::net::peers::PeerClients::default(),
         }
     }
 
@@ -105,6 +110,27 @@ impl Shard {
     /// A partition this shard owns, or the error a request for it gets.
     pub fn partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, ErrorCode> {
         self.partitions.get_or_error(key)
+    }
+
+    /// Sends `request` at `version` to broker `broker`, at its address in the
+    /// current image, over this shard's pooled connections
+    /// ([`crate::net::peers`]); a broker not live in the image fails to connect.
+    pub async fn send_to_broker<R: kafka_protocol::protocol::Request>(
+        &self,
+        broker: NodeId,
+        request: &R,
+        version: i16,
+        timeout: std::time::Duration,
+    ) -> Result<R::Response, ClientError> {
+        let address = followers::address_of(&self.image(), broker).ok_or_else(|| {
+            ClientError::Connect(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("broker {} has no live address", broker.0),
+            ))
+        })?;
+        self.peers
+            .send(broker, address, request, version, timeout)
+            .await
     }
 
     /// The controller shard's metadata node (`None` on other shards, and

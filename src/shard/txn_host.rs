@@ -11,12 +11,14 @@ use crate::partition::Partition;
 use crate::protocol::error_code::ErrorCode;
 use crate::shard::calls::producer_id::AllocateProducerId;
 use crate::shard::calls::txn_markers::WriteTxnMarkers;
+use crate::shard::remote_txn;
 use crate::shard::{CONTROLLER_SHARD, Shard};
 use crate::txn::TRANSACTION_STATE_TOPIC;
 use crate::txn::coordinator::TxnCoordinator;
 use crate::txn::host::TxnHost;
 use crate::txn::markers::{MarkerResult, TxnMarkers};
-use crate::types::{ProducerId, ShardId};
+use crate::txn::state::TxnPartition;
+use crate::types::{NodeId, ProducerId, ShardId};
 
 fn state_key(partition: i32) -> PartitionKey {
     PartitionKey {
@@ -54,44 +56,55 @@ impl TxnHost for Shard {
 
     fn write_txn_markers(self: Rc<Self>, markers: TxnMarkers) -> BoxedLocal<Vec<MarkerResult>> {
         Box::pin(async move {
+            let image = self.image();
             let mut results = Vec::with_capacity(markers.partitions.len());
-            let mut per_shard: BTreeMap<ShardId, Vec<_>> = BTreeMap::new();
-            for (topic, partition) in &markers.partitions {
+            let mut per_shard: BTreeMap<ShardId, Vec<TxnPartition>> = BTreeMap::new();
+            let mut per_leader: BTreeMap<NodeId, Vec<TxnPartition>> = BTreeMap::new();
+            for partition in &markers.partitions {
                 let key = PartitionKey {
-                    topic: topic.clone(),
-                    partition: *partition,
+                    topic: partition.0.clone(),
+                    partition: partition.1,
                 };
-                match self.owner_of(&key) {
-                    Some(owner) => per_shard
-                        .entry(owner)
-                        .or_default()
-                        .push((topic.clone(), *partition)),
-                    None => {
-                        if !matches!(self.image().route(&key), Route::Unknown) {
-                            // Markers are shard calls within this node: a
-                            // partition another broker leads keeps the
-                            // transaction open there (docs/cluster.md).
-                            tracing::error!(partition = %key, "transaction marker not written: the partition is led by another broker");
-                        }
-                        results.push((
-                            (topic.clone(), *partition),
-                            ErrorCode::UnknownTopicOrPartition,
-                        ));
+                match image.route(&key) {
+                    Route::Local(owner) => {
+                        per_shard.entry(owner).or_default().push(partition.clone())
+                    }
+                    Route::Remote { leader, .. } => {
+                        per_leader
+                            .entry(leader)
+                            .or_default()
+                            .push(partition.clone());
+                    }
+                    // Retried until a leader is elected.
+                    Route::Offline => {
+                        results.push((partition.clone(), ErrorCode::NotLeaderOrFollower));
+                    }
+                    Route::Unknown => {
+                        results.push((partition.clone(), ErrorCode::UnknownTopicOrPartition));
                     }
                 }
             }
-            // One call per owning shard, all at once.
-            let tasks: Vec<_> = per_shard
-                .into_iter()
-                .map(|(owner, partitions)| {
-                    let call = WriteTxnMarkers(TxnMarkers {
-                        partitions,
-                        ..markers.clone()
-                    });
-                    let shard = Rc::clone(&self);
-                    glommio::spawn_local(async move { shard.call(owner, call).await })
-                })
-                .collect();
+            let markers_for = |partitions| TxnMarkers {
+                partitions,
+                ..markers.clone()
+            };
+            // One call per owning shard and one request per leading broker, all
+            // at once.
+            let mut tasks = Vec::with_capacity(per_shard.len() + per_leader.len());
+            for (owner, partitions) in per_shard {
+                let call = WriteTxnMarkers(markers_for(partitions));
+                let shard = Rc::clone(&self);
+                tasks.push(glommio::spawn_local(async move {
+                    shard.call(owner, call).await
+                }));
+            }
+            for (leader, partitions) in per_leader {
+                tasks.push(glommio::spawn_local(remote_txn::write_markers(
+                    Rc::clone(&self),
+                    leader,
+                    markers_for(partitions),
+                )));
+            }
             for task in tasks {
                 results.extend(task.await);
             }
@@ -101,13 +114,16 @@ impl TxnHost for Shard {
 }
 
 impl Shard {
-    /// The shard coordinating `transactional_id`, if `__transaction_state`
-    /// exists.
-    pub fn txn_coordinator_shard(&self, transactional_id: &str) -> Option<ShardId> {
-        let count = self.state_partition_count()?;
-        self.owner_of(&state_key(crate::txn::partition_for(
-            transactional_id,
-            count,
-        )))
+    /// Where the coordinator of `transactional_id` is: the route to its
+    /// `__transaction_state` partition ([`Route::Unknown`] while that topic
+    /// does not exist).
+    pub fn txn_coordinator_route(&self, transactional_id: &str) -> Route {
+        match self.state_partition_count() {
+            Some(count) => self.image().route(&state_key(crate::txn::partition_for(
+                transactional_id,
+                count,
+            ))),
+            None => Route::Unknown,
+        }
     }
 }

@@ -34,8 +34,10 @@ pub enum MarkerOutcome {
 }
 
 /// Kafka's TransactionMarkerRequestCompletionHandler rules, except that a stale
-/// epoch drops the partition instead of stalling the id: on one node no newer
-/// coordinator exists that would finish the transaction instead.
+/// epoch drops the partition instead of stalling the id, so a transaction never
+/// waits forever on one partition (a newer coordinator, if there is one, sends
+/// its own markers). A partition without a leader (NOT_LEADER_OR_FOLLOWER) or a
+/// leader that did not answer (NETWORK_EXCEPTION, REQUEST_TIMED_OUT) is retried.
 pub fn outcome(error: ErrorCode) -> MarkerOutcome {
     match error {
         ErrorCode::None
@@ -59,5 +61,10 @@ mod tests {
         );
         assert_eq!(outcome(ErrorCode::KafkaStorageError), MarkerOutcome::Retry);
         assert_eq!(outcome(ErrorCode::RequestTimedOut), MarkerOutcome::Retry);
+        assert_eq!(outcome(ErrorCode::NetworkException), MarkerOutcome::Retry);
+        assert_eq!(
+            outcome(ErrorCode::NotLeaderOrFollower),
+            MarkerOutcome::Retry
+        );
     }
 }

@@ -8,17 +8,23 @@
 //! With Produce v12 (`transaction.version` 2, KIP-890 part 2) the client sends
 //! no AddPartitionsToTxn: the same first batch adds the partition to the
 //! transaction on the coordinator instead, and is refused only if that fails.
+//!
+//! The coordinator is the leader of the transactional id's `__transaction_state`
+//! partition: a shard of this node (a shard call), or another broker, asked
+//! with AddPartitionsToTxn v5 as Kafka's brokers do ([`remote_txn`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use crate::cluster::image::Route;
 use crate::partition::append_rules::Refusal;
 use crate::protocol::error_code::ErrorCode;
 use crate::record::BatchHeader;
 use crate::shard::Shard;
 use crate::shard::calls::produce::ProduceItem;
+use crate::shard::remote_txn::{self, TxnCheck};
 use crate::txn::requests::{AddToTxn, VerifyTxn};
-use crate::txn::state::TxnVersion;
+use crate::txn::state::{TxnPartition, TxnVersion};
 use crate::types::{ProducerEpoch, ProducerId};
 
 /// For each item, the refusal verification gives it, if any. `adds_partitions`:
@@ -54,14 +60,14 @@ pub async fn refusals(
     if to_verify.is_empty() {
         return refusals;
     }
-    let coordinator = shard.txn_coordinator_shard(transactional_id);
+    let coordinator = shard.txn_coordinator_route(transactional_id);
     for ((producer_id, producer_epoch), indices) in to_verify {
         let partitions: BTreeSet<_> = indices
             .iter()
             .map(|&i| (items[i].key.topic.clone(), items[i].key.partition))
             .collect();
-        let verified = match coordinator {
-            Some(coordinator) if adds_partitions => {
+        let answers = match coordinator {
+            Route::Local(coordinator) if adds_partitions => {
                 let call = AddToTxn {
                     transactional_id: transactional_id.to_string(),
                     producer_id,
@@ -70,36 +76,63 @@ pub async fn refusals(
                     client_version: TxnVersion::TV_2,
                 };
                 match shard.call(coordinator, call).await {
-                    ErrorCode::None => Ok(BTreeSet::new()),
+                    ErrorCode::None => Ok(BTreeMap::new()),
                     error => Err(error),
                 }
             }
-            Some(coordinator) => {
+            Route::Local(coordinator) => {
                 let call = VerifyTxn {
                     transactional_id: transactional_id.to_string(),
                     producer_id,
                     producer_epoch,
                     partitions,
                 };
-                shard.call(coordinator, call).await
+                shard.call(coordinator, call).await.map(|missing| {
+                    missing
+                        .into_iter()
+                        .map(|partition| (partition, ErrorCode::InvalidTxnState))
+                        .collect()
+                })
             }
-            None => Err(ErrorCode::CoordinatorNotAvailable),
+            Route::Remote { leader, .. } => {
+                let check = TxnCheck {
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    partitions: &partitions,
+                    verify_only: !adds_partitions,
+                };
+                remote_txn::check_with_coordinator(shard, leader, &check).await
+            }
+            Route::Offline | Route::Unknown => Err(ErrorCode::CoordinatorNotAvailable),
         };
         for index in indices {
             let key = &items[index].key;
-            refusals[index] = match &verified {
-                Ok(missing) if missing.contains(&(key.topic.clone(), key.partition)) => {
-                    Some(Refusal {
-                        message: Some("Partition was not added to the transaction".into()),
-                        ..Refusal::from(ErrorCode::InvalidTxnState)
-                    })
-                }
-                Ok(_) => None,
-                Err(error) => Some(Refusal::from(produce_error(*error))),
-            };
+            refusals[index] = refusal(&answers, &(key.topic.clone(), key.partition));
         }
     }
     refusals
+}
+
+/// The refusal of a batch for `partition`, given the coordinator's answers
+/// (per partition: NONE, or why not; partitions left out are fine) or its
+/// error for the whole transaction.
+fn refusal(
+    answers: &Result<BTreeMap<TxnPartition, ErrorCode>, ErrorCode>,
+    partition: &TxnPartition,
+) -> Option<Refusal> {
+    let error = match answers {
+        Ok(answers) => answers.get(partition).copied().unwrap_or(ErrorCode::None),
+        Err(error) => *error,
+    };
+    match error {
+        ErrorCode::None => None,
+        ErrorCode::InvalidTxnState if answers.is_ok() => Some(Refusal {
+            message: Some("Partition was not added to the transaction".into()),
+            ..Refusal::from(ErrorCode::InvalidTxnState)
+        }),
+        error => Some(Refusal::from(produce_error(error))),
+    }
 }
 
 /// Kafka's translation of a failed verification for Produce: retriable
@@ -111,7 +144,10 @@ fn produce_error(error: ErrorCode) -> ErrorCode {
         ErrorCode::ConcurrentTransactions
         | ErrorCode::CoordinatorLoadInProgress
         | ErrorCode::CoordinatorNotAvailable
-        | ErrorCode::NotCoordinator => ErrorCode::NotEnoughReplicas,
+        | ErrorCode::NotCoordinator
+        // A coordinator on another broker did not try this partition because
+        // it did not know another one of the batch's yet.
+        | ErrorCode::OperationNotAttempted => ErrorCode::NotEnoughReplicas,
         ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
         other => other,
     }
@@ -120,6 +156,35 @@ fn produce_error(error: ErrorCode) -> ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_coordinators_answers_become_refusals_per_partition() {
+        let p = |index| ("t".to_string(), index);
+        let answers = Ok(BTreeMap::from([
+            (p(0), ErrorCode::None),
+            (p(1), ErrorCode::InvalidTxnState),
+            (p(2), ErrorCode::ProducerFenced),
+            (p(3), ErrorCode::OperationNotAttempted),
+        ]));
+        let refused = |partition| refusal(&answers, &p(partition));
+        assert!(refused(0).is_none());
+        assert!(refused(9).is_none(), "a partition not named is fine");
+        let not_added = refused(1).expect("refused");
+        assert_eq!(not_added.error, ErrorCode::InvalidTxnState);
+        assert!(not_added.message.is_some());
+        assert_eq!(
+            refused(2).map(|r| r.error),
+            Some(ErrorCode::InvalidProducerEpoch)
+        );
+        assert_eq!(
+            refused(3).map(|r| r.error),
+            Some(ErrorCode::NotEnoughReplicas)
+        );
+        let unreachable =
+            refusal(&Err(ErrorCode::CoordinatorNotAvailable), &p(0)).expect("refused");
+        assert_eq!(unreachable.error, ErrorCode::NotEnoughReplicas);
+        assert!(unreachable.message.is_none());
+    }
 
     #[test]
     fn retriable_coordinator_errors_are_retried_by_every_client() {
