@@ -42,6 +42,15 @@ pub struct NewTopic {
     pub validate_only: bool,
 }
 
+/// A topic to grow to `count` partitions; `assignments`, when given, names
+/// the replicas of each new partition (CreatePartitions' assignments).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PartitionGrowth {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
 /// The outcome of one topic's change.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicChangeResult {
@@ -235,31 +244,44 @@ fn check_assignments(state: &ClusterState, topic: &NewTopic) -> Result<Vec<Vec<N
         .collect();
     let length = lists[0].len();
     for (partition, replicas) in lists.iter().enumerate() {
-        if replicas.is_empty() {
-            return refuse(format!("partition {partition} has no replicas"));
-        }
-        if replicas.len() != length {
-            return refuse(format!(
-                "partition {partition} has {} replicas, partition 0 has {length}: all must have the same number",
-                replicas.len()
-            ));
-        }
-        if let Some(repeated) = replicas
-            .iter()
-            .enumerate()
-            .find_map(|(i, id)| replicas[..i].contains(id).then_some(id))
-        {
-            return refuse(format!(
-                "partition {partition} lists broker {repeated} twice"
-            ));
-        }
-        if let Some(unknown) = replicas.iter().find(|id| !state.brokers.contains_key(id)) {
-            return refuse(format!(
-                "partition {partition} is assigned to broker {unknown}, which is not registered"
-            ));
-        }
+        check_replica_list(state, partition, replicas, length)?;
     }
     Ok(lists)
+}
+
+/// One partition's replica list of an assignment: `length` distinct
+/// registered brokers.
+fn check_replica_list(
+    state: &ClusterState,
+    partition: usize,
+    replicas: &[NodeId],
+    length: usize,
+) -> Result<(), Refusal> {
+    let refuse = |message: String| Err((ErrorCode::InvalidReplicaAssignment, message));
+    if replicas.is_empty() {
+        return refuse(format!("partition {partition} has no replicas"));
+    }
+    if replicas.len() != length {
+        return refuse(format!(
+            "partition {partition} has {} replicas, the topic has {length}: all must have the same number",
+            replicas.len()
+        ));
+    }
+    if let Some(repeated) = replicas
+        .iter()
+        .enumerate()
+        .find_map(|(i, id)| replicas[..i].contains(id).then_some(id))
+    {
+        return refuse(format!(
+            "partition {partition} lists broker {repeated} twice"
+        ));
+    }
+    if let Some(unknown) = replicas.iter().find(|id| !state.brokers.contains_key(id)) {
+        return refuse(format!(
+            "partition {partition} is assigned to broker {unknown}, which is not registered"
+        ));
+    }
+    Ok(())
 }
 
 fn check_new_configs(
@@ -322,7 +344,7 @@ fn new_partitions(
 /// replication factor each topic already has.
 pub fn create_partitions(
     state: &ClusterState,
-    topics: Vec<(String, i32)>,
+    topics: Vec<PartitionGrowth>,
     validate_only: bool,
     limits: Limits,
 ) -> Decision {
@@ -330,8 +352,9 @@ pub fn create_partitions(
     let mut records = Vec::new();
     let results = topics
         .into_iter()
-        .map(|(name, count)| {
-            let outcome = grow(&scratch, &name, count, limits).map(|added| {
+        .map(|growth| {
+            let name = growth.name.clone();
+            let outcome = grow(&scratch, growth, limits).map(|added| {
                 if !validate_only {
                     replay(&mut scratch, &added);
                     records.extend(added);
@@ -345,10 +368,15 @@ pub fn create_partitions(
 
 fn grow(
     state: &ClusterState,
-    name: &str,
-    count: i32,
+    growth: PartitionGrowth,
     limits: Limits,
 ) -> Result<Vec<MetadataRecord>, Refusal> {
+    let PartitionGrowth {
+        name,
+        count,
+        assignments,
+    } = growth;
+    let name = name.as_str();
     let Some(topic) = state.topics.get(name) else {
         return Err((
             ErrorCode::UnknownTopicOrPartition,
@@ -374,14 +402,35 @@ fn grow(
         .map_or(limits.default_replication_factor, |p| {
             i16::try_from(p.replicas.len()).unwrap_or(i16::MAX)
         });
-    let replication_factor = check_replication_factor(state, replication_factor)?;
-    let assignment = placement::place(
-        state,
-        (count - current) as usize,
-        current,
-        replication_factor,
-    )
-    .map_err(|m| (ErrorCode::InvalidReplicationFactor, m))?;
+    let added = (count - current) as usize;
+    let assignment = match assignments {
+        // As Kafka: one list per new partition, each of the topic's factor.
+        Some(lists) => {
+            if lists.len() != added {
+                return Err((
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!(
+                        "increasing the number of partitions by {added} but {} assignments provided",
+                        lists.len()
+                    ),
+                ));
+            }
+            let length = usize::try_from(replication_factor).unwrap_or(0);
+            let lists: Vec<Vec<NodeId>> = lists
+                .into_iter()
+                .map(|list| list.into_iter().map(NodeId).collect())
+                .collect();
+            for (offset, replicas) in lists.iter().enumerate() {
+                check_replica_list(state, current as usize + offset, replicas, length)?;
+            }
+            lists
+        }
+        None => {
+            let replication_factor = check_replication_factor(state, replication_factor)?;
+            placement::place(state, added, current, replication_factor)
+                .map_err(|m| (ErrorCode::InvalidReplicationFactor, m))?
+        }
+    };
     Ok(new_partitions(state, name, current, assignment).collect())
 }
 
@@ -875,6 +924,14 @@ mod tests {
         default_replication_factor: 3,
     };
 
+    fn growth(name: &str, count: i32) -> PartitionGrowth {
+        PartitionGrowth {
+            name: name.into(),
+            count,
+            assignments: None,
+        }
+    }
+
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
         NewTopic {
             name: name.into(),
@@ -1124,9 +1181,9 @@ mod tests {
         let refused = create_partitions(
             &state,
             vec![
-                ("b".into(), 2),
-                ("zz".into(), 4),
-                ("b".into(), MAX_PARTITIONS + 1),
+                growth("b", 2),
+                growth("zz", 4),
+                growth("b", MAX_PARTITIONS + 1),
             ],
             false,
             REPLICATED,
@@ -1140,10 +1197,57 @@ mod tests {
             ]
         );
         assert!(refused.records.is_empty());
-        let checked = create_partitions(&state, vec![("b".into(), 6)], true, REPLICATED);
+        let assigned = |lists: Vec<Vec<i32>>| PartitionGrowth {
+            assignments: Some(lists),
+            ..growth("b", 4)
+        };
+        let wrong = create_partitions(
+            &state,
+            vec![
+                assigned(vec![vec![1, 2]]),
+                assigned(vec![vec![1, 2], vec![3]]),
+                assigned(vec![vec![1, 1], vec![2, 3]]),
+                assigned(vec![vec![1, 2], vec![2, 9]]),
+            ],
+            true,
+            REPLICATED,
+        );
+        assert_eq!(
+            errors(&wrong),
+            vec![ErrorCode::InvalidReplicaAssignment; 4],
+            "too few lists, a short one, a repeated broker, an unknown broker"
+        );
+        let given = create_partitions(
+            &state,
+            vec![assigned(vec![vec![3, 1], vec![2, 3]])],
+            true,
+            REPLICATED,
+        );
+        assert_eq!(errors(&given), vec![ErrorCode::None]);
+        let mut scratch = state.clone();
+        commit(
+            &mut scratch,
+            &create_partitions(
+                &state,
+                vec![assigned(vec![vec![3, 1], vec![2, 3]])],
+                false,
+                REPLICATED,
+            )
+            .records,
+        );
+        let replicas: Vec<Vec<NodeId>> = scratch.topics["b"].partitions[2..]
+            .iter()
+            .map(|p| p.replicas.clone())
+            .collect();
+        assert_eq!(
+            replicas,
+            vec![vec![NodeId(3), NodeId(1)], vec![NodeId(2), NodeId(3)]],
+            "the assignment is kept as given"
+        );
+        let checked = create_partitions(&state, vec![growth("b", 6)], true, REPLICATED);
         assert_eq!(errors(&checked), vec![ErrorCode::None]);
         assert!(checked.records.is_empty());
-        let grown = create_partitions(&state, vec![("b".into(), 6)], false, REPLICATED);
+        let grown = create_partitions(&state, vec![growth("b", 6)], false, REPLICATED);
         commit(&mut state, &grown.records);
         let b = &state.topics["b"].partitions;
         assert_eq!(b.len(), 6);
@@ -1157,7 +1261,7 @@ mod tests {
         assert_eq!(led, vec![2, 2, 3]);
         let records = fence_broker(&state, NodeId(3), epoch(&state, 3), false);
         commit(&mut state, &records);
-        let refused = create_partitions(&state, vec![("a".into(), 2)], false, LIMITS);
+        let refused = create_partitions(&state, vec![growth("a", 2)], false, LIMITS);
         assert_eq!(
             errors(&refused),
             vec![ErrorCode::InvalidReplicationFactor],

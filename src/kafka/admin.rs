@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::controller::NewTopic;
+use crate::cluster::controller::{NewTopic, PartitionGrowth};
 use crate::shard::calls::topics::{CreatePartitions, CreateTopics, DeleteTopics};
 use crate::shard::{CONTROLLER_SHARD, Shard};
 
@@ -107,7 +107,16 @@ pub async fn create_partitions(
     let topics = request
         .topics
         .iter()
-        .map(|t| (t.name.0.to_string(), t.count))
+        .map(|t| PartitionGrowth {
+            name: t.name.0.to_string(),
+            count: t.count,
+            assignments: t.assignments.as_ref().map(|lists| {
+                lists
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
+                    .collect()
+            }),
+        })
         .collect();
     let call = CreatePartitions {
         topics,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::cluster::controller::{NewTopic, TopicChangeResult};
+use crate::cluster::controller::{NewTopic, PartitionGrowth, TopicChangeResult};
 use crate::cluster::image::{
     Identity, LocalPlacement, MetadataImage, PartitionImage, PartitionKey,
 };
@@ -27,7 +27,7 @@ pub struct CreateTopics(pub Vec<NewTopic>);
 
 #[derive(Debug)]
 pub struct CreatePartitions {
-    pub topics: Vec<(String, i32)>,
+    pub topics: Vec<PartitionGrowth>,
     pub validate_only: bool,
 }
 
@@ -64,7 +64,7 @@ impl ShardCall for CreatePartitions {
     type Reply = Vec<TopicChangeResult>;
 
     async fn run(self, shard: Rc<Shard>) -> Vec<TopicChangeResult> {
-        let names = self.topics.iter().map(|(name, _)| name.clone()).collect();
+        let names = self.topics.iter().map(|t| t.name.clone()).collect();
         let request = ControllerRequest::CreatePartitions {
             topics: self.topics,
             validate_only: self.validate_only,

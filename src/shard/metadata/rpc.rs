@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::controller::{
-    AlterPartitionRequest, BrokerRegistration, Election, ElectionResult, NewTopic,
+    AlterPartitionRequest, BrokerRegistration, Election, ElectionResult, NewTopic, PartitionGrowth,
     TopicChangeResult,
 };
 use crate::cluster::state::ClusterState;
@@ -27,7 +27,7 @@ pub enum ControllerRequest {
     },
     CreateTopics(Vec<NewTopic>),
     CreatePartitions {
-        topics: Vec<(String, i32)>,
+        topics: Vec<PartitionGrowth>,
         validate_only: bool,
     },
     SetTopicConfigs {
