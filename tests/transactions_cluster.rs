@@ -181,15 +181,33 @@ fn stable_and_high(
 ) -> Vec<(i64, i64)> {
     (0..PARTITIONS)
         .map(|partition| {
-            let (_, stable) = committed
-                .fetch_watermarks(topic, partition, OP_TIMEOUT)
-                .expect("ListOffsets read_committed");
-            let (_, high) = uncommitted
-                .fetch_watermarks(topic, partition, OP_TIMEOUT)
-                .expect("ListOffsets read_uncommitted");
+            let stable = latest(committed, topic, partition, "read_committed");
+            let high = latest(uncommitted, topic, partition, "read_uncommitted");
             (stable, high)
         })
         .collect()
+}
+
+/// ListOffsets latest through `consumer`, retried while a new leader's high
+/// watermark has not reached its epoch's start yet (OFFSET_NOT_AVAILABLE,
+/// KIP-207) or leadership is moving, as Kafka's clients retry those.
+fn latest(consumer: &BaseConsumer<TestContext>, topic: &str, partition: i32, what: &str) -> i64 {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, OP_TIMEOUT) {
+            Ok((_, offset)) => return offset,
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::OffsetNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable,
+            )) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(error) => panic!("ListOffsets {what}: {error}"),
+        }
+    }
 }
 
 /// Waits until every partition of `topic` has the last stable offset and high
