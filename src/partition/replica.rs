@@ -214,14 +214,19 @@ impl LeaderState {
                         .is_none_or(|at| now.saturating_duration_since(at) > lag_max)
                 })
         };
+        let joins = |r: &NodeId, p: &Progress| {
+            !self.isr.contains(r)
+                && p.log_end
+                    .is_some_and(|end| end >= high_watermark && end >= self.epoch_start)
+        };
+        // Checked at every follower fetch: decide without allocating first.
+        if !self.isr.iter().any(&lagging) && !self.followers.iter().any(|(r, p)| joins(r, p)) {
+            return None;
+        }
         let joining: Vec<NodeId> = self
             .followers
             .iter()
-            .filter(|(r, _)| !self.isr.contains(r))
-            .filter(|(_, p)| {
-                p.log_end
-                    .is_some_and(|end| end >= high_watermark && end >= self.epoch_start)
-            })
+            .filter(|(r, p)| joins(r, p))
             .map(|(&r, _)| r)
             .collect();
         let mut isr: Vec<NodeId> = self.isr.iter().copied().filter(|r| !lagging(r)).collect();

@@ -120,14 +120,23 @@ fn marker_results(markers: &TxnMarkers, response: &WriteTxnMarkersResponse) -> V
             })
         })
         .collect();
-    markers
-        .partitions
-        .iter()
+    in_asked_order(
+        &markers.partitions,
+        &answered,
+        ErrorCode::UnknownServerError,
+    )
+}
+
+/// Each partition asked with its answer, `missing` for one left unanswered.
+fn in_asked_order<'a, C: FromIterator<(TxnPartition, ErrorCode)>>(
+    asked: impl IntoIterator<Item = &'a TxnPartition>,
+    answered: &BTreeMap<TxnPartition, ErrorCode>,
+    missing: ErrorCode,
+) -> C {
+    asked
+        .into_iter()
         .map(|partition| {
-            let error = answered
-                .get(partition)
-                .copied()
-                .unwrap_or(ErrorCode::UnknownServerError);
+            let error = answered.get(partition).copied().unwrap_or(missing);
             (partition.clone(), error)
         })
         .collect()
@@ -221,17 +230,11 @@ fn check_results(
             })
         })
         .collect();
-    Ok(check
-        .partitions
-        .iter()
-        .map(|partition| {
-            let error = answered
-                .get(partition)
-                .copied()
-                .unwrap_or(ErrorCode::CoordinatorNotAvailable);
-            (partition.clone(), error)
-        })
-        .collect())
+    Ok(in_asked_order(
+        check.partitions,
+        &answered,
+        ErrorCode::CoordinatorNotAvailable,
+    ))
 }
 
 fn by_topic<'a>(
