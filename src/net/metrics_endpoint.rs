@@ -102,7 +102,7 @@ async fn serve(shard: &Rc<Shard>, mut stream: TcpStream, readiness: Readiness) {
     let _ = stream.close().await;
 }
 
-/// The metrics of every shard, rendered.
+/// The metrics of every shard, rendered off the reactor.
 async fn gather(shard: &Rc<Shard>) -> String {
     let calls = shard.all_shards().map(|id| (id, GatherMetrics)).collect();
     let snapshots = crate::kafka::fan_out(shard, calls)
@@ -110,7 +110,12 @@ async fn gather(shard: &Rc<Shard>) -> String {
         .into_iter()
         .map(|(_, snapshot)| snapshot)
         .collect();
-    exposition::render(snapshots, shard.config().metrics_aggregate_partitions)
+    let aggregate = shard.config().metrics_aggregate_partitions;
+    // Rendering tens of thousands of series takes ~100 ms of CPU: on the
+    // blocking pool it does not hold the shard's reactor.
+    glommio::executor()
+        .spawn_blocking(move || exposition::render(snapshots, aggregate))
+        .await
 }
 
 /// Reads up to the end of the request head; `None` if it is too long or the

@@ -6,6 +6,10 @@ use crate::metrics::snapshot::{CommittedOffset, PartitionSample, ShardSnapshot};
 use crate::shard::Shard;
 use crate::shard::call::ShardCall;
 
+/// Partitions sampled between chances for the shard's other tasks to run: a
+/// scrape of thousands of partitions must not hold the reactor.
+const PARTITIONS_PER_SLICE: usize = 512;
+
 pub struct GatherMetrics;
 
 impl ShardCall for GatherMetrics {
@@ -15,10 +19,10 @@ impl ShardCall for GatherMetrics {
     const WAITS_FOR_CALLERS_IMAGE: bool = false;
 
     async fn run(self, shard: Rc<Shard>) -> ShardSnapshot {
-        let partitions = shard
-            .open_partitions()
-            .iter()
-            .map(|partition| PartitionSample {
+        let open = shard.open_partitions();
+        let mut partitions = Vec::with_capacity(open.len());
+        for chunk in open.chunks(PARTITIONS_PER_SLICE) {
+            partitions.extend(chunk.iter().map(|partition| PartitionSample {
                 topic: partition.key().topic.clone(),
                 partition: partition.key().partition,
                 leader: partition.is_leader(),
@@ -27,8 +31,9 @@ impl ShardCall for GatherMetrics {
                 high_watermark: partition.high_watermark().0,
                 size_bytes: partition.size_bytes(),
                 traffic: partition.traffic().sample(),
-            })
-            .collect();
+            }));
+            glommio::yield_if_needed().await;
+        }
         let groups = shard.groups().groups.borrow();
         let group_states = groups.values().map(|g| g.state().name()).collect();
         let committed = groups
