@@ -95,7 +95,7 @@ impl RecoveryReport {
                 tracing::info!(path = %path.display(), "removed a stray file");
             }
             RecoveryEvent::IndexRebuilt { segment, reason } => {
-                tracing::warn!(dir = %dir.display(), %segment, %reason, "rebuilt segment index");
+                tracing::warn!(dir = %dir.display(), segment = segment.0, %reason, "rebuilt segment index");
             }
             RecoveryEvent::SwapCompleted { old, new } => {
                 tracing::warn!(
@@ -109,8 +109,31 @@ impl RecoveryReport {
                     "removed a file of a log cleaner pass that never committed"
                 );
             }
-            other => {
-                tracing::error!(dir = %dir.display(), event = ?other, "log recovery dropped data");
+            RecoveryEvent::Truncated {
+                segment,
+                position,
+                dropped_bytes,
+                reason,
+            } => {
+                tracing::error!(
+                    dir = %dir.display(), segment = segment.0, position, dropped_bytes, %reason,
+                    "log recovery dropped data: segment truncated at its first invalid batch"
+                );
+            }
+            RecoveryEvent::SegmentDeleted { segment, reason } => {
+                tracing::error!(
+                    dir = %dir.display(), segment = segment.0, %reason,
+                    "log recovery dropped data: segment after the corrupt one deleted"
+                );
+            }
+            RecoveryEvent::EndsBeforeRecoveryPoint {
+                recovery_point,
+                log_end,
+            } => {
+                tracing::error!(
+                    dir = %dir.display(), recovery_point = recovery_point.0, log_end = log_end.0,
+                    "log recovery dropped data: the log ends before its recovery point"
+                );
             }
         }
         self.events.push(event);
