@@ -53,6 +53,8 @@ fn run_dump(args: &[&str], dir: &Path) -> (i32, String) {
         .expect("run sluice log dump");
     let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
     let code = output.status.code().expect("exited, not killed");
+    // Shown by libtest for a failing test only.
+    eprintln!("sluice log dump {args:?}: exit {code}\n{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     (code, stdout)
 }
@@ -122,17 +124,15 @@ async fn dump_shows_what_the_broker_wrote_and_finds_a_flipped_byte_and_a_torn_ta
     let batches = segment["batches"].as_array().unwrap();
     // 3 plain, 1 gzip, 2 transactional, 1 commit marker.
     assert_eq!(batches.len(), 7, "{dump:#}");
-    let mut next = 0;
     let mut position = 0;
-    for batch in batches {
+    for (offset, batch) in batches.iter().enumerate() {
         assert_eq!(batch["crc_ok"], true);
         assert_eq!(batch["crc"], batch["computed_crc"]);
         assert_eq!(batch["magic"], 2);
-        assert_eq!(batch["base_offset"], next);
-        assert_eq!(batch["last_offset"], next);
+        assert_eq!(batch["base_offset"], offset);
+        assert_eq!(batch["last_offset"], offset);
         assert_eq!(batch["count"], 1);
         assert_eq!(batch["position"], position);
-        next += 1;
         position += batch["size"].as_u64().unwrap();
     }
     assert_eq!(segment["next_offset"], 7);

@@ -22,6 +22,17 @@ pub enum IndexKind {
     Txn,
 }
 
+impl IndexKind {
+    /// As in the JSON: offset, time or txn.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexKind::Offset => "offset",
+            IndexKind::Time => "time",
+            IndexKind::Txn => "txn",
+        }
+    }
+}
+
 /// One index file.
 #[derive(Debug, Serialize)]
 pub struct IndexDump {

@@ -97,8 +97,9 @@ impl<W: Write> Text<W> {
             batch.producer_epoch,
             batch.base_sequence,
             batch.marker.map_or(String::new(), |marker| format!(
-                " marker={:?} coordinator_epoch={}",
-                marker.kind, marker.coordinator_epoch
+                " marker={} coordinator_epoch={}",
+                marker.kind.as_str(),
+                marker.coordinator_epoch
             ))
         )?;
         for record in batch.records.iter().flatten() {
@@ -114,13 +115,10 @@ impl<W: Write> Text<W> {
             record.offset, record.timestamp
         )?;
         if let Some(marker) = record.marker {
-            let kind = match marker.kind {
-                super::MarkerType::Commit => "COMMIT",
-                super::MarkerType::Abort => "ABORT",
-            };
             return writeln!(
                 self.out,
-                " {kind} coordinator_epoch={}",
+                " {} coordinator_epoch={}",
+                marker.kind.as_str(),
                 marker.coordinator_epoch
             );
         }
@@ -208,9 +206,9 @@ impl<W: Write> Render for Text<W> {
         for index in &segment.indexes {
             writeln!(
                 self.out,
-                "  Index {}: kind={:?} size={} entries={}",
+                "  Index {}: kind={} size={} entries={}",
                 index.file,
-                index.kind,
+                index.kind.as_str(),
                 index.size,
                 index.entries.len()
             )?;
@@ -249,7 +247,7 @@ impl<W: Write> Render for Text<W> {
                 )?;
             }
             for problem in &index.problems {
-                writeln!(self.out, "  CORRUPT {}", describe(problem))?;
+                self.problem(problem)?;
             }
         }
         Ok(())
@@ -292,7 +290,7 @@ impl<W: Write> Render for Text<W> {
                 }
             }
             for problem in &checkpoint.problems {
-                writeln!(self.out, "  CORRUPT {}", describe(problem))?;
+                self.problem(problem)?;
             }
         }
         for file in &tail.other_files {

@@ -98,6 +98,16 @@ pub enum MarkerType {
     Abort,
 }
 
+impl MarkerType {
+    /// As in the JSON: COMMIT or ABORT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkerType::Commit => "COMMIT",
+            MarkerType::Abort => "ABORT",
+        }
+    }
+}
+
 /// One record of a batch.
 #[derive(Debug, Serialize)]
 pub struct RecordDump {

@@ -391,3 +391,45 @@ fn a_directory_that_is_no_partition_is_a_usage_error() {
     assert!(matches!(error, DumpError::Io { .. }), "{error}");
     assert!(out.is_empty());
 }
+
+#[test]
+fn txn_index_entries_must_point_at_abort_markers() {
+    let fixture = fixture();
+    let abort = EndTxnMarker {
+        kind: MarkerKind::Abort,
+        coordinator_epoch: 4,
+    }
+    .build_batch(ProducerId(7), ProducerEpoch(1), TimestampMs(1_030));
+    patch(&fixture.dir.join(LOG), 0, |bytes, _| {
+        bytes.extend_from_slice(&at(abort, 4))
+    });
+    let entry = |producer: i64, first: i64, last: i64| crate::storage::txn_index::AbortedTxn {
+        producer_id: ProducerId(producer),
+        first_offset: Offset(first),
+        last_offset: Offset(last),
+        last_stable_offset: Offset(first),
+    };
+    let entries = [entry(7, 2, 4), entry(7, 2, 3), entry(8, 2, 4)];
+    std::fs::write(
+        fixture.dir.join("00000000000000000000.txnindex"),
+        crate::storage::txn_index::encode_entries(&entries),
+    )
+    .unwrap();
+    let (dump, summary) = json(&fixture.dir, false);
+    assert_eq!(dump["segments"][0]["batches"][3]["marker"]["type"], "ABORT");
+    let txn = &dump["segments"][0]["indexes"][2];
+    assert_eq!(txn["kind"], "txn");
+    let ok: Vec<bool> = txn["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(ok, [true, false, false]);
+    let details: Vec<&str> = summary.problems.iter().map(|p| p.detail.as_str()).collect();
+    assert!(details[0].contains("do not increase"), "{details:?}");
+    assert!(
+        details[1].contains("no abort marker of producer 8"),
+        "{details:?}"
+    );
+}
