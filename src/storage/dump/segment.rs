@@ -2,13 +2,14 @@
 //! computed CRC32C, optionally the records, and where the file stops making
 //! sense.
 //!
-//! The walk follows recovery's rules (`storage::recovery`): a batch must have
+//! Each frame is judged by recovery's own check (`recovery::check_frame`:
 //! magic 2, a length of at least a header that fits in the file, offsets that
-//! only go up from the segment base, and a matching CRC32C; zero bytes after
-//! the last batch are the zero fill, not data. Unlike recovery it does not stop
-//! at a CRC mismatch: the length field is outside the CRC, so the next batch
-//! is still found, and every later one is shown. Only a broken frame (magic,
-//! length, a torn tail) ends the walk, since nothing after it can be located.
+//! only go up from the segment base), then the CRC32C; zero bytes after the
+//! last batch are the zero fill, not data. Unlike recovery it does not stop at
+//! a CRC mismatch or at offsets going back: the length field is outside the
+//! CRC, so the next batch is still found, and every later one is shown. Only a
+//! broken frame (magic, length, a torn tail) ends the walk, since nothing
+//! after it can be located.
 //!
 //! Reads are `pread`s of one header, then of one batch whose length was first
 //! checked against the bytes left in the file: a corrupt length cannot make
@@ -20,9 +21,10 @@ use std::os::unix::fs::FileExt;
 use serde::Serialize;
 
 use crate::record::attributes::{Compression, TimestampType};
-use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, MAGIC_V2, RecordBatch, compute_crc};
+use crate::record::batch::{BATCH_HEADER_LEN, BatchHeader, RecordBatch, compute_crc};
 use crate::record::compaction::BatchRecords;
 use crate::record::control::{EndTxnMarker, MarkerKind};
+use crate::storage::recovery::{FrameFault, check_frame};
 use crate::types::Offset;
 
 use super::{Bytes, Problem, ProblemKind};
@@ -180,63 +182,37 @@ pub fn scan(file: &File, name: &str, base: Offset, records: bool) -> std::io::Re
             }
             break;
         }
-        let Some(header) = BatchHeader::parse(head) else {
-            dump.problems.push(problem(
-                ProblemKind::TornTail,
-                None,
-                format!(
-                    "torn batch header: {remaining} bytes left, a header has {BATCH_HEADER_LEN}"
-                ),
-            ));
-            break;
-        };
-        let offset = Some(header.base_offset.get());
-        if header.magic != MAGIC_V2 {
-            dump.problems.push(problem(
-                ProblemKind::BadMagic,
-                offset,
-                format!("magic {} (only 2 is stored)", header.magic),
-            ));
-            break;
-        }
-        let len = match header.total_len() {
-            Some(len) if len >= BATCH_HEADER_LEN => len as u64,
-            _ => {
-                dump.problems.push(problem(
-                    ProblemKind::BadLength,
-                    offset,
-                    format!(
-                        "batch length field {} is shorter than a header",
-                        header.batch_length.get()
-                    ),
-                ));
-                break;
+        let offset = BatchHeader::parse(head).map(|header| header.base_offset.get());
+        let len = match check_frame(head, remaining, Some(Offset(min_offset))) {
+            Ok(len) => len,
+            Err(fault) => {
+                let kind = match fault {
+                    FrameFault::TornHeader { .. } | FrameFault::TornBatch { .. } => {
+                        ProblemKind::TornTail
+                    }
+                    FrameFault::BadMagic(_) => ProblemKind::BadMagic,
+                    FrameFault::BadLength(_) => ProblemKind::BadLength,
+                    FrameFault::OffsetsBackwards { .. } => ProblemKind::OffsetsBackwards,
+                };
+                let detail = match fault {
+                    FrameFault::OffsetsBackwards { .. } => {
+                        format!("{fault}: expected offsets from {min_offset} on")
+                    }
+                    _ => fault.to_string(),
+                };
+                dump.problems.push(problem(kind, offset, detail));
+                match fault {
+                    // The frame is sound, only its offsets are wrong: the walk goes on.
+                    FrameFault::OffsetsBackwards { len, .. } => len,
+                    _ => break,
+                }
             }
         };
-        if len > remaining {
-            dump.problems.push(problem(
-                ProblemKind::TornTail,
-                offset,
-                format!("torn batch: {len} bytes declared, {remaining} left in the file"),
-            ));
-            break;
-        }
         // `len` is at most what is left of the file: the allocation is bounded.
         bytes.resize(len as usize, 0);
         file.read_exact_at(&mut bytes, position)?;
         let batch = RecordBatch::new_unchecked(&bytes);
-        let header = batch.header();
-        let (base_offset, last_offset) = (header.base_offset().0, header.last_offset().0);
-        if last_offset < base_offset || base_offset < min_offset {
-            dump.problems.push(problem(
-                ProblemKind::OffsetsBackwards,
-                offset,
-                format!(
-                    "offsets {base_offset}..={last_offset} do not follow the offsets before \
-                     them (expected at least {min_offset})"
-                ),
-            ));
-        }
+        let last_offset = batch.header().last_offset().0;
         let mut entry = describe(batch, position, len);
         if !entry.crc_ok {
             dump.problems.push(problem(

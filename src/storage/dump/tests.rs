@@ -433,3 +433,32 @@ fn txn_index_entries_must_point_at_abort_markers() {
         "{details:?}"
     );
 }
+
+#[test]
+fn offsets_going_back_are_reported_and_the_walk_goes_on() {
+    let fixture = fixture();
+    let again = at(
+        build_batch(&[NewRecord {
+            key: None,
+            value: Some(b"again"),
+            timestamp_ms: 1_040,
+        }]),
+        1,
+    );
+    patch(&fixture.dir.join(LOG), 0, |bytes, _| {
+        bytes.extend_from_slice(&again)
+    });
+    let (dump, summary) = json(&fixture.dir, false);
+    let problem = &summary.problems[0];
+    assert_eq!(problem.kind, ProblemKind::OffsetsBackwards);
+    assert_eq!(
+        (problem.position, problem.offset),
+        (Some(fixture.log_len), Some(1))
+    );
+    assert!(
+        problem.detail.contains("expected offsets from 4 on"),
+        "{}",
+        problem.detail
+    );
+    assert_eq!(dump["segments"][0]["batches"].as_array().unwrap().len(), 4);
+}
