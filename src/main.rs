@@ -24,8 +24,24 @@ use sluice::types::NodeId;
     about = "Kafka-compatible streaming storage engine and broker"
 )]
 struct Cli {
+    /// How log lines are written to stderr: text for people, json (one object
+    /// per line) for log shippers. Filter them with RUST_LOG (default: info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SLUICE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +55,26 @@ enum Command {
     Format(FormatArgs),
     /// Print a new cluster id for `sluice format --cluster-id`.
     RandomClusterId,
+    /// Offline tools for partition directories.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Print a partition directory's segments, batches, indexes and checkpoints
+    /// and check them (exit 0: consistent, 1: corrupt, 2: not a partition
+    /// directory or an I/O error). Read-only; run it on a stopped broker's data.
+    Dump {
+        /// The partition directory, `<data dir>/<topic>-<partition>`.
+        dir: PathBuf,
+        /// Also print every record (key, value, headers; markers as COMMIT/ABORT).
+        #[arg(long)]
+        records: bool,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Settings of `sluice format`: the data directory and node id come from the
@@ -378,16 +414,9 @@ struct BenchLogArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not in a log file or a pipe.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
         Command::Serve(args) => serve(*args),
         Command::BenchLog(args) => bench_log(args),
         Command::Format(args) => format(args),
@@ -395,6 +424,28 @@ fn main() -> ExitCode {
             println!("{}", meta_properties::random_cluster_id());
             ExitCode::SUCCESS
         }
+        Command::Log(LogCommand::Dump { dir, records, json }) => ExitCode::from(
+            sluice::storage::dump::main(&dir, sluice::storage::dump::Options { records }, json),
+        ),
+    }
+}
+
+/// Log lines to stderr, filtered by RUST_LOG (default `info`).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a terminal, not in a log file or a pipe.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Span context is left out: the lines carry their fields themselves.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
     }
 }
 

@@ -60,6 +60,38 @@ pub struct RecordView<'a> {
     pub key: Option<&'a [u8]>,
     /// false for a tombstone (null value).
     pub has_value: bool,
+    /// The value bytes; `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub headers: RecordHeaders<'a>,
+}
+
+/// The headers of a record, checked when the record was read: each a key and
+/// a nullable value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordHeaders<'a> {
+    count: i64,
+    /// The encoded headers, after their count.
+    bytes: &'a [u8],
+}
+
+impl<'a> RecordHeaders<'a> {
+    pub fn len(&self) -> i64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each header's key and value (`None`: null), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
+        let mut cursor = Cursor(self.bytes);
+        (0..self.count).map_while(move |_| {
+            let key = cursor.nullable("header key").ok()??;
+            let value = cursor.nullable("header value").ok()?;
+            Some((key, value))
+        })
+    }
 }
 
 /// The records of one batch, inflated once if the batch is compressed.
@@ -197,6 +229,7 @@ impl<'a> RawRecords<'a> {
         if headers < 0 {
             return Err("negative header count");
         }
+        let header_bytes = cursor.0;
         // Each header takes at least two bytes, so a huge count fails early.
         for _ in 0..headers {
             if cursor.nullable("header key")?.is_none() {
@@ -218,6 +251,11 @@ impl<'a> RawRecords<'a> {
                     .unwrap_or(TimestampMs(stored_timestamp)),
                 key,
                 has_value: value.is_some(),
+                value,
+                headers: RecordHeaders {
+                    count: headers,
+                    bytes: header_bytes,
+                },
             },
             stored_timestamp,
             attributes,
@@ -839,6 +877,22 @@ mod tests {
         });
         let cleaned = rewritten(filter(&bytes, false, None, |r| r.offset == Offset(101)));
         assert_eq!(&cleaned[BATCH_HEADER_LEN..], &second[..]);
+
+        let records = BatchRecords::new(RecordBatch::new_unchecked(&bytes), LIMIT).unwrap();
+        let views: Vec<RecordView<'_>> = records.iter().map(Result::unwrap).collect();
+        assert_eq!(views[0].value, Some(&b"v"[..]));
+        let headers: Vec<_> = views[0].headers.iter().collect();
+        assert_eq!(
+            headers,
+            vec![(&b"h"[..], Some(&b"x"[..])), (&b"n"[..], None)]
+        );
+        assert_eq!(views[1].headers.len(), 1);
+        assert!(
+            views[1]
+                .headers
+                .iter()
+                .eq([(&b"trace"[..], Some(&b"42"[..]))])
+        );
     }
 
     fn error_of(bytes: &[u8]) -> CompactionError {

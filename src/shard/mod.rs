@@ -174,11 +174,24 @@ impl Shard {
     pub async fn close_partitions(&self) {
         self.fetchers.stop_all();
         let partitions = self.partitions.drain();
+        let count = partitions.len();
+        let started = std::time::Instant::now();
+        tracing::info!(
+            shard = self.id().0,
+            partitions = count,
+            "closing partitions"
+        );
         bounded::for_each(partitions, bounded::PARTITION_JOBS, |partition| async move {
             if let Err(error) = partition.close().await {
                 tracing::error!(partition = %partition.key(), %error, "closing a partition failed");
             }
         })
         .await;
+        tracing::info!(
+            shard = self.id().0,
+            partitions = count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partitions closed"
+        );
     }
 }

@@ -99,6 +99,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             Err(error) => failure = Some(format!("a shard panicked: {error}")),
         }
     }
+    if failure.is_none() {
+        tracing::info!(node = identity.node.0, "sluice stopped");
+    }
     failure.map_or(Ok(()), Err)
 }
 
@@ -151,6 +154,12 @@ async fn shard_main(
         shard.close_partitions().await;
         return Ok(());
     }
+    tracing::info!(
+        shard = shard.id().0,
+        partitions = shard.partitions.keys().len(),
+        offline = shard.offline_partitions().len(),
+        "shard opened its partitions"
+    );
     if let Err(error) = refuse_offline_partitions(&shard) {
         startup.shutdown.store(true, Ordering::Relaxed);
         shard.close_partitions().await;

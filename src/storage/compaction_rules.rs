@@ -279,6 +279,8 @@ mod tests {
             timestamp: TimestampMs(0),
             key,
             has_value,
+            value: has_value.then_some(&b"v"[..]),
+            headers: Default::default(),
         }
     }
 

@@ -6,7 +6,8 @@
 //! cleaner's `offset_map` and `throttle` at the bottom; the tail cache, `scan`,
 //! `zero_fill` and `segment` above them; `cleaned_segment` above `segment`,
 //! and `swap` above it; then `recovery`; then `log`, the facade the rest of the
-//! broker uses; then `background`.
+//! broker uses; then `background`. `dump` (`sluice log dump`) reads a
+//! directory offline with the decoders below it, and nothing uses it.
 //!
 //! Everything here belongs to exactly one shard: types are `!Send`, shared with
 //! `Rc`, and never hold a `RefCell` borrow across an `.await`.
@@ -22,6 +23,7 @@ pub mod config;
 mod dependencies;
 pub mod device;
 pub mod dir_lock;
+pub mod dump;
 pub mod error;
 pub mod leader_epoch;
 pub mod log;

@@ -133,8 +133,7 @@ impl OffsetIndex {
         }
         let mut index = OffsetIndex::new(base);
         for (entry_number, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
-            let relative = u32::from_be_bytes(chunk[0..4].try_into().expect("4 bytes"));
-            let position = u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes"));
+            let (relative, position) = decode_entry(chunk.try_into().expect("exact chunk"));
             if let Some(&(last_relative, last_position)) = index.relative.last()
                 && (relative <= last_relative || position <= last_position)
             {
@@ -151,6 +150,14 @@ impl OffsetIndex {
         }
         Ok(index)
     }
+}
+
+/// One entry as stored: (offset relative to the segment base, position).
+/// Unchecked; [`OffsetIndex::decode`] checks a whole file.
+pub fn decode_entry(entry: &[u8; ENTRY_LEN]) -> (u32, u32) {
+    let relative = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
+    let position = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]);
+    (relative, position)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-const FILE: &str = "partition.metadata";
+pub const FILE: &str = "partition.metadata";
 
 /// What the directory holds for a topic with `topic_id`.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,11 +21,7 @@ pub enum Owner {
 pub fn owner(dir: &Path, topic_id: &str) -> std::io::Result<Owner> {
     match std::fs::read_to_string(dir.join(FILE)) {
         Ok(text) => {
-            let id = text
-                .lines()
-                .find_map(|line| line.strip_prefix("topic_id: "))
-                .map(str::trim)
-                .unwrap_or_default();
+            let id = topic_id_in(&text).unwrap_or_default();
             // A file a crash left empty or cut says nothing: never a reason
             // to delete the directory.
             Ok(match id {
@@ -37,6 +33,13 @@ pub fn owner(dir: &Path, topic_id: &str) -> std::io::Result<Owner> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Owner::Unknown),
         Err(error) => Err(error),
     }
+}
+
+/// The topic id the file's text names, if any.
+pub fn topic_id_in(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("topic_id: "))
+        .map(str::trim)
 }
 
 /// Writes the file into an existing directory, atomically but not synced: a

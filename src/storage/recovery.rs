@@ -95,7 +95,7 @@ impl RecoveryReport {
                 tracing::info!(path = %path.display(), "removed a stray file");
             }
             RecoveryEvent::IndexRebuilt { segment, reason } => {
-                tracing::warn!(dir = %dir.display(), %segment, %reason, "rebuilt segment index");
+                tracing::warn!(dir = %dir.display(), segment = segment.0, %reason, "rebuilt segment index");
             }
             RecoveryEvent::SwapCompleted { old, new } => {
                 tracing::warn!(
@@ -109,8 +109,31 @@ impl RecoveryReport {
                     "removed a file of a log cleaner pass that never committed"
                 );
             }
-            other => {
-                tracing::error!(dir = %dir.display(), event = ?other, "log recovery dropped data");
+            RecoveryEvent::Truncated {
+                segment,
+                position,
+                dropped_bytes,
+                reason,
+            } => {
+                tracing::error!(
+                    dir = %dir.display(), segment = segment.0, position, dropped_bytes, %reason,
+                    "log recovery dropped data: segment truncated at its first invalid batch"
+                );
+            }
+            RecoveryEvent::SegmentDeleted { segment, reason } => {
+                tracing::error!(
+                    dir = %dir.display(), segment = segment.0, %reason,
+                    "log recovery dropped data: segment after the corrupt one deleted"
+                );
+            }
+            RecoveryEvent::EndsBeforeRecoveryPoint {
+                recovery_point,
+                log_end,
+            } => {
+                tracing::error!(
+                    dir = %dir.display(), recovery_point = recovery_point.0, log_end = log_end.0,
+                    "log recovery dropped data: the log ends before its recovery point"
+                );
             }
         }
         self.events.push(event);
@@ -394,6 +417,57 @@ pub async fn remove_segment_files(dir: &Path, base: Offset) -> Result<(), LogErr
     Ok(())
 }
 
+/// Why a batch's frame cannot be trusted: where recovery ends a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameFault {
+    #[error("torn batch header: {remaining} bytes left")]
+    TornHeader { remaining: u64 },
+    #[error("bad magic {0}")]
+    BadMagic(i8),
+    #[error("bad batch length {0}")]
+    BadLength(i32),
+    #[error("torn batch: {declared} bytes declared, {remaining} on disk")]
+    TornBatch { declared: u64, remaining: u64 },
+    /// `len`: the batch's length, which is sound.
+    #[error("offsets {base}..={last} go backwards")]
+    OffsetsBackwards {
+        base: Offset,
+        last: Offset,
+        len: u64,
+    },
+}
+
+/// Checks the frame of the batch starting with `head` (its first bytes, up to
+/// a header's worth), `remaining` bytes before the end of the file: magic,
+/// length, that it fits, and that its offsets go up from `min_offset`.
+/// Returns its whole length. Pure, so `sluice log dump` judges batches as
+/// recovery does.
+pub fn check_frame(
+    head: &[u8],
+    remaining: u64,
+    min_offset: Option<Offset>,
+) -> Result<u64, FrameFault> {
+    let header = BatchHeader::parse(head).ok_or(FrameFault::TornHeader { remaining })?;
+    if header.magic != MAGIC_V2 {
+        return Err(FrameFault::BadMagic(header.magic));
+    }
+    let len = match header.total_len() {
+        Some(len) if len >= BATCH_HEADER_LEN => len as u64,
+        _ => return Err(FrameFault::BadLength(header.batch_length.get())),
+    };
+    if len > remaining {
+        return Err(FrameFault::TornBatch {
+            declared: len,
+            remaining,
+        });
+    }
+    let (base, last) = (header.base_offset(), header.last_offset());
+    if last < base || min_offset.is_some_and(|min| base < min) {
+        return Err(FrameFault::OffsetsBackwards { base, last, len });
+    }
+    Ok(len)
+}
+
 struct Scan {
     end: u64,
     next_offset: Option<Offset>,
@@ -436,46 +510,29 @@ async fn validate(
                 stop,
             });
         }
-        let invalid = |reason: String| Scan {
-            end: position,
-            next_offset,
-            stop: Stop::Invalid(reason),
-        };
-        let Some(header) = BatchHeader::parse(&header_bytes) else {
-            return Ok(invalid(format!(
-                "torn batch header: {remaining} bytes left"
-            )));
-        };
-        if header.magic != MAGIC_V2 {
-            return Ok(invalid(format!("bad magic {}", header.magic)));
-        }
-        let len = match header.total_len() {
-            Some(len) if len >= BATCH_HEADER_LEN => len as u64,
-            _ => {
-                return Ok(invalid(format!(
-                    "bad batch length {}",
-                    header.batch_length.get()
-                )));
+        let len = match check_frame(&header_bytes, remaining, min_offset) {
+            Ok(len) => len,
+            Err(fault) => {
+                return Ok(Scan {
+                    end: position,
+                    next_offset,
+                    stop: Stop::Invalid(fault.to_string()),
+                });
             }
         };
-        if len > remaining {
-            return Ok(invalid(format!(
-                "torn batch: {len} bytes declared, {remaining} on disk"
-            )));
-        }
-        let base = header.base_offset();
-        let last = header.last_offset();
-        if last < base || min_offset.is_some_and(|min| base < min) {
-            return Ok(invalid(format!("offsets {base}..={last} go backwards")));
-        }
         let batch = read_range(file, &mut window, position, len as usize).await?;
         let header = BatchHeader::parse(&batch).expect("batch holds its header");
+        let (base, last) = (header.base_offset(), header.last_offset());
         let crc = compute_crc(&batch);
         if crc != header.crc.get() {
-            return Ok(invalid(format!(
-                "CRC32C mismatch in batch {base}: stored {:#010x}, computed {crc:#010x}",
-                header.crc.get()
-            )));
+            return Ok(Scan {
+                end: position,
+                next_offset,
+                stop: Stop::Invalid(format!(
+                    "CRC32C mismatch in batch {base}: stored {:#010x}, computed {crc:#010x}",
+                    header.crc.get()
+                )),
+            });
         }
         indexes.on_batch(&BatchSummary::of(header, position, len));
         report.batches_validated += 1;

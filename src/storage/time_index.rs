@@ -91,8 +91,7 @@ impl TimeIndex {
         }
         let mut index = TimeIndex::new(base);
         for (entry_number, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
-            let ts = i64::from_be_bytes(chunk[0..8].try_into().expect("8 bytes"));
-            let relative = u32::from_be_bytes(chunk[8..12].try_into().expect("4 bytes"));
+            let (ts, relative) = decode_entry(chunk.try_into().expect("exact chunk"));
             if let Some(&(last_ts, last_rel)) = index.entries.last()
                 && (ts <= last_ts || relative <= last_rel)
             {
@@ -102,6 +101,16 @@ impl TimeIndex {
         }
         Ok(index)
     }
+}
+
+/// One entry as stored: (timestamp, offset relative to the segment base).
+/// Unchecked; [`TimeIndex::decode`] checks a whole file.
+pub fn decode_entry(entry: &[u8; ENTRY_LEN]) -> (i64, u32) {
+    let (timestamp, relative) = entry.split_at(8);
+    (
+        i64::from_be_bytes(timestamp.try_into().expect("8 bytes")),
+        u32::from_be_bytes(relative.try_into().expect("4 bytes")),
+    )
 }
 
 #[cfg(test)]

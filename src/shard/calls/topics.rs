@@ -260,6 +260,17 @@ async fn open_partition(shard: &Rc<Shard>, image: &MetadataImage, key: Partition
             if !report.events.is_empty() {
                 tracing::warn!(partition = %key, events = ?report.events, "partition recovered");
             }
+            tracing::info!(
+                topic = %key.topic,
+                partition = key.partition,
+                log_start_offset = partition.log_start_offset().0,
+                log_end_offset = partition.log_end_offset().0,
+                high_watermark = partition.high_watermark().0,
+                segments = report.segments,
+                batches_validated = report.batches_validated,
+                recovery_actions = report.events.len(),
+                "partition opened"
+            );
             let partition = Rc::new(partition);
             shard.partitions.insert(Rc::clone(&partition));
             if partition.is_leader() {

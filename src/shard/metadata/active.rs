@@ -3,6 +3,7 @@
 //! answers, and watches broker heartbeats, fencing a broker whose session
 //! expired so its partitions get new leaders (or go offline).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -196,12 +197,131 @@ fn epoch_offset(epoch: i64) -> u64 {
 }
 
 async fn topics_answer(node: &MetadataNode, decision: controller::Decision) -> ControllerResponse {
-    match commit(node, decision.records, false).await {
-        Ok(offset) => ControllerResponse::Topics {
-            results: decision.results,
-            offset,
-        },
+    // A copy to log from once committed: topic changes are rare admin requests.
+    match commit(node, decision.records.clone(), false).await {
+        Ok(offset) => {
+            // Here, once per cluster (the active controller), when it is committed.
+            for change in TopicChange::of(&decision.records) {
+                change.log(offset);
+            }
+            ControllerResponse::Topics {
+                results: decision.results,
+                offset,
+            }
+        }
         Err(answer) => answer,
+    }
+}
+
+/// A topic change a committed batch of records makes, as an operator reads it.
+#[derive(Debug, PartialEq, Eq)]
+enum TopicChange<'a> {
+    Created {
+        topic: &'a str,
+        partitions: usize,
+        configs: Option<&'a BTreeMap<String, String>>,
+    },
+    PartitionsAdded {
+        topic: &'a str,
+        added: usize,
+        /// The partition count after the change.
+        partitions: i32,
+    },
+    ConfigAltered {
+        topic: &'a str,
+        configs: &'a BTreeMap<String, String>,
+    },
+    Deleted {
+        topic: &'a str,
+    },
+}
+
+impl<'a> TopicChange<'a> {
+    /// The changes of `records`, one per topic and kind, in record order.
+    fn of(records: &'a [MetadataRecord]) -> Vec<TopicChange<'a>> {
+        let mut changes: Vec<TopicChange<'a>> = Vec::new();
+        for record in records {
+            match record {
+                MetadataRecord::Topic { name, .. } => changes.push(TopicChange::Created {
+                    topic: name,
+                    partitions: 0,
+                    configs: None,
+                }),
+                MetadataRecord::Partition {
+                    topic, partition, ..
+                } => match changes.iter_mut().find(|c| c.topic() == topic) {
+                    Some(TopicChange::Created { partitions, .. }) => *partitions += 1,
+                    Some(TopicChange::PartitionsAdded {
+                        added, partitions, ..
+                    }) => {
+                        *added += 1;
+                        *partitions = (*partitions).max(partition + 1);
+                    }
+                    _ => changes.push(TopicChange::PartitionsAdded {
+                        topic,
+                        added: 1,
+                        partitions: partition + 1,
+                    }),
+                },
+                MetadataRecord::TopicConfigs { name, configs } => {
+                    match changes.iter_mut().find(|c| c.topic() == name) {
+                        Some(TopicChange::Created { configs: set, .. }) => *set = Some(configs),
+                        _ => changes.push(TopicChange::ConfigAltered {
+                            topic: name,
+                            configs,
+                        }),
+                    }
+                }
+                MetadataRecord::RemoveTopic { name } => {
+                    changes.push(TopicChange::Deleted { topic: name })
+                }
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    fn topic(&self) -> &'a str {
+        match self {
+            TopicChange::Created { topic, .. }
+            | TopicChange::PartitionsAdded { topic, .. }
+            | TopicChange::ConfigAltered { topic, .. }
+            | TopicChange::Deleted { topic } => topic,
+        }
+    }
+
+    fn log(&self, offset: u64) {
+        match self {
+            TopicChange::Created {
+                topic,
+                partitions,
+                configs,
+            } => {
+                tracing::info!(topic, partitions, configs = ?configs.cloned().unwrap_or_default(), metadata_offset = offset, "topic created")
+            }
+            TopicChange::PartitionsAdded {
+                topic,
+                added,
+                partitions,
+            } => tracing::info!(
+                topic,
+                added,
+                partitions,
+                metadata_offset = offset,
+                "partitions added"
+            ),
+            TopicChange::ConfigAltered { topic, configs } => {
+                tracing::info!(
+                    topic,
+                    ?configs,
+                    metadata_offset = offset,
+                    "topic config altered"
+                )
+            }
+            TopicChange::Deleted { topic } => {
+                tracing::info!(topic, metadata_offset = offset, "topic deleted")
+            }
+        }
     }
 }
 
@@ -371,5 +491,68 @@ async fn fence_expired(node: &MetadataNode, session: Duration) {
         if let Err(answer) = commit(node, batch, false).await {
             tracing::warn!(broker = id.0, ?answer, "fencing failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::LeaderEpoch;
+
+    fn partition(topic: &str, partition: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic: topic.into(),
+            partition,
+            replicas: vec![NodeId(1)],
+            isr: vec![NodeId(1)],
+            leader: NodeId(1),
+            leader_epoch: LeaderEpoch(0),
+        }
+    }
+
+    #[test]
+    fn committed_records_read_as_one_change_per_topic() {
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        let records = vec![
+            MetadataRecord::Topic {
+                name: "new".into(),
+                id: "id".into(),
+            },
+            partition("new", 0),
+            partition("new", 1),
+            MetadataRecord::TopicConfigs {
+                name: "new".into(),
+                configs: configs.clone(),
+            },
+            partition("old", 3),
+            partition("old", 4),
+            MetadataRecord::TopicConfigs {
+                name: "other".into(),
+                configs: configs.clone(),
+            },
+            MetadataRecord::RemoveTopic {
+                name: "gone".into(),
+            },
+        ];
+        assert_eq!(
+            TopicChange::of(&records),
+            vec![
+                TopicChange::Created {
+                    topic: "new",
+                    partitions: 2,
+                    configs: Some(&configs)
+                },
+                TopicChange::PartitionsAdded {
+                    topic: "old",
+                    added: 2,
+                    partitions: 5
+                },
+                TopicChange::ConfigAltered {
+                    topic: "other",
+                    configs: &configs
+                },
+                TopicChange::Deleted { topic: "gone" },
+            ]
+        );
     }
 }
