@@ -39,6 +39,19 @@ enum Command {
     Format(FormatArgs),
     /// Print a new cluster id for `sluice format --cluster-id`.
     RandomClusterId,
+    /// Create, list, describe and delete topics; alter their configs.
+    #[command(subcommand)]
+    Topic(sluice::cli::topic::TopicCommand),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(sluice::cli::group::GroupCommand),
+    /// Produce one record per line of stdin (or --value) to a topic.
+    Produce(Box<sluice::cli::produce::ProduceArgs>),
+    /// Print records of a topic (kcat-like -f formats or --json).
+    Consume(Box<sluice::cli::consume::ConsumeArgs>),
+    /// Show the cluster: id, controller, brokers.
+    #[command(subcommand)]
+    Cluster(sluice::cli::cluster::ClusterCommand),
 }
 
 /// Settings of `sluice format`: the data directory and node id come from the
@@ -384,6 +397,11 @@ fn main() -> ExitCode {
             println!("{}", meta_properties::random_cluster_id());
             ExitCode::SUCCESS
         }
+        Command::Topic(command) => sluice::cli::topic::run(command),
+        Command::Group(command) => sluice::cli::group::run(command),
+        Command::Produce(args) => sluice::cli::produce::run(*args),
+        Command::Consume(args) => sluice::cli::consume::run(*args),
+        Command::Cluster(command) => sluice::cli::cluster::run(command),
     }
 }
 
