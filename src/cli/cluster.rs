@@ -61,8 +61,10 @@ fn info(args: InfoArgs) -> Result<(), CliError> {
         Err(RDKafkaErrorCode::UnsupportedFeature) => Description {
             cluster_id: client.fetch_cluster_id(common.timeout()),
             // SAFETY: a plain query on a live client handle.
-            controller: Some(unsafe { rd::rd_kafka_controllerid(client.native_ptr(), timeout_ms(common.timeout())) })
-                .filter(|id| *id >= 0),
+            controller: Some(unsafe {
+                rd::rd_kafka_controllerid(client.native_ptr(), timeout_ms(common.timeout()))
+            })
+            .filter(|id| *id >= 0),
             brokers: metadata
                 .brokers()
                 .iter()
@@ -141,7 +143,11 @@ impl<T> Drop for Owned<T> {
 /// # Safety
 /// `text` is NULL or a NUL-terminated string alive for the call.
 unsafe fn string(text: *const c_char) -> Option<String> {
-    (!text.is_null()).then(|| unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+    (!text.is_null()).then(|| {
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }
 
 /// librdkafka's DescribeCluster, waited for at most `timeout`.

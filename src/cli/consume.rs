@@ -35,7 +35,12 @@ pub struct ConsumeArgs {
     #[arg(long, group = "start")]
     pub from_beginning: bool,
     /// Start at this offset; a negative N starts N records before the end.
-    #[arg(long, group = "start", allow_negative_numbers = true, conflicts_with = "group")]
+    #[arg(
+        long,
+        group = "start",
+        allow_negative_numbers = true,
+        conflicts_with = "group"
+    )]
     pub offset: Option<i64>,
     /// Start at the first record whose timestamp is at or after this time (ms since the epoch).
     #[arg(long, group = "start", conflicts_with = "group")]
@@ -96,16 +101,27 @@ fn consume(args: ConsumeArgs) -> Result<(), CliError> {
     };
     let mut config = common.client_config();
     config
-        .set("enable.partition.eof", if args.exit { "true" } else { "false" })
+        .set(
+            "enable.partition.eof",
+            if args.exit { "true" } else { "false" },
+        )
         .set(
             "auto.offset.reset",
-            if args.from_beginning { "earliest" } else { "latest" },
+            if args.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
         );
     match &args.group {
         Some(group) => config
             .set("group.id", group)
             .set("enable.auto.commit", "true"),
-        None => config.set("enable.auto.commit", "false"),
+        // librdkafka's assign needs a group id; this one never joins a group
+        // nor commits, it only names the client.
+        None => config
+            .set("group.id", "sluice-cli-consume")
+            .set("enable.auto.commit", "false"),
     };
     let consumer: BaseConsumer = config.create().map_err(creation)?;
     let metadata = common.metadata(consumer.client(), Some(&args.topic))?;
@@ -303,7 +319,8 @@ fn render(message: &BorrowedMessage<'_>, output: &Output, out: &mut Vec<u8>) {
     match output {
         Output::Format(format) => format.render(&record, out),
         Output::Json => {
-            let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
+            let text =
+                |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned());
             let headers: Vec<Value> = record
                 .headers
                 .iter()

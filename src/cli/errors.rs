@@ -187,6 +187,12 @@ fn advice(name: &str) -> &'static str {
         "MESSAGE_TOO_LARGE" | "MSG_SIZE_TOO_LARGE" => {
             "The record exceeds max.message.bytes; split it or raise the topic's max.message.bytes."
         }
+        "INVALID_RECORD" => {
+            "The broker refused the record: a compacted topic needs a key on every record (--key-delimiter or --key)."
+        }
+        "NO_COMMITTED_OFFSET" => {
+            "Name only partitions the group has offsets for (--topic TOPIC:p,q), or reset them with --to-earliest/--to-offset first."
+        }
         "BROKER_UNREACHABLE" => {
             "Check that the broker runs and that --bootstrap (or SLUICE_BOOTSTRAP) names its listener; raise --timeout on a slow network."
         }
@@ -212,7 +218,10 @@ mod tests {
             error_name(RDKafkaErrorCode::UnknownTopicOrPartition),
             "UNKNOWN_TOPIC_OR_PARTITION"
         );
-        assert_eq!(error_name(RDKafkaErrorCode::NonEmptyGroup), "NON_EMPTY_GROUP");
+        assert_eq!(
+            error_name(RDKafkaErrorCode::NonEmptyGroup),
+            "NON_EMPTY_GROUP"
+        );
         assert_eq!(
             error_name(RDKafkaErrorCode::InvalidReplicationFactor),
             "INVALID_REPLICATION_FACTOR"

@@ -119,9 +119,12 @@ impl Format {
                         out.extend_from_slice(value.unwrap_or_default());
                     }
                 }
-                Token::Timestamp => out
-                    .extend_from_slice(record.timestamp.unwrap_or(-1).to_string().as_bytes()),
-                Token::KeyLength => out.extend_from_slice(length(record.key).to_string().as_bytes()),
+                Token::Timestamp => {
+                    out.extend_from_slice(record.timestamp.unwrap_or(-1).to_string().as_bytes())
+                }
+                Token::KeyLength => {
+                    out.extend_from_slice(length(record.key).to_string().as_bytes())
+                }
                 Token::ValueLength => {
                     out.extend_from_slice(length(record.value).to_string().as_bytes())
                 }

@@ -108,7 +108,11 @@ fn group_client(common: &Common, group: &str) -> Result<(BaseConsumer, Metadata)
 }
 
 /// The group as DescribeGroups tells it, `None` if no broker knows it.
-fn group_info(consumer: &BaseConsumer, common: &Common, group: &str) -> Result<Option<Described>, CliError> {
+fn group_info(
+    consumer: &BaseConsumer,
+    common: &Common,
+    group: &str,
+) -> Result<Option<Described>, CliError> {
     let list = consumer
         .fetch_group_list(Some(group), common.timeout())
         .map_err(|e| common.unreachable_or(&e, "DescribeGroups"))?;
@@ -199,7 +203,9 @@ fn parse_assignment(bytes: &[u8]) -> Option<BTreeMap<String, Vec<i32>>> {
     for _ in 0..reader.len(2 + 4)? {
         let topic = reader.string()?;
         let count = reader.len(4)?;
-        let partitions = (0..count).map(|_| reader.i32()).collect::<Option<Vec<_>>>()?;
+        let partitions = (0..count)
+            .map(|_| reader.i32())
+            .collect::<Option<Vec<_>>>()?;
         assignment.insert(topic, partitions);
     }
     Some(assignment)
@@ -262,7 +268,11 @@ fn all_partitions(metadata: &Metadata) -> Vec<(String, i32)> {
         .topics()
         .iter()
         .filter(|t| !t.name().starts_with("__"))
-        .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_string(), p.id())))
+        .flat_map(|t| {
+            t.partitions()
+                .iter()
+                .map(|p| (t.name().to_string(), p.id()))
+        })
         .collect()
 }
 
@@ -364,7 +374,11 @@ fn describe(args: GroupArgs) -> Result<(), CliError> {
         "Group: {}  State: {}  Protocol: {}  Members: {}\n\n",
         args.group,
         group.state,
-        if group.protocol.is_empty() { "-" } else { &group.protocol },
+        if group.protocol.is_empty() {
+            "-"
+        } else {
+            &group.protocol
+        },
         group.members.len()
     );
     let mut offsets = Table::new(&[
@@ -493,14 +507,18 @@ impl ResetArgs {
 }
 
 /// The partitions `--topic` names: TOPIC (all of them) or TOPIC:p,q.
-fn chosen_partitions(specs: &[String], metadata: &Metadata) -> Result<Vec<(String, i32)>, CliError> {
+fn chosen_partitions(
+    specs: &[String],
+    metadata: &Metadata,
+) -> Result<Vec<(String, i32)>, CliError> {
     let mut chosen = BTreeSet::new();
     for spec in specs {
         let (name, list) = match spec.split_once(':') {
             Some((name, list)) => (name, Some(list)),
             None => (spec.as_str(), None),
         };
-        let unknown = |what: String| CliError::code(RDKafkaErrorCode::UnknownTopicOrPartition, what);
+        let unknown =
+            |what: String| CliError::code(RDKafkaErrorCode::UnknownTopicOrPartition, what);
         let topic = metadata
             .topics()
             .iter()
@@ -572,9 +590,9 @@ fn reset_offsets(args: ResetArgs) -> Result<(), CliError> {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(*new))
                 .map_err(|e| CliError::kafka(&e, format!("{topic}:{partition}")))?;
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| common.unreachable_or(&e, &format!("OffsetCommit for group {:?}", args.group)))?;
+        consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            common.unreachable_or(&e, &format!("OffsetCommit for group {:?}", args.group))
+        })?;
     } else {
         eprintln!("Dry run: nothing committed; add --execute to reset the offsets.");
     }
@@ -596,7 +614,13 @@ fn reset_offsets(args: ResetArgs) -> Result<(), CliError> {
             "offsets": offsets,
         }));
     }
-    let mut table = Table::new(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
+    let mut table = Table::new(&[
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "NEW-OFFSET",
+    ]);
     for ((topic, partition), current, new) in &plan {
         table.row(vec![
             args.group.clone(),

@@ -125,7 +125,11 @@ fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> Result
 
 fn produce(args: ProduceArgs) -> Result<(), CliError> {
     let common = &args.common;
-    let acks = if args.acks == "all" { "-1" } else { args.acks.as_str() };
+    let acks = if args.acks == "all" {
+        "-1"
+    } else {
+        args.acks.as_str()
+    };
     let timeout_ms = common.timeout().as_millis().max(1).to_string();
     let producer: BaseProducer<Deliveries> = common
         .client_config()
@@ -185,7 +189,13 @@ fn produce(args: ProduceArgs) -> Result<(), CliError> {
         }
     }
     let flushed = producer.flush(common.timeout());
-    if let Some(error) = producer.context().failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(error) = producer
+        .context()
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         return Err(common.unreachable_or(&error, &format!("produce to {:?}", args.topic)));
     }
     flushed.map_err(|e| common.unreachable_or(&e, &format!("produce to {:?}", args.topic)))?;
@@ -193,7 +203,10 @@ fn produce(args: ProduceArgs) -> Result<(), CliError> {
     if common.json {
         print_json(&json!({ "topic": args.topic, "records": acknowledged }))
     } else {
-        print_text(&format!("Produced {acknowledged} record(s) to {}.\n", args.topic))
+        print_text(&format!(
+            "Produced {acknowledged} record(s) to {}.\n",
+            args.topic
+        ))
     }
 }
 
@@ -229,9 +242,15 @@ mod tests {
 
     #[test]
     fn lines_split_at_the_first_delimiter() {
-        assert_eq!(split_line(b"k:v:w", Some(b":")), (Some(&b"k"[..]), &b"v:w"[..]));
+        assert_eq!(
+            split_line(b"k:v:w", Some(b":")),
+            (Some(&b"k"[..]), &b"v:w"[..])
+        );
         assert_eq!(split_line(b"novalue", Some(b":")), (None, &b"novalue"[..]));
-        assert_eq!(split_line(b"k::v", Some(b"::")), (Some(&b"k"[..]), &b"v"[..]));
+        assert_eq!(
+            split_line(b"k::v", Some(b"::")),
+            (Some(&b"k"[..]), &b"v"[..])
+        );
         assert_eq!(split_line(b"a:b", None), (None, &b"a:b"[..]));
         assert_eq!(split_line(b":v", Some(b":")), (Some(&b""[..]), &b"v"[..]));
     }

@@ -81,7 +81,12 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut rest = &text[19..];
@@ -92,7 +97,11 @@ fn rfc3339_ms(text: &str) -> Option<i64> {
             return None;
         }
         // Milliseconds: the first three digits, padded with zeros.
-        let ms: String = fraction[..digits].chars().chain("000".chars()).take(3).collect();
+        let ms: String = fraction[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
         millis = ms.parse::<i64>().ok()?;
         rest = &fraction[digits..];
     }
@@ -194,8 +203,17 @@ mod tests {
             parse_datetime("2023-11-14T17:13:20-05:00").unwrap(),
             1_700_000_000_000
         );
-        assert_eq!(parse_datetime("2000-03-01T00:00:00").unwrap(), 951_868_800_000);
-        for bad in ["yesterday", "2023-13-01T00:00:00Z", "2023-11-14T22:13", "2023-11-14T22:13:20+0200", "2023-11-14T22:13:20."] {
+        assert_eq!(
+            parse_datetime("2000-03-01T00:00:00").unwrap(),
+            951_868_800_000
+        );
+        for bad in [
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13",
+            "2023-11-14T22:13:20+0200",
+            "2023-11-14T22:13:20.",
+        ] {
             assert!(parse_datetime(bad).is_err(), "{bad}");
         }
     }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use futures_lite::future::block_on;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigEntry, ConfigSource, NewTopic,
-    ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigEntry, ConfigSource, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::metadata::MetadataTopic;
@@ -193,7 +193,11 @@ fn describe(args: DescribeArgs) -> Result<(), CliError> {
     let admin = admin(common)?;
     let metadata = common.metadata(admin.inner(), None)?;
     let names: Vec<String> = if args.names.is_empty() {
-        let mut all: Vec<String> = metadata.topics().iter().map(|t| t.name().to_string()).collect();
+        let mut all: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
         all.sort();
         all
     } else {
@@ -304,11 +308,9 @@ fn topic_configs(
     common: &Common,
     name: &str,
 ) -> Result<Vec<ConfigEntry>, CliError> {
-    let results = block_on(admin.describe_configs(
-        [&ResourceSpecifier::Topic(name)],
-        &admin_options(common),
-    ))
-    .map_err(|e| common.unreachable_or(&e, "DescribeConfigs"))?;
+    let results =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &admin_options(common)))
+            .map_err(|e| common.unreachable_or(&e, "DescribeConfigs"))?;
     let mut entries = Vec::new();
     for result in results {
         let resource = result.map_err(|code| CliError::code(code, format!("topic {name:?}")))?;
@@ -400,7 +402,10 @@ fn alter_config(args: AlterConfigArgs) -> Result<(), CliError> {
     for (name, value) in &configs {
         table.row(vec![name.clone(), value.clone()]);
     }
-    print_text(&format!("Altered configs of topic {}; its overrides now:\n", args.name))?;
+    print_text(&format!(
+        "Altered configs of topic {}; its overrides now:\n",
+        args.name
+    ))?;
     table.print()
 }
 
