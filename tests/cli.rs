@@ -437,6 +437,58 @@ fn produced_lines_come_back_field_by_field() {
     assert_eq!(late[0]["value"], "late");
     assert_eq!(late[0]["headers"], serde_json::json!([]));
 
+    // As a group member: reads from the beginning, commits what it printed.
+    let grouped = sluice(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--group",
+            "line-readers",
+            "--from-beginning",
+            "--exit",
+            "-f",
+            "%o\\n",
+        ],
+    )
+    .ok();
+    assert_eq!(grouped, "0\n1\n2\n3\n");
+    let described = sluice(&broker, &["group", "describe", "line-readers", "--json"]).json();
+    let committed: Vec<(Value, Value, Value)> = described["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["partition"].clone(),
+                o["current_offset"].clone(),
+                o["lag"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        committed,
+        [(Value::from(1), Value::from(4), Value::from(0))]
+    );
+
+    // Without a bound, SIGINT stops it cleanly.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", "lines", "--bootstrap", &broker.bootstrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice consume");
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = libc::pid_t::try_from(follower.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = broker::wait_timeout(&mut follower, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = follower.kill();
+        let _ = follower.wait();
+    }
+    assert!(status.expect("exits soon after SIGINT").success());
+
     let empty = sluice(&broker, &["consume", "lines", "--partition", "0", "--exit"]).ok();
     assert_eq!(empty, "");
 

@@ -48,7 +48,8 @@ impl Common {
         Duration::from_secs_f64(self.timeout)
     }
 
-    fn timeout_ms(&self) -> String {
+    /// `--timeout` in milliseconds, as librdkafka's settings take it.
+    pub fn timeout_ms(&self) -> String {
         self.timeout().as_millis().max(1).to_string()
     }
 

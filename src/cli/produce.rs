@@ -130,14 +130,13 @@ fn produce(args: ProduceArgs) -> Result<(), CliError> {
     } else {
         args.acks.as_str()
     };
-    let timeout_ms = common.timeout().as_millis().max(1).to_string();
     let producer: BaseProducer<Deliveries> = common
         .client_config()
         .set("acks", acks)
         .set("compression.codec", &args.compression)
         .set("linger.ms", "5")
         // A record not acknowledged within --timeout fails the command.
-        .set("message.timeout.ms", &timeout_ms)
+        .set("message.timeout.ms", common.timeout_ms())
         .create_with_context(Deliveries::default())
         .map_err(creation)?;
     let metadata = common.metadata(producer.client(), Some(&args.topic))?;
