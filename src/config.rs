@@ -235,6 +235,17 @@ pub struct BrokerConfig {
     /// milliseconds (dispatch, validate, write, sync, acknowledge, respond). Off
     /// when unset.
     pub slow_request_ms: Option<u64>,
+    /// Address of the HTTP endpoint serving `/metrics` (Prometheus) and the
+    /// health checks; `None` (an empty value) turns it off, port 0 picks a free one.
+    #[serde(deserialize_with = "kafka_form::optional_address")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Sum per-partition series to topic level on `/metrics` (as Redpanda's
+    /// `aggregate_metrics`): a scrape of a broker with many thousands of
+    /// partitions stays small.
+    pub metrics_aggregate_partitions: bool,
+    /// A shard that could not run a ready task for at least this long counts a
+    /// reactor stall (`sluice_reactor_stalls_total`).
+    pub reactor_stall_threshold_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -307,6 +318,9 @@ impl Default for BrokerConfig {
             transactional_id_expiration_ms: 604_800_000,
             allow_offline_partitions: false,
             slow_request_ms: None,
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            metrics_aggregate_partitions: false,
+            reactor_stall_threshold_ms: 25,
         }
     }
 }
@@ -942,6 +956,17 @@ fn resolve(config: &str, host: &str, port: u16) -> Result<SocketAddr, String> {
 
 /// serde adapters: the list settings are written in the TOML file as Kafka
 /// writes them, one comma-separated string.
+/// An address that an empty value turns off (`--metrics-listen ""`).
+pub fn parse_optional_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| format!("{text:?} is not an address (host:port): {e}"))
+}
+
 mod kafka_form {
     use super::*;
 
@@ -977,6 +1002,12 @@ mod kafka_form {
 
     pub fn listener_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         parsed(d, parse_listener_names)
+    }
+
+    pub fn optional_address<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        parsed(d, parse_optional_address)
     }
 }
 

@@ -11,8 +11,8 @@ use sluice::bench::log::{LogBenchParams, run};
 use sluice::cluster::meta_properties;
 use sluice::config::{
     BrokerConfig, DurabilityPolicy, Listener, ProcessRole, Voter, parse_advertised_listeners,
-    parse_bootstrap_servers, parse_listener_names, parse_listeners, parse_process_roles,
-    parse_voters,
+    parse_bootstrap_servers, parse_listener_names, parse_listeners, parse_optional_address,
+    parse_process_roles, parse_voters,
 };
 use sluice::storage::{Durability, GroupCommit, LogConfig};
 use sluice::types::NodeId;
@@ -170,6 +170,17 @@ struct ServeArgs {
     /// WARN line per request: dispatch, validate, write, sync, acknowledge, respond)
     #[arg(long, env = "SLUICE_SLOW_REQUEST_MS", value_name = "MS")]
     slow_request_ms: Option<u64>,
+
+    /// Address of the HTTP endpoint for /metrics (Prometheus), /ready and
+    /// /health (default 127.0.0.1:9644; "" turns it off; port 0 picks a free one).
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", value_name = "ADDRESS")]
+    metrics_listen: Option<String>,
+    /// Sum per-partition series to topic level on /metrics.
+    #[arg(long, env = "SLUICE_METRICS_AGGREGATE_PARTITIONS")]
+    metrics_aggregate_partitions: Option<bool>,
+    /// A shard held this long by one task counts a reactor stall.
+    #[arg(long, env = "SLUICE_REACTOR_STALL_THRESHOLD_MS", value_name = "MS")]
+    reactor_stall_threshold_ms: Option<u64>,
 
     #[command(flatten)]
     cluster: ClusterArgs,
@@ -481,6 +492,21 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if args.slow_request_ms.is_some() {
         config.slow_request_ms = args.slow_request_ms;
+    }
+    if let Some(address) = &args.metrics_listen {
+        match parse_optional_address(address) {
+            Ok(address) => config.metrics_listen = address,
+            Err(error) => {
+                eprintln!("sluice: --metrics-listen: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(aggregate) = args.metrics_aggregate_partitions {
+        config.metrics_aggregate_partitions = aggregate;
+    }
+    if let Some(threshold) = args.reactor_stall_threshold_ms {
+        config.reactor_stall_threshold_ms = threshold;
     }
     if let Some(policy) = args.durability {
         config.durability = match policy {

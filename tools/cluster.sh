@@ -6,7 +6,8 @@
 #        tools/cluster.sh stop   [DIR]
 #        tools/cluster.sh status [DIR]
 #
-# Node N (0, 1, 2) serves clients on BASE_PORT+N and the quorum on BASE_PORT+100+N.
+# Node N (0, 1, 2) serves clients on BASE_PORT+N, the quorum on BASE_PORT+100+N
+# and /metrics, /ready and /health on BASE_PORT+200+N.
 # DIR/node-N holds its data directory, its log and its pid. The first start picks a
 # cluster id (DIR/cluster-id) and formats every node with it; later starts reuse
 # the directories, ports and id. stop sends SIGTERM, then SIGKILL to nodes still
@@ -72,7 +73,9 @@ start() {
       continue
     fi
     # setsid: the nodes outlive this script and ignore the terminal's Ctrl-C.
-    setsid "$BIN" serve --node-id "$n" --data-dir "$DIR/node-$n/data" \
+    # The metrics endpoint of node N is on BASE_PORT+200+N (through the
+    # environment, which builds from before it ignore).
+    SLUICE_METRICS_LISTEN="127.0.0.1:$((base + 200 + n))" setsid "$BIN" serve --node-id "$n" --data-dir "$DIR/node-$n/data" \
       --shards "${SLUICE_SHARDS:-1}" \
       --listeners "PLAINTEXT://127.0.0.1:$((base + n)),CONTROLLER://127.0.0.1:$((base + 100 + n))" \
       --controller-quorum-voters "$(IFS=,; echo "${voters[*]}")" \

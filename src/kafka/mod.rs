@@ -26,6 +26,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+pub mod response_errors;
 pub mod routing;
 pub mod slow_requests;
 pub mod txn_offset_commit;
@@ -42,6 +43,7 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 use crate::cluster::controller::NewTopic;
 use crate::cluster::image::PartitionKey;
+use crate::kafka::response_errors::ResponseErrors;
 use crate::net::context::ConnectionContext;
 use crate::protocol::codec::{Request, encode_response};
 use crate::protocol::error_code::ErrorCode;
@@ -62,8 +64,17 @@ pub enum Reply {
     Close,
 }
 
-/// Handles one request that arrived on the connection `context`.
+/// Handles one request that arrived on the connection `context`, counting it
+/// and its latency by API on this shard.
 pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Request) -> Reply {
+    let api = request.header.request_api_key;
+    let received = Instant::now();
+    let reply = dispatch(context, shard, request).await;
+    crate::metrics::shard::request_done(api, received.elapsed());
+    reply
+}
+
+async fn dispatch(context: &ConnectionContext, shard: &Rc<Shard>, request: Request) -> Reply {
     let correlation_id = request.header.correlation_id;
     let version = request.version;
     match request.body {
@@ -92,6 +103,7 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
                     .iter()
                     .flat_map(|topic| &topic.partition_responses)
                     .any(|partition| partition.error_code != ErrorCode::None.code());
+                response_errors::count(&response);
                 return if failed { Reply::Close } else { Reply::Nothing };
             }
             respond(correlation_id, version, &response)
@@ -99,8 +111,10 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
         RequestKind::Fetch(body) => {
             let (response, spliced) = fetch::handle(shard, body, version).await;
             if spliced.is_empty() {
+                // respond() counts its errors.
                 return respond(correlation_id, version, &response);
             }
+            response_errors::count(&response);
             match crate::protocol::spliced::encode_response(
                 correlation_id,
                 version,
@@ -281,7 +295,12 @@ pub async fn handle(context: &ConnectionContext, shard: &Rc<Shard>, request: Req
     }
 }
 
-fn respond<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, body: &R) -> Reply {
+fn respond<R: Encodable + HeaderVersion + ResponseErrors>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+) -> Reply {
+    response_errors::count(body);
     match encode_response(correlation_id, version, body) {
         Ok(frame) => Reply::Send(frame),
         Err(error) => {

@@ -29,6 +29,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "TCP_NODELAY");
     }
+    let _open = crate::metrics::shard::OpenConnection::opened();
     let context = ConnectionContext::new(peer, Transport::Plain);
     let limit = shard.config().socket_request_max_bytes;
     loop {
@@ -69,6 +70,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
             }
             Reply::SendPieces(frame) => {
+                let file_bytes = frame.file_bytes();
                 let sent = match context.transport {
                     Transport::Plain => send_from_files(&stream, frame).await,
                 };
@@ -76,6 +78,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     tracing::debug!(%peer, %error, "zero-copy send failed; closing connection");
                     return;
                 }
+                crate::metrics::shard::sent_from_files(file_bytes);
             }
             Reply::Nothing => {}
             Reply::Close => return,

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod context;
 pub mod kafka_client;
 pub mod listen_check;
+pub mod metrics_endpoint;
 pub mod outgoing;
 pub mod peers;
 pub mod sendfile;

@@ -54,6 +54,17 @@ impl Pieces {
         self.0.is_empty()
     }
 
+    /// Bytes in pieces sent from files.
+    pub fn file_bytes(&self) -> u64 {
+        self.0
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::File(range) => Some(range.len),
+                Piece::Bytes(_) => None,
+            })
+            .sum()
+    }
+
     /// True when some piece must be sent from a file.
     pub fn has_files(&self) -> bool {
         self.0.iter().any(|piece| matches!(piece, Piece::File(_)))

@@ -19,6 +19,7 @@ use glommio::sync::{Permit, Semaphore};
 
 use crate::cluster::image::{PartitionImage, PartitionKey};
 use crate::cluster::topic_config::{MessageTimestampType, TopicConfigs};
+use crate::metrics::partition::PartitionTraffic;
 use crate::partition::append_rules::Refusal;
 use crate::partition::waiters::{DataWaiter, Waiters};
 use crate::protocol::error_code::ErrorCode;
@@ -118,6 +119,7 @@ pub struct Partition {
     /// Held by leadership changes and by a follower's truncations and appends,
     /// one at a time.
     transition_lock: Semaphore,
+    traffic: PartitionTraffic,
 }
 
 impl Partition {
@@ -147,6 +149,7 @@ impl Partition {
             waiters: Waiters::default(),
             replication_waiters: Waiters::default(),
             transition_lock: Semaphore::new(1),
+            traffic: PartitionTraffic::default(),
         };
         partition.update(image, configs).await?;
         Ok((partition, report))
@@ -154,6 +157,16 @@ impl Partition {
 
     pub fn key(&self) -> &PartitionKey {
         &self.key
+    }
+
+    /// What producers and fetches moved through this replica (metrics).
+    pub fn traffic(&self) -> &PartitionTraffic {
+        &self.traffic
+    }
+
+    /// Bytes of all its segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
     }
 
     pub fn dir(&self) -> &Path {
@@ -326,6 +339,10 @@ impl Partition {
                 Refusal::from(error.error_code())
             })?;
         let flushed = self.log.last_flush();
+        self.traffic.produced(
+            records.len() as u64,
+            info.last_offset.0.saturating_sub(info.base_offset.0) as u64 + 1,
+        );
         if let Acks::All { timeout } = acks {
             self.wait_replicated(info.last_offset.plus(1), epoch, started + timeout)
                 .await?;

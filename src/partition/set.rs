@@ -65,6 +65,11 @@ impl PartitionSet {
         offline
     }
 
+    /// Every open partition (a scrape visits them all).
+    pub fn open(&self) -> Vec<Rc<Partition>> {
+        self.open.borrow().values().cloned().collect()
+    }
+
     /// Takes every open partition out (shutdown).
     pub fn drain(&self) -> Vec<Rc<Partition>> {
         self.open.borrow_mut().drain().map(|(_, p)| p).collect()

@@ -168,9 +168,38 @@ impl ErrorCode {
     }
 }
 
+/// Kafka's name of error `code` (`UNKNOWN_TOPIC_OR_PARTITION`), as its tools and
+/// logs print it; every code the protocol defines has one, not only those this
+/// broker sends.
+pub fn kafka_name(code: i16) -> String {
+    let Some(error) = kafka_protocol::ResponseError::try_from_code(code) else {
+        return "NONE".to_string();
+    };
+    if let kafka_protocol::ResponseError::Unknown(code) = error {
+        return format!("UNKNOWN_ERROR_CODE_{code}");
+    }
+    let camel = error.to_string();
+    let mut name = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_names_are_screaming_snake_case() {
+        assert_eq!(kafka_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(kafka_name(0), "NONE");
+        assert_eq!(kafka_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(kafka_name(32_000), "UNKNOWN_ERROR_CODE_32000");
+    }
 
     #[test]
     fn codes_read_back_as_themselves_and_unknown_ones_as_unknown_server_error() {

@@ -37,6 +37,7 @@ impl Shard {
         }
         let id = self.next_request.get();
         self.next_request.set(id + 1);
+        let _in_flight = crate::metrics::shard::MeshCall::sent();
         let (sender, receiver) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(id, sender);
         let envelope = Envelope::Request {
@@ -85,6 +86,7 @@ impl Shard {
                             image_version,
                             call,
                         } => {
+                            crate::metrics::shard::mesh_call_received();
                             let shard = Rc::clone(&shard);
                             glommio::spawn_local(async move {
                                 if call.waits_for_callers_image() {

@@ -159,6 +159,11 @@ impl Shard {
         &self.transactions
     }
 
+    /// Every partition this shard has open.
+    pub fn open_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.open()
+    }
+
     /// Partitions this shard owns but could not open, with the reason.
     pub fn offline_partitions(&self) -> Vec<(PartitionKey, String)> {
         self.partitions.offline()

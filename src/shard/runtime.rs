@@ -16,6 +16,7 @@ use crate::cluster::image::Identity;
 use crate::cluster::meta_properties;
 use crate::config::BrokerConfig;
 use crate::net::listen_check;
+use crate::net::metrics_endpoint::{self, Readiness};
 use crate::net::sendfile::SEND_THREADS;
 use crate::shard::mesh::{CHANNEL_CAPACITY, Envelope};
 use crate::shard::metadata::MetadataNode;
@@ -57,6 +58,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     {
         listen_check::ensure_free(controller)?;
     }
+    let mut metrics_listener = bind_metrics(config.metrics_listen)?;
     let meta = meta_properties::ensure(&config)?;
     let identity = Identity {
         node: config.node(),
@@ -75,10 +77,17 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         let identity = identity.clone();
         let mesh = mesh.clone();
         let startup = Arc::clone(&startup);
+        let metrics = if index == CONTROLLER_SHARD.0 {
+            metrics_listener.take()
+        } else {
+            None
+        };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cores))
             .name(&format!("shard-{index}"))
             .blocking_thread_pool_placement(PoolPlacement::Unbound(SEND_THREADS))
-            .spawn(move || async move { shard_main(config, identity, mesh, startup, count).await })
+            .spawn(move || async move {
+                shard_main(config, identity, mesh, startup, count, metrics).await
+            })
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
@@ -111,6 +120,7 @@ async fn shard_main(
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     startup: Arc<Startup>,
     shards: usize,
+    metrics: Option<std::net::TcpListener>,
 ) -> Result<(), String> {
     let (senders, receivers) = mesh
         .join()
@@ -119,6 +129,12 @@ async fn shard_main(
     let listen = config.listen;
     let shard = Rc::new(Shard::new(senders, config));
     shard.spawn_mesh_receivers(receivers);
+    // Up before recovery, so /ready says "starting" while partitions open.
+    let endpoint = metrics.map(|listener| {
+        let startup = Arc::clone(&startup);
+        metrics_endpoint::spawn(Rc::clone(&shard), listener, move || readiness(&startup))
+    });
+    watch_stalls(&shard, &startup);
     let fatal: Rc<RefCell<Option<String>>> = Rc::default();
     if shard.id() == CONTROLLER_SHARD {
         match MetadataNode::start(&shard, identity).await {
@@ -202,10 +218,64 @@ async fn shard_main(
         acceptor.cancel().await;
     }
     shard.close_partitions().await;
+    if let Some(endpoint) = endpoint {
+        endpoint.cancel().await;
+    }
     if let Some(quorum) = shard.metadata().as_ref().and_then(|n| n.quorum().cloned()) {
         quorum.stop().await;
     }
     fatal.take().map_or(Ok(()), Err)
+}
+
+/// What `/ready` says: ready once every shard has opened its partitions and
+/// the broker serves clients.
+fn readiness(startup: &Startup) -> Readiness {
+    if startup.shutdown.load(Ordering::Relaxed) {
+        Readiness::Stopping
+    } else if startup.serving.load(Ordering::Acquire) {
+        Readiness::Ready
+    } else {
+        Readiness::Starting
+    }
+}
+
+/// Binds the metrics endpoint before any shard starts, so a taken port stops
+/// the start with its reason and port 0 is resolved for the log line.
+fn bind_metrics(
+    address: Option<std::net::SocketAddr>,
+) -> Result<Option<std::net::TcpListener>, String> {
+    let Some(address) = address else {
+        tracing::info!("metrics endpoint off (metrics_listen is empty)");
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(address).map_err(|e| {
+        format!(
+            "metrics endpoint {address}: {e}; choose another address with --metrics-listen (port 0 picks a free one) or turn it off with --metrics-listen \"\""
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("metrics endpoint {address}: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("metrics endpoint {address}: {e}"))?;
+    tracing::info!(metrics_listen = %bound, "metrics endpoint listening: /metrics, /ready, /health");
+    Ok(Some(listener))
+}
+
+/// Counts this shard's reactor stalls until shutdown (`reactor_stall_threshold_ms`
+/// of 0 turns it off).
+fn watch_stalls(shard: &Shard, startup: &Arc<Startup>) {
+    let threshold = shard.config().reactor_stall_threshold_ms;
+    if threshold == 0 {
+        return;
+    }
+    let stopping = Arc::clone(startup);
+    glommio::spawn_local(crate::metrics::stalls::watch(
+        Duration::from_millis(threshold),
+        move || stopping.shutdown.load(Ordering::Relaxed),
+    ))
+    .detach();
 }
 
 /// Accepting runs in its own task: an accept is never raced against a timer,

@@ -21,7 +21,8 @@ thread_local! {
     static SHARD_BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
-fn shard_bytes() -> usize {
+/// Bytes held by every tail cache of this shard.
+pub fn shard_bytes() -> usize {
     SHARD_BYTES.with(Cell::get)
 }
 

@@ -173,6 +173,19 @@ impl Broker {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
+    /// The address of the metrics endpoint of the broker's latest start, as
+    /// its start-up log line says.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let log = fs::read_to_string(self.stderr_path()).expect("read the broker's stderr");
+        let (_, after) = log
+            .rsplit_once("metrics_listen=")
+            .expect("the broker logs its metrics endpoint's address");
+        let address = after.split_whitespace().next().unwrap_or_default();
+        address
+            .parse()
+            .unwrap_or_else(|e| panic!("metrics address {address:?}: {e}"))
+    }
+
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the broker is already running");
         let addr = self.addr();
@@ -189,6 +202,11 @@ impl Broker {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra_args);
+        // Tests run side by side: each broker its own metrics port, unless
+        // the test chose one.
+        if !self.extra_args.iter().any(|a| a == "--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         let child = spawn_logged(command, &self.stderr_path(), &start_marker(self.starts));
         self.child = Some(child);
     }

@@ -395,6 +395,8 @@ impl Cluster {
             .arg(NUM_PARTITIONS.to_string())
             .arg("--replica-lag-time-max-ms")
             .arg(REPLICA_LAG_TIME_MAX.as_millis().to_string())
+            // Three nodes on one machine: each its own free port.
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env("RUST_BACKTRACE", "1")
             // The tests read the quorum-leader line, logged at info.
             .env("RUST_LOG", "info")

@@ -10,6 +10,8 @@ set -euo pipefail
 OLD=$1; NEW=$2; OUT=$3; PARENT=$4; shift 4
 BENCH=${BENCH:-target/release/sluice-bench}
 A_DIR=$PARENT/vs-old; B_DIR=$PARENT/vs-new
+# Two brokers at once: each its own metrics port (an older build ignores it).
+export SLUICE_METRICS_LISTEN=127.0.0.1:0
 rm -rf "$A_DIR" "$B_DIR"
 taskset -c 0 "$OLD" serve --listen 127.0.0.1:19501 --data-dir "$A_DIR" --shards 1 2>"$OUT-old.log" &
 A=$!

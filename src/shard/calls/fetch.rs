@@ -128,6 +128,13 @@ impl ShardCall for Fetch {
             })
             .await;
         }
+        for (item, result) in self.items.iter().zip(&results) {
+            if !result.records.is_empty()
+                && let Ok(partition) = shard.partition(&item.key)
+            {
+                partition.traffic().fetched(result.records.len());
+            }
+        }
         results
     }
 }

@@ -8,6 +8,7 @@ pub mod elect_leaders;
 pub mod fetch;
 pub mod group;
 pub mod leader_epoch;
+pub mod metrics;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;

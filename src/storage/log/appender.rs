@@ -276,6 +276,12 @@ impl PartitionLog {
                 .map_err(io)?;
             check_write(written, write.buf.len(), write.start)?;
             self.count(|s| s.writes += 1);
+            let stats = self.stats.get();
+            crate::metrics::shard::group_commit(
+                stats.appends.saturating_sub(stats.appends_at_last_write),
+                write.end - write.new_from,
+            );
+            self.count(|s| s.appends_at_last_write = s.appends);
             self.last_flush.set(FlushTimes {
                 written: Some(Instant::now()),
                 ..self.last_flush.get()
@@ -304,7 +310,9 @@ impl PartitionLog {
         };
         if let Some(target) = sync_target {
             let file = Rc::clone(&self.state.borrow().active().file);
+            let syncing = Instant::now();
             file.fdatasync().await.map_err(io)?;
+            crate::metrics::shard::fsynced(syncing.elapsed());
             self.count(|s| s.syncs += 1);
             self.last_flush.set(FlushTimes {
                 synced: Some(Instant::now()),

@@ -76,6 +76,9 @@ pub struct LogStats {
     pub appends: u64,
     pub writes: u64,
     pub syncs: u64,
+    /// `appends` at the last write: the next write's group commit holds the
+    /// appends since.
+    pub appends_at_last_write: u64,
 }
 
 pub struct PartitionLog {

@@ -135,7 +135,9 @@ impl PartitionLog {
             let start_segment = *start_segment.get_or_insert(view.base);
             let run = BatchRun::new(start, visible, max_bytes, min_one_batch);
             if let Some((from, to, next_offset)) = read_segment(&view, run).await? {
-                outcome.chunks = match view.source.tail.chunks(from, to) {
+                let cached = view.source.tail.chunks(from, to);
+                crate::metrics::shard::tail_read(cached.is_some());
+                outcome.chunks = match cached {
                     Some(chunks) => chunks,
                     None => vec![ReadChunk::File {
                         file: Rc::clone(&view.source.file),

@@ -47,6 +47,9 @@ impl Broker {
                 // Groups form at once instead of after Kafka's 3 s delay.
                 "--group-initial-rebalance-delay-ms",
                 "0",
+                // Tests run side by side: each broker its own metrics port.
+                "--metrics-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
