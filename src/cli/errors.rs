@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::protocol::error_code::ErrorCode;
+use crate::protocol::error_code::kafka_name;
 
 /// Exit code of a Kafka (or client library) error.
 pub const EXIT_KAFKA: u8 = 1;
@@ -128,15 +128,11 @@ pub fn transport_code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
 }
 
 /// Kafka's NAME for `code`: librdkafka numbers broker errors as Kafka does, so
-/// those read through Sluice's own table; codes that table lacks and librdkafka's
-/// local (negative) codes take librdkafka's name.
+/// those take Kafka's protocol name; librdkafka's local (negative) codes take
+/// librdkafka's.
 pub fn error_name(code: RDKafkaErrorCode) -> String {
-    let number = code as i32;
-    let known = i16::try_from(number).ok().map(ErrorCode::from_code);
-    match known {
-        Some(kafka) if number >= -1 && (kafka != ErrorCode::UnknownServerError || number == -1) => {
-            screaming_snake(&format!("{kafka:?}"))
-        }
+    match i16::try_from(code as i32) {
+        Ok(kafka) if kafka >= -1 => kafka_name(kafka),
         _ => screaming_snake(&format!("{code:?}")),
     }
 }
@@ -226,11 +222,12 @@ mod tests {
             error_name(RDKafkaErrorCode::InvalidReplicationFactor),
             "INVALID_REPLICATION_FACTOR"
         );
-        // Not in Sluice's table: librdkafka's name.
+        // Not an error Sluice sends, still Kafka's name.
         assert_eq!(
             error_name(RDKafkaErrorCode::ClusterAuthorizationFailed),
             "CLUSTER_AUTHORIZATION_FAILED"
         );
+        // A local error of librdkafka: its own name.
         assert_eq!(
             error_name(RDKafkaErrorCode::AllBrokersDown),
             "ALL_BROKERS_DOWN"
