@@ -180,7 +180,10 @@ fn advice(name: &str) -> &'static str {
         "NOT_ENOUGH_REPLICAS" | "NOT_ENOUGH_REPLICAS_AFTER_APPEND" => {
             "Fewer replicas are in sync than min.insync.replicas needs: bring brokers back or produce with --acks 1."
         }
-        "MESSAGE_TOO_LARGE" | "MSG_SIZE_TOO_LARGE" => {
+        "MESSAGE_TIMED_OUT" | "OPERATION_TIMED_OUT" | "REQUEST_TIMED_OUT" => {
+            "The cluster did not answer within --timeout: check the brokers' health (`sluice cluster info`) or raise --timeout."
+        }
+        "MESSAGE_TOO_LARGE" => {
             "The record exceeds max.message.bytes; split it or raise the topic's max.message.bytes."
         }
         "INVALID_RECORD" => {
