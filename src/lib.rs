@@ -3,6 +3,7 @@
 //! The library holds every part of the broker; `main.rs` is only the command line.
 
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod group;

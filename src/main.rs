@@ -58,6 +58,19 @@ enum Command {
     /// Offline tools for partition directories.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Create, list, describe and delete topics; alter their configs.
+    #[command(subcommand)]
+    Topic(sluice::cli::topic::TopicCommand),
+    /// List, describe and delete consumer groups; reset their offsets.
+    #[command(subcommand)]
+    Group(sluice::cli::group::GroupCommand),
+    /// Produce one record per line of stdin (or --value) to a topic.
+    Produce(Box<sluice::cli::produce::ProduceArgs>),
+    /// Print records of a topic (kcat-like -f formats or --json).
+    Consume(Box<sluice::cli::consume::ConsumeArgs>),
+    /// Show the cluster: id, controller, brokers.
+    #[command(subcommand)]
+    Cluster(sluice::cli::cluster::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -427,6 +440,11 @@ fn main() -> ExitCode {
         Command::Log(LogCommand::Dump { dir, records, json }) => ExitCode::from(
             sluice::storage::dump::main(&dir, sluice::storage::dump::Options { records }, json),
         ),
+        Command::Topic(command) => sluice::cli::topic::run(command),
+        Command::Group(command) => sluice::cli::group::run(command),
+        Command::Produce(args) => sluice::cli::produce::run(*args),
+        Command::Consume(args) => sluice::cli::consume::run(*args),
+        Command::Cluster(command) => sluice::cli::cluster::run(command),
     }
 }
 
