@@ -7,12 +7,12 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/kafka.rs"]
 mod kafka;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
@@ -210,32 +210,6 @@ fn the_dashboard_is_an_importable_grafana_dashboard() {
     }
 }
 
-/// Sends `GET path` and returns the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a response head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
-}
-
 /// The sample names of a scrape (`sluice_kafka_requests_total`,
 /// `sluice_kafka_request_latency_seconds_bucket`, ...): the names Prometheus
 /// stores and PromQL selects, which for counters and histograms are not the
@@ -311,7 +285,7 @@ async fn every_metric_the_dashboard_queries_is_served() {
 
     let broker = Broker::start();
     traffic(&broker, "dashboard", "dashboard-group").await;
-    let (status, text) = get(broker.metrics_addr(), "/metrics");
+    let (status, text) = http::get(broker.metrics_addr(), "/metrics");
     assert_eq!(status, 200, "{text}");
     let served = sample_names(&text);
 

@@ -6,14 +6,14 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/kafka.rs"]
 mod kafka;
 #[path = "support/wire.rs"]
 mod wire;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use broker::Broker;
@@ -28,30 +28,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 const RECORDS: i64 = 100;
 const VALUE: &str = "0123456789abcdef0123456789abcdef";
 
-/// Sends `GET path` and returns the status code and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: sluice\r\n\r\n").expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("a response head and body");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
-}
-
 fn scrape(broker: &Broker) -> Scrape {
-    let (status, body) = get(broker.metrics_addr(), "/metrics");
+    let (status, body) = http::get(broker.metrics_addr(), "/metrics");
     assert_eq!(status, 200, "{body}");
     Scrape::parse(body.lines().map(|line| Ok(line.to_string()))).expect("Prometheus text parses")
 }
@@ -152,11 +130,14 @@ fn ask_for_a_missing_partition(broker: &Broker, topic: &str) {
 async fn a_produce_and_consume_run_moves_the_counters_by_what_was_sent() {
     let broker = Broker::start();
     assert_eq!(
-        get(broker.metrics_addr(), "/ready"),
+        http::get(broker.metrics_addr(), "/ready"),
         (200, "ready\n".into())
     );
-    assert_eq!(get(broker.metrics_addr(), "/health"), (200, "ok\n".into()));
-    assert_eq!(get(broker.metrics_addr(), "/nothing").0, 404);
+    assert_eq!(
+        http::get(broker.metrics_addr(), "/health"),
+        (200, "ok\n".into())
+    );
+    assert_eq!(http::get(broker.metrics_addr(), "/nothing").0, 404);
 
     let topic = "metered";
     create_topic(&broker, topic, 1, &[]).await;

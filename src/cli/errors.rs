@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::protocol::error_code::kafka_name;
+use crate::protocol::error_code::{kafka_name, screaming_snake};
 
 /// Exit code of a Kafka (or client library) error.
 pub const EXIT_KAFKA: u8 = 1;
@@ -135,18 +135,6 @@ pub fn error_name(code: RDKafkaErrorCode) -> String {
         Ok(kafka) if kafka >= -1 => kafka_name(kafka),
         _ => screaming_snake(&format!("{code:?}")),
     }
-}
-
-/// `TopicAlreadyExists` -> `TOPIC_ALREADY_EXISTS`.
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 fn advice(name: &str) -> &'static str {

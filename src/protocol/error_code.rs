@@ -178,7 +178,11 @@ pub fn kafka_name(code: i16) -> String {
     if let kafka_protocol::ResponseError::Unknown(code) = error {
         return format!("UNKNOWN_ERROR_CODE_{code}");
     }
-    let camel = error.to_string();
+    screaming_snake(&error.to_string())
+}
+
+/// `TopicAlreadyExists` -> `TOPIC_ALREADY_EXISTS`: Kafka's form of a name.
+pub fn screaming_snake(camel: &str) -> String {
     let mut name = String::with_capacity(camel.len() + 8);
     for (i, c) in camel.chars().enumerate() {
         if c.is_ascii_uppercase() && i > 0 {
