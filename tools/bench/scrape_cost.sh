@@ -4,13 +4,16 @@
 # 127.0.0.1:19521), creates one topic of PARTITIONS partitions, writes one record
 # to each, then times SCRAPES scrapes from core 1 (curl) and prints the body's
 # size and series count, the p50 and max scrape time, and the broker's CPU
-# seconds spent on the scrapes. Runs twice: per-partition series, then
+# seconds spent on the scrapes and the reactor stalls (shard held >= 25 ms)
+# counted meanwhile. Runs twice: per-partition series, then
 # --metrics-aggregate-partitions true. Needs kcat, curl and kafka-python.
 #
 # Usage: tools/bench/scrape_cost.sh SLUICE PARTITIONS DATA_DIR [SCRAPES]
 set -euo pipefail
 BIN=$1; N=$2; D=$3; SCRAPES=${4:-20}; P=19520; M=19521
 cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+# Reactor stalls (the shard held 25 ms or more) counted so far.
+stalls() { curl -sf 127.0.0.1:$M/metrics | awk '/^sluice_reactor_stalls_total/ { n += $2 } END { print n + 0 }'; }
 run() {
   local aggregate=$1
   rm -rf "$D"; mkdir -p "$D"
@@ -29,17 +32,19 @@ for p in range($N):
     producer.send('scraped', b'x', partition=p)
 producer.flush(timeout=600)"
   local body; body=$(curl -sf 127.0.0.1:$M/metrics)
+  local stalls_before; stalls_before=$(stalls)
   local before; before=$(cpu $pid)
   local times=()
   for _ in $(seq "$SCRAPES"); do
     times+=("$(taskset -c 1 curl -sf -o /dev/null -w '%{time_total}' 127.0.0.1:$M/metrics)")
   done
   local after; after=$(cpu $pid)
+  local stalled; stalled=$(echo "$(stalls) - $stalls_before" | bc)
   printf '%s\n' "${times[@]}" | sort -n | awk -v agg="$aggregate" -v n="$N" \
-    -v bytes="${#body}" -v series="$(grep -vc '^#' <<<"$body")" -v cpu="$(echo "$after - $before" | bc)" -v k="$SCRAPES" '
+    -v bytes="${#body}" -v series="$(grep -vc '^#' <<<"$body")" -v cpu="$(echo "$after - $before" | bc)" -v k="$SCRAPES" -v stalled="$stalled" '
     { t[NR] = $1 }
-    END { printf "partitions %d aggregate %s: %d bytes, %d series; scrape p50 %.1f ms, max %.1f ms; broker cpu %.1f ms per scrape\n",
-          n, agg, bytes, series, t[int((NR + 1) / 2)] * 1000, t[NR] * 1000, cpu * 1000 / k }'
+    END { printf "partitions %d aggregate %s: %d bytes, %d series; scrape p50 %.1f ms, max %.1f ms; broker cpu %.1f ms per scrape; reactor stalls during the scrapes %d\n",
+          n, agg, bytes, series, t[int((NR + 1) / 2)] * 1000, t[NR] * 1000, cpu * 1000 / k, stalled }'
   kill -TERM $pid; wait $pid || true
   rm -rf "$D" "$D.log"
 }

@@ -32,7 +32,7 @@ impl ShardCall for GatherMetrics {
                 size_bytes: partition.size_bytes(),
                 traffic: partition.traffic().sample(),
             }));
-            glommio::yield_if_needed().await;
+            futures_lite::future::yield_now().await;
         }
         let groups = shard.groups().groups.borrow();
         let group_states = groups.values().map(|g| g.state().name()).collect();
