@@ -436,6 +436,39 @@ fn produced_lines_come_back_field_by_field() {
     assert_eq!(late[0]["key"], "k");
     assert_eq!(late[0]["value"], "late");
     assert_eq!(late[0]["headers"], serde_json::json!([]));
+    // Records up to a time: those before it, and no --exit needed to stop.
+    let before_late = sluice(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--partition",
+            "1",
+            "--from-beginning",
+            "--to-timestamp",
+            &since.to_string(),
+            "-f",
+            "%o\\n",
+        ],
+    )
+    .ok();
+    assert_eq!(before_late, "0\n1\n2\n");
+    let up_to_now = sluice(
+        &broker,
+        &[
+            "consume",
+            "lines",
+            "--partition",
+            "1",
+            "--from-beginning",
+            "--to-timestamp",
+            &(now_ms() + 3_600_000).to_string(),
+            "-f",
+            "%o\\n",
+        ],
+    )
+    .ok();
+    assert_eq!(up_to_now, "0\n1\n2\n3\n");
 
     // As a group member: reads from the beginning, commits what it printed.
     let grouped = sluice(

@@ -3,7 +3,7 @@
 //! until a bound (`--count`, `--to-offset`, `--exit` at the end of the
 //! partitions) or SIGINT/SIGTERM stops it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +48,10 @@ pub struct ConsumeArgs {
     /// Stop each partition before this offset (exclusive).
     #[arg(long)]
     pub to_offset: Option<i64>,
+    /// Stop each partition before its first record at or after this time (ms
+    /// since the epoch), as ListOffsets finds it.
+    #[arg(long, conflicts_with = "group")]
+    pub to_timestamp: Option<i64>,
     /// Stop after this many records.
     #[arg(long)]
     pub count: Option<u64>,
@@ -103,7 +107,13 @@ fn consume(args: ConsumeArgs) -> Result<(), CliError> {
     config
         .set(
             "enable.partition.eof",
-            if args.exit { "true" } else { "false" },
+            // Bounded reads also learn at a partition's end that nothing
+            // below their bound is left.
+            if args.exit || args.to_offset.is_some() || args.to_timestamp.is_some() {
+                "true"
+            } else {
+                "false"
+            },
         )
         .set(
             "auto.offset.reset",
@@ -149,8 +159,9 @@ fn consume(args: ConsumeArgs) -> Result<(), CliError> {
             .assign(&start)
             .map_err(|e| CliError::kafka(&e, format!("assign {:?}", args.topic)))?;
     }
+    let ends = end_offsets(&consumer, &args, &partitions)?;
     install_stop_handlers();
-    let printed = poll_loop(&consumer, &args, &output, &partitions)?;
+    let printed = poll_loop(&consumer, &args, &output, &partitions, &ends)?;
     if args.group.is_some() && printed > 0 {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
@@ -195,6 +206,48 @@ fn start_offsets(
     Ok(tpl)
 }
 
+/// Where each partition stops (exclusive), from `--to-offset` and
+/// `--to-timestamp` (the earlier of the two); empty when neither is given.
+fn end_offsets(
+    consumer: &BaseConsumer,
+    args: &ConsumeArgs,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, CliError> {
+    let common = &args.common;
+    let mut ends: BTreeMap<i32, i64> = match args.to_offset {
+        Some(end) => partitions.iter().map(|&p| (p, end)).collect(),
+        None => BTreeMap::new(),
+    };
+    let Some(ms) = args.to_timestamp else {
+        return Ok(ends);
+    };
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for &p in partitions {
+        tpl.add_partition_offset(&args.topic, p, Offset::Offset(ms))
+            .map_err(|e| CliError::kafka(&e, format!("{}:{p}", args.topic)))?;
+    }
+    let found = consumer
+        .offsets_for_times(tpl, common.timeout())
+        .map_err(|e| common.unreachable_or(&e, "ListOffsets"))?;
+    for element in found.elements() {
+        let p = element.partition();
+        let end = match element.offset() {
+            Offset::Offset(offset) => offset,
+            // No record that recent: everything there is now.
+            _ => {
+                consumer
+                    .fetch_watermarks(&args.topic, p, common.timeout())
+                    .map_err(|e| common.unreachable_or(&e, "ListOffsets"))?
+                    .1
+            }
+        };
+        ends.entry(p)
+            .and_modify(|bound| *bound = (*bound).min(end))
+            .or_insert(end);
+    }
+    Ok(ends)
+}
+
 /// Polls and prints until a stop condition holds; returns how many records it
 /// printed.
 fn poll_loop(
@@ -202,6 +255,7 @@ fn poll_loop(
     args: &ConsumeArgs,
     output: &Output,
     partitions: &[i32],
+    ends: &BTreeMap<i32, i64>,
 ) -> Result<u64, CliError> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut line = Vec::new();
@@ -212,7 +266,7 @@ fn poll_loop(
         if STOP.load(Ordering::Relaxed) || args.count.is_some_and(|n| printed >= n) {
             break;
         }
-        if (args.exit || args.to_offset.is_some()) && all_done(consumer, args, partitions, &done) {
+        if (args.exit || !ends.is_empty()) && all_done(consumer, args, partitions, &done) {
             break;
         }
         let message = match consumer.poll(POLL_INTERVAL) {
@@ -223,7 +277,9 @@ fn poll_loop(
                 continue;
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                done.insert(partition);
+                if args.exit || read_to_bound(consumer, &args.topic, partition, ends) {
+                    done.insert(partition);
+                }
                 continue;
             }
             Some(Err(error)) => {
@@ -239,7 +295,10 @@ fn poll_loop(
             // A record after an end of partition means the partition grew.
             done.remove(&message.partition());
         }
-        if args.to_offset.is_some_and(|end| message.offset() >= end) {
+        if ends
+            .get(&message.partition())
+            .is_some_and(|&end| message.offset() >= end)
+        {
             done.insert(message.partition());
             let mut paused = TopicPartitionList::new();
             paused.add_partition(&args.topic, message.partition());
@@ -257,6 +316,24 @@ fn poll_loop(
     }
     flush(&mut out)?;
     Ok(printed)
+}
+
+/// At the end of `partition`: whether its position has reached its bound, so
+/// nothing below the bound is left to read.
+fn read_to_bound(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    ends: &BTreeMap<i32, i64>,
+) -> bool {
+    let Some(&end) = ends.get(&partition) else {
+        return false;
+    };
+    consumer.position().is_ok_and(|positions| {
+        positions
+            .find_partition(topic, partition)
+            .is_some_and(|p| matches!(p.offset(), Offset::Offset(at) if at >= end))
+    })
 }
 
 /// Whether every partition being read is done; with a group, the partitions
