@@ -33,11 +33,12 @@ use compacted::{
 use kafka::{
     OP_TIMEOUT, TestContext, admin, admin_options, client_config, committed, create_topic,
 };
-use rdkafka::admin::{ConfigSource, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use sluice::cli::topic::source_name;
 
 /// How long the cleaner may take to reach a state a test waits for.
 const CLEAN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -600,18 +601,6 @@ async fn try_create(
             assert_eq!(name, topic);
             Err(*code)
         }
-    }
-}
-
-/// Kafka's name of a config source.
-fn source_name(source: &ConfigSource) -> &'static str {
-    match source {
-        ConfigSource::Unknown => "UNKNOWN",
-        ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
-        ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG",
-        ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
-        ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
-        ConfigSource::Default => "DEFAULT_CONFIG",
     }
 }
 

@@ -325,7 +325,7 @@ fn is_default(entry: &ConfigEntry) -> bool {
 }
 
 /// Kafka's name of a config source (DescribeConfigs' ConfigSource enum).
-fn source_name(source: &ConfigSource) -> &'static str {
+pub fn source_name(source: &ConfigSource) -> &'static str {
     match source {
         ConfigSource::Unknown => "UNKNOWN",
         ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",

@@ -109,6 +109,18 @@ impl Family {
     }
 }
 
+/// What a topic's partitions on this broker add up to.
+#[derive(Default)]
+struct TopicTotals {
+    bytes_in: u64,
+    records_in: u64,
+    bytes_out: u64,
+    replicas: i64,
+    /// Sums of the partition gauges (log start, log end, high watermark, size,
+    /// leaders), used when aggregating.
+    gauges: [i64; 5],
+}
+
 fn shard_label(snapshot: &ShardSnapshot) -> Labels {
     vec![("shard", snapshot.shard.0.to_string())]
 }
@@ -307,24 +319,25 @@ impl Exposition {
             "Partition replicas of the topic on this broker.",
             Gauge,
         );
-        let mut traffic: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-        let mut per_topic: BTreeMap<&str, [i64; 6]> = BTreeMap::new();
+        // Per topic: traffic, replica count and (aggregated) the gauges' sums.
+        let mut topics: BTreeMap<&str, TopicTotals> = BTreeMap::new();
+        // Rows of the partition gauges: per partition, or per topic when aggregated.
+        let mut rows: Vec<(Labels, [i64; 5])> = Vec::new();
         for partition in self.snapshots.iter().flat_map(|s| &s.partitions) {
-            let t = traffic.entry(&partition.topic).or_default();
-            t[0] += partition.traffic.bytes_in;
-            t[1] += partition.traffic.records_in;
-            t[2] += partition.traffic.bytes_out;
-            let values = [
+            let gauges = [
                 partition.log_start,
                 partition.log_end,
                 partition.high_watermark,
                 partition.size_bytes as i64,
                 i64::from(partition.leader),
-                1,
             ];
+            let totals = topics.entry(&partition.topic).or_default();
+            totals.bytes_in += partition.traffic.bytes_in;
+            totals.records_in += partition.traffic.records_in;
+            totals.bytes_out += partition.traffic.bytes_out;
+            totals.replicas += 1;
             if self.aggregate {
-                let sums = per_topic.entry(&partition.topic).or_default();
-                for (sum, value) in sums.iter_mut().zip(values) {
+                for (sum, value) in totals.gauges.iter_mut().zip(gauges) {
                     *sum += value;
                 }
             } else {
@@ -332,37 +345,25 @@ impl Exposition {
                     ("topic", partition.topic.clone()),
                     ("partition", partition.partition.to_string()),
                 ];
-                log_start.gauge(labels.clone(), values[0]);
-                log_end.gauge(labels.clone(), values[1]);
-                high_watermark.gauge(labels.clone(), values[2]);
-                size.gauge(labels.clone(), values[3]);
-                leader.gauge(labels, values[4]);
+                rows.push((labels, gauges));
             }
         }
-        for (topic, [b_in, r_in, b_out]) in &traffic {
+        for (topic, totals) in &topics {
             let labels = vec![("topic", topic.to_string())];
-            bytes_in.counter(labels.clone(), *b_in);
-            records_in.counter(labels.clone(), *r_in);
-            bytes_out.counter(labels, *b_out);
+            bytes_in.counter(labels.clone(), totals.bytes_in);
+            records_in.counter(labels.clone(), totals.records_in);
+            bytes_out.counter(labels.clone(), totals.bytes_out);
+            replicas.gauge(labels.clone(), totals.replicas);
+            if self.aggregate {
+                rows.push((labels, totals.gauges));
+            }
         }
-        if self.aggregate {
-            for (topic, sums) in &per_topic {
-                let labels = vec![("topic", topic.to_string())];
-                log_start.gauge(labels.clone(), sums[0]);
-                log_end.gauge(labels.clone(), sums[1]);
-                high_watermark.gauge(labels.clone(), sums[2]);
-                size.gauge(labels.clone(), sums[3]);
-                leader.gauge(labels.clone(), sums[4]);
-                replicas.gauge(labels, sums[5]);
-            }
-        } else {
-            let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-            for partition in self.snapshots.iter().flat_map(|s| &s.partitions) {
-                *counts.entry(&partition.topic).or_default() += 1;
-            }
-            for (topic, n) in counts {
-                replicas.gauge(vec![("topic", topic.to_string())], n);
-            }
+        for (labels, [start, end, hw, bytes, leads]) in rows {
+            log_start.gauge(labels.clone(), start);
+            log_end.gauge(labels.clone(), end);
+            high_watermark.gauge(labels.clone(), hw);
+            size.gauge(labels.clone(), bytes);
+            leader.gauge(labels, leads);
         }
         vec![
             bytes_in,
